@@ -1,0 +1,123 @@
+# Magpie: a multithreaded cache server speaking the memcached text protocol.
+#
+#   make            build build/magpie (installs missing Debian build packages first)
+#   make run        start it in the foreground on 127.0.0.1:11211
+#   make test       unit tests (Check) and the integration suite against the real binary
+#   make asan/tsan  the same tests under AddressSanitizer+UBSan / ThreadSanitizer
+#   make bench      bench/compare against memcached; make bench-memory: bench/memory, bench/hitratio
+#   make format     clang-format the sources; make format-check fails on a difference
+
+BUILD   ?= build
+CC      ?= cc
+SANITIZE ?=
+WERROR  := $(if $(CI),-Werror,)
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter $(WERROR) \
+           -pthread -Iinclude -MMD -MP $(SANITIZE)
+LDFLAGS += -pthread $(SANITIZE)
+PKG_CFLAGS = $(shell pkg-config --cflags libuv libxxhash 2>/dev/null)
+LIBS    = $(shell pkg-config --libs libuv 2>/dev/null)
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+PYTHON  := /usr/bin/python3
+
+BUILD_PKGS := gcc make pkg-config libuv1-dev libxxhash-dev
+TEST_PKGS  := check memcached libmemcached-tools python3 python3-pymemcache
+FUZZ_PKGS  := clang libclang-rt-14-dev
+
+# Install the Debian packages in $(1) that are missing, saying so; sudo when not root.
+define ensure_pkgs
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "magpie: installing Debian packages:$$missing"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
+MODULES := log clock config num item slab table lru cache proto stats conn worker server health
+SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
+
+# Each unit test links only its module and what that module needs.
+UNIT_TESTS := num proto clock slab table cache lru stats
+deps_num   := num
+deps_proto := proto num
+deps_clock := clock
+deps_slab  := slab item
+deps_table := table slab item
+deps_cache := cache lru table slab item num clock
+deps_lru   := lru cache table slab item num clock
+deps_stats := stats cache lru table slab item num clock config
+UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
+
+.PHONY: all deps test-deps run test unit integration asan tsan bench bench-memory format format-check \
+        install clean
+all: deps $(BUILD)/magpie
+
+deps:
+	$(call ensure_pkgs,$(BUILD_PKGS))
+
+test-deps: deps
+	$(call ensure_pkgs,$(TEST_PKGS))
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(BUILD)/magpie: $(SRC_OBJS) $(BUILD)/obj/main.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/test/%.o: test/unit/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(shell pkg-config --cflags check 2>/dev/null) -c -o $@ $<
+
+.SECONDEXPANSION:
+$(BUILD)/test/test_%: $(BUILD)/test/test_%.o $$(patsubst %,$(BUILD)/obj/%.o,$$(deps_$$*))
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
+
+run: all
+	./$(BUILD)/magpie -p 11211 -l 127.0.0.1
+
+# Unit tests, then the integration suite; the runner's last line is "N passed, N failed".
+test: test-deps
+	@$(MAKE) --no-print-directory $(BUILD)/magpie $(UNIT_BINS)
+	@$(MAKE) --no-print-directory unit integration
+
+unit: $(UNIT_BINS)
+	@fail=0; for t in $(UNIT_BINS); do CK_DEFAULT_TIMEOUT=60 ./$$t || fail=1; done; exit $$fail
+
+integration: $(BUILD)/magpie
+	$(PYTHON) test/integration/run.py --bin $(BUILD)/magpie $(IT_ARGS)
+
+asan: test-deps
+	@$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+
+tsan: test-deps
+	@$(MAKE) --no-print-directory BUILD=build/tsan CFLAGS="-O1 -g" SANITIZE="-fsanitize=thread" \
+	  IT_ARGS="$(TSAN_IT_ARGS)" test
+
+bench: all test-deps
+	$(PYTHON) bench/compare --magpie $(BUILD)/magpie
+
+bench-memory: all test-deps
+	$(PYTHON) bench/memory --magpie $(BUILD)/magpie
+	$(PYTHON) bench/hitratio --magpie $(BUILD)/magpie
+
+FORMAT_FILES = $(wildcard src/*.c include/magpie/*.h test/unit/*.c test/unit/*.h bench/*.c test/fuzz/*.c)
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+
+PREFIX ?= /usr/local
+install: all
+	install -D -m 0755 $(BUILD)/magpie $(DESTDIR)$(PREFIX)/bin/magpie
+	install -D -m 0644 man/magpie.1 $(DESTDIR)$(PREFIX)/share/man/man1/magpie.1
+
+clean:
+	rm -rf build
+
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/test/*.d)

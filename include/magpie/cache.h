@@ -1,0 +1,108 @@
+/*
+ * cache: the engine. get/set/add/replace/append/prepend/cas/delete/incr/decr/touch/flush_all on
+ * top of table + slab + lru + item + clock.
+ *
+ * Knows nothing of connections, sockets or the text protocol: keys and values in, results out.
+ * Every operation takes the current relative time `now` (clock.h) so tests can drive time.
+ *
+ * Results are one enum; the protocol layer turns them into memcached's strings in one table.
+ * Counters that the engine alone can know (evictions, reclaims) live in the slab classes; the
+ * per-command hit/miss counters are counted by the caller from the results.
+ *
+ * Ownership: mp_cache_alloc() returns an item with one reference that belongs to the caller,
+ * who fills its value and then either hands it to mp_cache_store() (which consumes the reference
+ * whatever the result) or drops it with mp_cache_item_release(). A get's hit callback runs under
+ * the stripe lock; to use the item after the callback returns it takes a reference with
+ * mp_cache_item_ref() and drops it later with mp_cache_item_release().
+ */
+#ifndef MAGPIE_CACHE_H
+#define MAGPIE_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "magpie/clock.h"
+#include "magpie/item.h"
+#include "magpie/lru.h"
+#include "magpie/slab.h"
+#include "magpie/table.h"
+
+enum mp_result {
+    MP_OK = 0,
+    MP_STORED,
+    MP_NOT_STORED,
+    MP_EXISTS,
+    MP_NOT_FOUND,
+    MP_DELETED,
+    MP_TOUCHED,
+    MP_NOMEM,        /* nothing could be evicted */
+    MP_TOO_LARGE,    /* over -I */
+    MP_NON_NUMERIC,  /* incr/decr on a value that is not a number */
+    MP_BAD_CHUNK,    /* value not followed by "\r\n" */
+};
+
+enum mp_store_op { MP_SET, MP_ADD, MP_REPLACE, MP_APPEND, MP_PREPEND, MP_CAS };
+
+struct mp_cache_config {
+    size_t mem_limit;
+    size_t item_max;
+    size_t min_chunk;
+    double factor;
+    unsigned stripe_bits;
+    uint32_t initial_buckets;
+};
+
+struct mp_cache {
+    struct mp_slabs slabs;
+    struct mp_table table;
+    struct mp_lru lru;
+    struct mp_epoch epoch;
+};
+
+int mp_cache_setup(struct mp_cache *c, const struct mp_cache_config *cfg, char *err, size_t errlen);
+void mp_cache_teardown(struct mp_cache *c);
+
+/* Called for a hit, under the item's stripe lock: copy what is needed or take a reference. */
+typedef void (*mp_cache_hit_fn)(void *ctx, struct mp_item *it);
+
+/* Why a get missed, for stats get_expired / get_flushed. */
+enum mp_miss { MP_MISS_ABSENT, MP_MISS_EXPIRED, MP_MISS_FLUSHED };
+
+/* get / gets. Returns MP_OK (hit; fn was called) or MP_NOT_FOUND with *miss saying why. */
+enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, uint32_t now, mp_cache_hit_fn fn,
+                            void *ctx, enum mp_miss *miss);
+
+/* gat / gats / touch: set a new exptime (relative, from mp_clock_exptime) and, for gat, call fn
+ * with the item. fn may be NULL. MP_OK / MP_TOUCHED, or MP_NOT_FOUND. */
+enum mp_result mp_cache_touch(struct mp_cache *c, const char *key, size_t nkey, uint32_t exptime, uint32_t now,
+                              mp_cache_hit_fn fn, void *ctx);
+
+/* A fresh item with key, flags, exptime and room for nbytes of value, refs 1, not linked.
+ * NULL with *res = MP_TOO_LARGE or MP_NOMEM. */
+struct mp_item *mp_cache_alloc(struct mp_cache *c, const char *key, size_t nkey, uint32_t flags, uint32_t exptime,
+                               uint32_t nbytes, uint32_t now, enum mp_result *res);
+
+/* Store a filled item; consumes the caller's reference. cas_in is the client's value for MP_CAS.
+ * Returns MP_STORED, MP_NOT_STORED, MP_EXISTS, MP_NOT_FOUND or MP_NOMEM (append/prepend). */
+enum mp_result mp_cache_store(struct mp_cache *c, enum mp_store_op op, struct mp_item **it, uint64_t cas_in,
+                              uint32_t now);
+
+/* A set that failed for lack of room must not leave the old value behind (memcached unlinks it). */
+void mp_cache_forget(struct mp_cache *c, const char *key, size_t nkey);
+
+/* MP_DELETED or MP_NOT_FOUND. */
+enum mp_result mp_cache_delete(struct mp_cache *c, const char *key, size_t nkey, uint32_t now);
+
+/* incr / decr: 64-bit unsigned; incr wraps, decr stops at 0. On MP_OK the new value is in
+ * *value. MP_NOT_FOUND, MP_NON_NUMERIC, MP_NOMEM. */
+enum mp_result mp_cache_arith(struct mp_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta,
+                              uint32_t now, uint64_t *value);
+
+/* flush_all: invalidate everything now (at <= now) or at relative time `at`. */
+void mp_cache_flush(struct mp_cache *c, uint32_t now, uint32_t at);
+
+void mp_cache_item_ref(struct mp_item *it);
+void mp_cache_item_release(struct mp_cache *c, struct mp_item **it);
+
+#endif

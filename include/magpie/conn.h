@@ -1,0 +1,60 @@
+/*
+ * conn: one client connection. Reads bytes, parses commands (proto.h), runs them on the engine
+ * (cache.h), gathers the replies and writes them.
+ *
+ * A connection lives on one worker's loop and is touched only by that thread. Its buffers are
+ * allocated once and reused: a 16 KiB read buffer (commands are at most 2048 bytes; values are
+ * copied, or for large ones read straight into the item, as they arrive) and an output buffer of
+ * replies described by a list of segments. Values up to 16 KiB are copied into the output buffer
+ * under the stripe lock; larger ones are pinned by a reference and written from where they live,
+ * the reference dropped when the write completes.
+ *
+ * Every request in a read is answered in order, and the replies of one read go out together with
+ * one uv_try_write (a writev). Backpressure: when the pending output reaches 256 KiB the
+ * connection flushes; while a write is still queued in the kernel's way it neither parses nor
+ * reads, so a client that does not read its replies cannot make the server buffer without bound.
+ */
+#ifndef MAGPIE_CONN_H
+#define MAGPIE_CONN_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "magpie/cache.h"
+#include "magpie/clock.h"
+#include "magpie/config.h"
+#include "magpie/proto.h"
+#include "magpie/stats.h"
+
+/* What the connections of a server share; read-only but for the atomic connection count. */
+struct mp_conn_env {
+    struct mp_cache *cache;
+    const struct mp_clock *clock;
+    const struct mp_config *cfg;
+    struct mp_stats *stats;
+    _Atomic int *nconns; /* open connections, for -c; decremented when a connection closes */
+};
+
+/* The connections of one worker, for shutdown and idle checks. */
+struct mp_conn_list {
+    struct mp_conn *head;
+    unsigned count;
+};
+
+struct mp_conn;
+
+/* Adopt an accepted socket fd on `loop`. Returns 0, or a negative libuv error (fd is closed). */
+int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_stats_thread *st,
+                   struct mp_conn_list *list, int fd, bool is_unix);
+
+/* Server shutdown: stop reading, write the replies already computed, then close. */
+void mp_conn_shutdown(struct mp_conn *c);
+
+/* Close connections idle for at least `timeout` seconds (-o idle_timeout). */
+void mp_conn_list_close_idle(struct mp_conn_list *list, uint32_t now, uint32_t timeout);
+
+/* Shut down every connection of a list. */
+void mp_conn_list_shutdown(struct mp_conn_list *list);
+
+#endif

@@ -1,0 +1,15 @@
+/*
+ * health: `magpie --health [HOST:PORT]`, a probe for container health checks.
+ *
+ * Connects, sends `version`, and succeeds when a "VERSION " line comes back within two seconds.
+ * It is the image's HEALTHCHECK, so it must work where there is no shell and no client tool.
+ */
+#ifndef MAGPIE_HEALTH_H
+#define MAGPIE_HEALTH_H
+
+/* target: "HOST:PORT", "HOST", ":PORT", a unix socket path (starting with '/'), or "" for
+ * default_host:default_port. Returns 0 when the server answered, 1 otherwise (with a message on
+ * stderr). */
+int mp_health_probe(const char *target, const char *default_host, int default_port);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * item: the layout of one cached item and its accessors.
+ *
+ * An item lives in one slab chunk (see slab.h) and is named by a 32-bit handle, the chunk's
+ * offset in the slab arena in 8-byte units, so links cost 4 bytes instead of 8.
+ *
+ *   offset  size  field
+ *        0     8  cas       unique, increasing (see struct mp_epoch)
+ *        8     4  next      hash-chain link (table, under the stripe lock) or free-list link
+ *       12     4  exptime   relative seconds; 0 = never
+ *       16     4  nbytes    value length, without the "\r\n" the protocol adds
+ *       20     2  refs      references (atomic): the table's link is one, each reader one
+ *       22     1  nkey      key length, 1..250
+ *       23     1  iflags    MP_ITEM_LINKED | MP_ITEM_CFLAGS (atomic; changed under the stripe lock)
+ *       24     1  clock     CLOCK state (atomic, relaxed): MP_ITEM_FETCHED | hit count 0..3
+ *       25    0/4 flags     client flags, stored only when non-zero (MP_ITEM_CFLAGS)
+ *        .   nkey key
+ *        .  nbytes value
+ *
+ * 25 bytes of header against memcached's 56 (48 + 8 of CAS): the LRU is a CLOCK over slab pages
+ * (lru.h) so items carry no LRU links, the hash chain link is a 32-bit handle, and client flags
+ * take no room when zero.
+ *
+ * Ownership: an item with refs == 0 is free memory. mp_cache_alloc() hands out an item with one
+ * reference owned by the caller; linking it into the table transfers that reference to the
+ * table. A reader that must keep an item beyond the stripe lock (a large value written from where
+ * it lives) takes a reference under the lock and drops it with mp_cache_item_release() when the
+ * write completes; whoever drops the last reference frees the chunk.
+ */
+#ifndef MAGPIE_ITEM_H
+#define MAGPIE_ITEM_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MP_KEY_MAX 250
+
+typedef uint32_t mp_handle_t; /* 0 is "no item" */
+
+enum {
+    MP_ITEM_LINKED = 1u << 0, /* in the hash table */
+    MP_ITEM_CFLAGS = 1u << 1, /* client flags are stored */
+};
+
+enum {
+    MP_ITEM_HITS_MAX = 3,     /* clock counts up to 3 hits */
+    MP_ITEM_FETCHED = 1u << 7 /* read at least once since stored */
+};
+
+struct mp_item {
+    uint64_t cas;
+    uint32_t next;
+    uint32_t exptime;
+    uint32_t nbytes;
+    _Atomic uint16_t refs;
+    uint8_t nkey;
+    _Atomic uint8_t iflags;
+    _Atomic uint8_t clock;
+    /* data follows at MP_ITEM_HDR; sizeof(struct mp_item) is not used */
+};
+
+#define MP_ITEM_HDR 25u
+
+/* Bytes an item of this shape occupies. */
+static inline size_t mp_item_total(size_t nkey, size_t nbytes, uint32_t flags)
+{
+    return MP_ITEM_HDR + (flags ? 4u : 0u) + nkey + nbytes;
+}
+
+static inline char *mp_item_suffix(const struct mp_item *it)
+{
+    return (char *)it + MP_ITEM_HDR;
+}
+
+static inline bool mp_item_has_cflags(const struct mp_item *it)
+{
+    return atomic_load_explicit(&((struct mp_item *)it)->iflags, memory_order_relaxed) & MP_ITEM_CFLAGS;
+}
+
+static inline char *mp_item_key(const struct mp_item *it)
+{
+    return mp_item_suffix(it) + (mp_item_has_cflags(it) ? 4 : 0);
+}
+
+static inline char *mp_item_value(const struct mp_item *it)
+{
+    return mp_item_key(it) + it->nkey;
+}
+
+static inline uint32_t mp_item_flags(const struct mp_item *it)
+{
+    uint32_t f = 0;
+    if (mp_item_has_cflags(it))
+        memcpy(&f, mp_item_suffix(it), 4);
+    return f;
+}
+
+static inline bool mp_item_linked(const struct mp_item *it)
+{
+    return atomic_load_explicit(&((struct mp_item *)it)->iflags, memory_order_acquire) & MP_ITEM_LINKED;
+}
+
+/* Write the header, flags and key of a fresh chunk; the value is the caller's to fill. */
+void mp_item_init(struct mp_item *it, const char *key, size_t nkey, uint32_t flags, uint32_t exptime,
+                  uint32_t nbytes);
+
+/* Record a hit: mark fetched and count it, saturating. Relaxed and racy on purpose: a lost
+ * increment only makes the CLOCK a little less exact, and a hot item is not written at all once
+ * saturated, so readers on several cores do not bounce its cache line. */
+static inline void mp_item_touch_clock(struct mp_item *it)
+{
+    uint8_t c = atomic_load_explicit(&it->clock, memory_order_relaxed);
+    uint8_t hits = c & 3u;
+    if ((c & MP_ITEM_FETCHED) && hits == MP_ITEM_HITS_MAX)
+        return;
+    atomic_store_explicit(&it->clock, (uint8_t)(MP_ITEM_FETCHED | (hits < MP_ITEM_HITS_MAX ? hits + 1 : hits)),
+                          memory_order_relaxed);
+}
+
+static inline bool mp_item_fetched(const struct mp_item *it)
+{
+    return atomic_load_explicit(&((struct mp_item *)it)->clock, memory_order_relaxed) & MP_ITEM_FETCHED;
+}
+
+/*
+ * The epoch: the CAS counter and flush_all's cut-off, shared by the whole engine.
+ *
+ * CAS values come from one atomic counter, so they are unique across the server and increase.
+ * flush_all invalidates every item whose CAS is below flush_cas. A delayed flush_all records
+ * flush_at; the first liveness check or store that sees the clock reach it moves flush_cas to the
+ * counter's value at that moment, so items stored before the deadline die and later ones live.
+ */
+struct mp_epoch {
+    _Atomic uint64_t next_cas;
+    _Atomic uint64_t flush_cas;
+    _Atomic uint32_t flush_at; /* relative time of a pending delayed flush; 0 = none */
+};
+
+void mp_epoch_setup(struct mp_epoch *e);
+/* A fresh CAS value; applies a due delayed flush first so the new value survives it. */
+uint64_t mp_epoch_next_cas(struct mp_epoch *e, uint32_t now);
+/* Invalidate everything stored up to now (delay 0), or up to relative time `at`. */
+void mp_epoch_flush(struct mp_epoch *e, uint32_t now, uint32_t at);
+
+/* Past its exptime. */
+bool mp_item_expired(const struct mp_item *it, uint32_t now);
+/* Stored before the last flush_all took effect. */
+bool mp_item_flushed(const struct mp_item *it, uint32_t now, struct mp_epoch *e);
+/* Expired or flushed: the item must not be returned and may be reclaimed. */
+static inline bool mp_item_dead(const struct mp_item *it, uint32_t now, struct mp_epoch *e)
+{
+    return mp_item_expired(it, now) || mp_item_flushed(it, now, e);
+}
+
+#endif

@@ -1,0 +1,99 @@
+/*
+ * proto: the memcached text protocol, bytes in and commands out, and the reply strings.
+ *
+ * The parser is pure: no sockets, no locks, no allocation and no writes to its input. It reads
+ * one command line at a time from a buffer and describes it in a caller-owned struct mp_request
+ * whose pointers point into that buffer. It reproduces memcached 1.6's rules exactly: tokens are
+ * split on spaces, at most 24 of them; a line ends at "\n" with an optional "\r" before it and is
+ * cut at a NUL byte; numbers are read as memcached's safe_strto* read them (see proto.c); the
+ * token counts each command accepts; "noreply" as the last token.
+ *
+ * A line without "\n" in its first 2048 bytes is garbage and the connection is closed, unless it
+ * is a get or gets, whose key lists are unbounded: those are handed out in parts (req.partial), the
+ * keys seen so far, and the rest of the line is read with mp_proto_parse_keys(). So a get of any
+ * number of keys needs no more than a fixed read buffer.
+ *
+ * Storage commands describe their value (vlen); reading vlen + 2 bytes of data is the caller's.
+ */
+#ifndef MAGPIE_PROTO_H
+#define MAGPIE_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "magpie/cache.h"
+
+#define MP_PROTO_LINE_MAX 2048
+#define MP_PROTO_MAX_TOKENS 24
+
+enum mp_cmd {
+    MP_CMD_GET,
+    MP_CMD_GETS,
+    MP_CMD_GAT,
+    MP_CMD_GATS,
+    MP_CMD_SET,
+    MP_CMD_ADD,
+    MP_CMD_REPLACE,
+    MP_CMD_APPEND,
+    MP_CMD_PREPEND,
+    MP_CMD_CAS,
+    MP_CMD_DELETE,
+    MP_CMD_INCR,
+    MP_CMD_DECR,
+    MP_CMD_TOUCH,
+    MP_CMD_FLUSH_ALL,
+    MP_CMD_VERSION,
+    MP_CMD_VERBOSITY,
+    MP_CMD_QUIT,
+    MP_CMD_STATS,
+    MP_CMD_MN,        /* meta no-op: "MN" */
+    MP_CMD_ERROR,     /* answer req.error (unless noreply) and go on */
+};
+
+enum mp_parse_status {
+    MP_PARSE_NEED_MORE, /* no complete line yet */
+    MP_PARSE_OK,        /* *req describes a command; *consumed bytes of line were used */
+    MP_PARSE_CLOSE,     /* garbage: close the connection without a reply, as memcached does */
+};
+
+struct mp_request {
+    enum mp_cmd cmd;
+    bool noreply;
+    bool partial;       /* get/gets: more keys follow in the next parts of the line */
+    const char *key;    /* single-key commands */
+    size_t nkey;
+    const char *keys;   /* get family: the space-separated keys; stats: its arguments */
+    size_t nkeys;
+    uint32_t flags;
+    int32_t exptime;
+    int32_t vlen;
+    uint64_t cas;
+    uint64_t delta;
+    uint32_t level;     /* verbosity */
+    const char *error;  /* MP_CMD_ERROR: the reply, without "\r\n" */
+};
+
+/* Parse one command from buf[0, len). */
+enum mp_parse_status mp_proto_parse(const char *buf, size_t len, struct mp_request *req, size_t *consumed);
+
+/* Continue a partial get line: the next keys, up to the end of the line (req->partial false) or to
+ * the last complete key in the buffer (true). NEED_MORE when no complete key is there yet. */
+enum mp_parse_status mp_proto_parse_keys(const char *buf, size_t len, struct mp_request *req, size_t *consumed);
+
+/* Iterate over a key list: the next key, or false at its end. */
+bool mp_proto_next_key(const char **pos, const char *end, const char **key, size_t *nkey);
+
+/* memcached's reply for an engine result, without "\r\n". */
+const char *mp_proto_result_str(enum mp_result res);
+
+/* "VALUE <key> <flags> <bytes>[ <cas>]\r\n" into out (room for MP_PROTO_VALUE_HDR_MAX bytes);
+ * returns its length. */
+#define MP_PROTO_VALUE_HDR_MAX (6 + MP_KEY_MAX + 1 + 10 + 1 + 10 + 1 + 20 + 2)
+size_t mp_proto_value_header(char *out, const char *key, size_t nkey, uint32_t flags, uint32_t nbytes, bool with_cas,
+                             uint64_t cas);
+
+/* Decimal digits of v into out (room for 20); returns the length. */
+size_t mp_proto_u64(char *out, uint64_t v);
+
+#endif

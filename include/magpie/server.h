@@ -1,0 +1,60 @@
+/*
+ * server: listeners, spreading connections over the workers, the clock tick, signals, shutdown.
+ *
+ * The main thread runs the acceptor loop. Listening sockets are made here (TCP on each -l address,
+ * and the -s unix socket) and watched with uv_poll; on readiness the acceptor accepts in a loop
+ * and hands each socket to the next worker, round robin. One acceptor spreads connections evenly
+ * whatever their number, where SO_REUSEPORT hashing leaves workers unevenly loaded when there are
+ * few connections (memcached and Pelikan make the same choice). Beyond -c open connections a new
+ * one gets memcached's "ERROR Too many open connections" and is closed.
+ *
+ * SIGINT and SIGTERM stop accepting, ask the workers to write what they have computed and close,
+ * and end the process with status 0 within a second.
+ */
+#ifndef MAGPIE_SERVER_H
+#define MAGPIE_SERVER_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "magpie/cache.h"
+#include "magpie/clock.h"
+#include "magpie/config.h"
+#include "magpie/conn.h"
+#include "magpie/stats.h"
+#include "magpie/worker.h"
+
+struct mp_listener {
+    uv_poll_t poll;
+    int fd;
+    bool is_unix;
+    struct mp_server *server;
+};
+
+struct mp_server {
+    const struct mp_config *cfg;
+    struct mp_cache cache;
+    struct mp_clock clock;
+    struct mp_stats stats; /* blocks 0..threads-1 for the workers, the last for the acceptor */
+    struct mp_conn_env env;
+    _Atomic int nconns;
+    uv_loop_t loop;
+    bool loop_ready;
+    struct mp_listener listeners[MP_LISTEN_MAX * 2 + 1];
+    int nlisteners;
+    struct mp_worker *workers;
+    unsigned nworkers;
+    unsigned next_worker;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t tick;
+    uv_timer_t accept_retry; /* accepting resumes after running out of file descriptors */
+    bool stopping;
+};
+
+/* Build everything and bind the listeners. 0, or -1 with a message in err. */
+int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *err, size_t errlen);
+/* Serve until a signal stops the server. */
+void mp_server_run(struct mp_server *srv);
+void mp_server_teardown(struct mp_server *srv);
+
+#endif

@@ -1,0 +1,124 @@
+/*
+ * slab: size classes and pages under the hard memory limit (-m).
+ *
+ * Owns the arena (one anonymous mapping of -m bytes, reserved but touched only as pages are used,
+ * so RSS follows use), its division into pages, the size classes, and the free chunks of each
+ * class. It does not know what is in a chunk beyond the free/used state of struct mp_item's refs
+ * and links (see item.h); choosing a victim when a class is full is lru.h's job.
+ *
+ * Size classes grow from the minimum chunk by the factor -f, by at least 8 bytes a step, up to
+ * the page size; chunks are 8-byte aligned. Pages are -I bytes (1 MiB by default) and belong to
+ * one class at a time; a page can be taken back (evacuated by lru.h) and given to another class.
+ *
+ * Locks: each class has a mutex that guards its free list, bump pointer, page chain, clock hand
+ * and counters. `pages_lock` guards the pool of unassigned pages and is taken inside a class lock,
+ * never the other way round. Stripe locks (table.h) may be held when a class lock is taken; a
+ * class lock holder takes a stripe lock only with trylock (see lru.h).
+ */
+#ifndef MAGPIE_SLAB_H
+#define MAGPIE_SLAB_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "magpie/item.h"
+
+#define MP_SLAB_CLASSES_MAX 255
+#define MP_SLAB_NONE UINT32_MAX
+#define MP_SLAB_ALIGN 8u
+#define MP_SLAB_ARENA_MAX ((size_t)UINT32_MAX * MP_SLAB_ALIGN - MP_SLAB_ALIGN) /* 32-bit handles */
+
+struct mp_slab_class {
+    pthread_mutex_t lock;
+    uint32_t size;      /* chunk size */
+    uint32_t perpage;   /* chunks in a page */
+    mp_handle_t free_head;
+    uint32_t nfree;
+    uint32_t first_page; /* chain through mp_slabs.page_next */
+    uint32_t npages;
+    uint32_t bump_page;  /* page with never-used chunks, or MP_SLAB_NONE */
+    uint32_t bump_next;  /* index of its first never-used chunk */
+    uint32_t hand_page;  /* CLOCK hand: page and chunk index (lru.h) */
+    uint32_t hand_chunk;
+    uint64_t used;       /* chunks holding an item (linked or not) */
+    /* counters, memcached's names (stats items / stats slabs) */
+    uint64_t evictions;
+    uint64_t evicted_unfetched;
+    uint64_t evicted_nonzero; /* evicted while it had an exptime */
+    uint64_t reclaimed;       /* expired items whose chunk was reused or freed */
+    uint64_t expired_unfetched;
+    uint64_t outofmemory;
+    uint64_t pages_moved_in;
+    uint64_t pages_moved_out;
+    uint64_t pressure_seen;   /* evictions + outofmemory at the last automove look (lru.h) */
+} __attribute__((aligned(64)));
+
+struct mp_slabs {
+    char *arena;
+    size_t arena_size;
+    uintptr_t base;     /* arena - MP_SLAB_ALIGN, so handle 0 is never a chunk */
+    uint32_t page_size;
+    uint32_t npages;
+    size_t item_max;
+    pthread_mutex_t pages_lock;
+    uint32_t pages_bump;   /* pages [0, pages_bump) have been handed out once */
+    uint32_t pages_free;   /* chain of returned pages through page_next */
+    _Atomic uint8_t *page_class; /* class of each page; 0 = unassigned */
+    uint32_t *page_next;
+    unsigned nclasses;     /* classes are 1..nclasses */
+    struct mp_slab_class classes[MP_SLAB_CLASSES_MAX + 1];
+};
+
+/* Lay out classes and reserve the arena. Returns 0, or -EINVAL (a bad shape: the message is in
+ * err) or -ENOMEM. */
+int mp_slab_setup(struct mp_slabs *s, size_t mem_limit, size_t item_max, size_t min_chunk, double factor,
+                  char *err, size_t errlen);
+void mp_slab_teardown(struct mp_slabs *s);
+
+/* The smallest class whose chunks hold `total` bytes, or 0 when it is larger than -I. */
+unsigned mp_slab_class_for(const struct mp_slabs *s, size_t total);
+
+static inline struct mp_item *mp_slab_item(const struct mp_slabs *s, mp_handle_t h)
+{
+    return (struct mp_item *)(s->base + (uintptr_t)h * MP_SLAB_ALIGN);
+}
+
+static inline mp_handle_t mp_slab_handle(const struct mp_slabs *s, const struct mp_item *it)
+{
+    return (mp_handle_t)(((uintptr_t)it - s->base) / MP_SLAB_ALIGN);
+}
+
+static inline uint32_t mp_slab_page_of(const struct mp_slabs *s, const struct mp_item *it)
+{
+    return (uint32_t)(((uintptr_t)it - (uintptr_t)s->arena) / s->page_size);
+}
+
+static inline unsigned mp_slab_class_of(const struct mp_slabs *s, const struct mp_item *it)
+{
+    return atomic_load_explicit(&s->page_class[mp_slab_page_of(s, it)], memory_order_relaxed);
+}
+
+static inline char *mp_slab_page_addr(const struct mp_slabs *s, uint32_t page)
+{
+    return s->arena + (size_t)page * s->page_size;
+}
+
+/* A free chunk of class cls, from its free list, its bump page, or a new page; NULL when the class
+ * has none and no page is left (the caller then evicts, see lru.h). The chunk has refs == 0 and
+ * must be initialised with mp_item_init(). */
+struct mp_item *mp_slab_alloc(struct mp_slabs *s, unsigned cls);
+struct mp_item *mp_slab_alloc_locked(struct mp_slabs *s, unsigned cls);
+
+/* Return a chunk whose last reference is gone. */
+void mp_slab_free(struct mp_slabs *s, struct mp_item *it);
+void mp_slab_free_locked(struct mp_slabs *s, unsigned cls, struct mp_item *it);
+
+/* Take a page, all of whose chunks the caller has made free, off class cls (its free chunks leave
+ * the free list) and return it, emptied, to the pool, where the next class that needs a page takes
+ * it. The caller holds cls's lock. */
+void mp_slab_page_release_locked(struct mp_slabs *s, unsigned cls, uint32_t page);
+
+/* Bytes of pages handed to classes (memcached's total_malloced). */
+uint64_t mp_slab_malloced(struct mp_slabs *s);
+
+#endif

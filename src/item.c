@@ -1,0 +1,74 @@
+/* item: see include/magpie/item.h */
+#include "magpie/item.h"
+
+void mp_item_init(struct mp_item *it, const char *key, size_t nkey, uint32_t flags, uint32_t exptime,
+                  uint32_t nbytes)
+{
+    it->cas = 0;
+    it->next = 0;
+    it->exptime = exptime;
+    it->nbytes = nbytes;
+    atomic_store_explicit(&it->refs, 1, memory_order_relaxed);
+    it->nkey = (uint8_t)nkey;
+    atomic_store_explicit(&it->iflags, flags ? MP_ITEM_CFLAGS : 0, memory_order_relaxed);
+    atomic_store_explicit(&it->clock, 0, memory_order_relaxed);
+    if (flags)
+        memcpy(mp_item_suffix(it), &flags, 4);
+    memcpy(mp_item_key(it), key, nkey);
+}
+
+void mp_epoch_setup(struct mp_epoch *e)
+{
+    atomic_store(&e->next_cas, 1);
+    atomic_store(&e->flush_cas, 0);
+    atomic_store(&e->flush_at, 0);
+}
+
+/* Raise flush_cas to at least v. */
+static void raise_flush_cas(struct mp_epoch *e, uint64_t v)
+{
+    uint64_t cur = atomic_load(&e->flush_cas);
+    while (cur < v && !atomic_compare_exchange_weak(&e->flush_cas, &cur, v))
+        ;
+}
+
+/* A delayed flush whose time has come takes effect now: flush_cas first, then the deadline is
+ * cleared, so whoever sees the deadline gone also sees the new cut-off. */
+static void apply_due_flush(struct mp_epoch *e, uint32_t now)
+{
+    uint32_t at = atomic_load(&e->flush_at);
+    if (at == 0 || at > now)
+        return;
+    raise_flush_cas(e, atomic_load(&e->next_cas));
+    atomic_compare_exchange_strong(&e->flush_at, &at, 0);
+}
+
+uint64_t mp_epoch_next_cas(struct mp_epoch *e, uint32_t now)
+{
+    apply_due_flush(e, now);
+    return atomic_fetch_add_explicit(&e->next_cas, 1, memory_order_relaxed);
+}
+
+void mp_epoch_flush(struct mp_epoch *e, uint32_t now, uint32_t at)
+{
+    if (at > now) {
+        atomic_store(&e->flush_at, at);
+        return;
+    }
+    /* An immediate flush also cancels a pending delayed one, as in memcached. */
+    atomic_store(&e->flush_at, 0);
+    raise_flush_cas(e, atomic_load(&e->next_cas));
+}
+
+bool mp_item_expired(const struct mp_item *it, uint32_t now)
+{
+    /* Atomic: the CLOCK hand reads this without the stripe lock while touch may write it. */
+    uint32_t exp = __atomic_load_n(&it->exptime, __ATOMIC_RELAXED);
+    return exp != 0 && exp <= now;
+}
+
+bool mp_item_flushed(const struct mp_item *it, uint32_t now, struct mp_epoch *e)
+{
+    apply_due_flush(e, now);
+    return __atomic_load_n(&it->cas, __ATOMIC_RELAXED) < atomic_load_explicit(&e->flush_cas, memory_order_acquire);
+}

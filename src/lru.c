@@ -1,0 +1,307 @@
+/* lru: see include/magpie/lru.h */
+#include "magpie/lru.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#define TICK_MS 100
+#define RECLAIM_BUDGET 4096 /* chunks per class per tick */
+
+void mp_lru_setup(struct mp_lru *l, struct mp_slabs *s, struct mp_table *t, struct mp_epoch *e)
+{
+    memset(l, 0, sizeof(*l));
+    l->slabs = s;
+    l->table = t;
+    l->epoch = e;
+    for (unsigned i = 0; i <= MP_SLAB_CLASSES_MAX; i++)
+        l->crawl_page[i] = MP_SLAB_NONE;
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_cond_init(&l->wake, NULL);
+}
+
+/* Chunks in use on a page: all of them, except on the page the class still bumps into. */
+static uint32_t page_chunks(const struct mp_slab_class *c, uint32_t page)
+{
+    return page == c->bump_page ? c->bump_next : c->perpage;
+}
+
+static struct mp_item *chunk_at(const struct mp_slabs *s, const struct mp_slab_class *c, uint32_t page, uint32_t i)
+{
+    return (struct mp_item *)(mp_slab_page_addr(s, page) + (size_t)i * c->size);
+}
+
+/* Advance a (page, chunk) cursor over the class's page chain, wrapping to its first page. */
+static void cursor_next(const struct mp_slabs *s, const struct mp_slab_class *c, uint32_t *page, uint32_t *chunk)
+{
+    if (*page == MP_SLAB_NONE || ++*chunk >= page_chunks(c, *page)) {
+        *page = *page == MP_SLAB_NONE ? c->first_page : s->page_next[*page];
+        if (*page == MP_SLAB_NONE)
+            *page = c->first_page;
+        *chunk = 0;
+    }
+}
+
+enum take { TAKE_EVICT, TAKE_RECLAIM };
+
+/*
+ * Unlink `it` if nobody else holds it, and account for why. The caller holds the class lock; the
+ * stripe lock is only tried (lock order, see table.h). Returns true when the chunk is now free
+ * and the caller's to reuse or put on the free list.
+ */
+static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item *it, uint32_t now, bool only_dead)
+{
+    uint64_t hash = mp_table_hash(mp_item_key(it), it->nkey);
+    struct mp_stripe *st = mp_table_stripe(l->table, hash);
+    if (pthread_mutex_trylock(&st->lock) != 0)
+        return false;
+    bool freed = false;
+    /* Linked and held by the table alone: no reader has it, nobody is replacing it. */
+    if (mp_item_linked(it) && atomic_load_explicit(&it->refs, memory_order_acquire) == 1) {
+        bool dead = mp_item_dead(it, now, l->epoch);
+        if (dead || !only_dead) {
+            bool fetched = mp_item_fetched(it);
+            uint32_t exptime = it->exptime;
+            freed = mp_table_unlink_locked(l->table, st, hash, it);
+            if (dead) {
+                c->reclaimed++;
+                c->expired_unfetched += !fetched;
+            } else {
+                c->evictions++;
+                c->evicted_unfetched += !fetched;
+                c->evicted_nonzero += exptime != 0;
+            }
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    return freed;
+}
+
+struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now)
+{
+    struct mp_slabs *s = l->slabs;
+    struct mp_slab_class *c = &s->classes[cls];
+    if (c->first_page == MP_SLAB_NONE)
+        return NULL;
+    /*
+     * Each chunk with hits loses one as the hand passes, so four full turns take every count to
+     * zero; a fifth turn evicts regardless of hits and only skips what is in use. Items that are
+     * in use (refs > 1) or whose stripe is busy are skipped on every turn.
+     */
+    uint64_t turn = (uint64_t)c->npages * c->perpage;
+    uint64_t limit = turn * 5;
+    for (uint64_t step = 0; step < limit; step++) {
+        cursor_next(s, c, &c->hand_page, &c->hand_chunk);
+        struct mp_item *it = chunk_at(s, c, c->hand_page, c->hand_chunk);
+        if (!mp_item_linked(it))
+            continue;
+        if (step < turn * 4 && !mp_item_dead(it, now, l->epoch)) {
+            uint8_t clk = atomic_load_explicit(&it->clock, memory_order_relaxed);
+            if (clk & 3u) {
+                atomic_store_explicit(&it->clock, (uint8_t)(clk - 1), memory_order_relaxed);
+                continue;
+            }
+        }
+        if (take_item(l, c, it, now, false))
+            return it; /* still counted in c->used: the caller's new item takes the chunk */
+    }
+    c->outofmemory++;
+    return NULL;
+}
+
+size_t mp_lru_reclaim(struct mp_lru *l, unsigned cls, uint32_t now, size_t budget)
+{
+    struct mp_slabs *s = l->slabs;
+    struct mp_slab_class *c = &s->classes[cls];
+    size_t freed = 0;
+    pthread_mutex_lock(&c->lock);
+    if (c->first_page != MP_SLAB_NONE) {
+        uint64_t total = (uint64_t)c->npages * c->perpage;
+        if (budget > total)
+            budget = (size_t)total;
+        uint32_t page = l->crawl_page[cls], chunk = l->crawl_chunk[cls];
+        /* A cursor left on a page that has since moved to another class starts over. */
+        if (page != MP_SLAB_NONE && atomic_load_explicit(&s->page_class[page], memory_order_relaxed) != cls)
+            page = MP_SLAB_NONE;
+        for (size_t i = 0; i < budget; i++) {
+            cursor_next(s, c, &page, &chunk);
+            struct mp_item *it = chunk_at(s, c, page, chunk);
+            if (mp_item_linked(it) && mp_item_dead(it, now, l->epoch) && take_item(l, c, it, now, true)) {
+                mp_slab_free_locked(s, cls, it);
+                freed++;
+            }
+        }
+        l->crawl_page[cls] = page;
+        l->crawl_chunk[cls] = chunk;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return freed;
+}
+
+static int evacuate_locked(struct mp_lru *l, unsigned cls, uint32_t page, uint32_t now)
+{
+    struct mp_slabs *s = l->slabs;
+    struct mp_slab_class *c = &s->classes[cls];
+    uint32_t n = page_chunks(c, page);
+    for (uint32_t i = 0; i < n; i++) {
+        struct mp_item *it = chunk_at(s, c, page, i);
+        if (mp_item_linked(it)) {
+            if (!take_item(l, c, it, now, false))
+                return -EBUSY;
+            mp_slab_free_locked(s, cls, it);
+        } else if (atomic_load_explicit(&it->refs, memory_order_acquire) != 0) {
+            return -EBUSY; /* being filled, or unlinked but still read */
+        }
+    }
+    mp_slab_page_release_locked(s, cls, page);
+    return 0;
+}
+
+int mp_lru_page_evacuate(struct mp_lru *l, unsigned cls, uint32_t page, uint32_t now)
+{
+    struct mp_slab_class *c = &l->slabs->classes[cls];
+    pthread_mutex_lock(&c->lock);
+    int rc = evacuate_locked(l, cls, page, now);
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+int mp_lru_page_steal(struct mp_lru *l, unsigned cls, uint32_t now)
+{
+    struct mp_slabs *s = l->slabs;
+    unsigned donor = 0;
+    uint32_t most = 0;
+    for (unsigned i = 1; i <= s->nclasses; i++) {
+        if (i == cls)
+            continue;
+        struct mp_slab_class *c = &s->classes[i];
+        pthread_mutex_lock(&c->lock);
+        if (c->npages > most) {
+            most = c->npages;
+            donor = i;
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+    if (!donor)
+        return -ENOMEM;
+    struct mp_slab_class *c = &s->classes[donor];
+    pthread_mutex_lock(&c->lock);
+    int rc = -ENOMEM;
+    if (c->npages > 0) {
+        uint32_t page = c->hand_page != MP_SLAB_NONE ? c->hand_page : c->first_page;
+        rc = evacuate_locked(l, donor, page, now);
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (rc == 0) {
+        pthread_mutex_lock(&s->classes[cls].lock);
+        s->classes[cls].pages_moved_in++;
+        pthread_mutex_unlock(&s->classes[cls].lock);
+    }
+    return rc;
+}
+
+/*
+ * Automove. A class that evicts while another has not needed to is short of pages. The donor is
+ * the class with the most pages among those that did not evict since the last look and keep more
+ * than one page; its page under the clock hand (the one it would evict from next) is emptied and
+ * returned to the pool, where the evicting class picks it up on its next allocation. A donor's
+ * items are evicted as they would be anyway if it were the one under pressure.
+ */
+unsigned mp_lru_automove(struct mp_lru *l, uint32_t now, unsigned max_pages)
+{
+    struct mp_slabs *s = l->slabs;
+    unsigned needy = 0, donor = 0;
+    uint64_t most_evictions = 0;
+    uint32_t most_pages = 1;
+    for (unsigned i = 1; i <= s->nclasses; i++) {
+        struct mp_slab_class *c = &s->classes[i];
+        pthread_mutex_lock(&c->lock);
+        uint64_t pressure = c->evictions + c->outofmemory;
+        uint64_t recent = pressure - c->pressure_seen;
+        c->pressure_seen = pressure;
+        if (recent > most_evictions) {
+            most_evictions = recent;
+            needy = i;
+        } else if (recent == 0 && c->npages > most_pages) {
+            most_pages = c->npages;
+            donor = i;
+        }
+        pthread_mutex_unlock(&c->lock);
+    }
+    if (!needy || !donor || donor == needy)
+        return 0;
+    unsigned moved = 0;
+    struct mp_slab_class *c = &s->classes[donor];
+    pthread_mutex_lock(&c->lock);
+    for (unsigned i = 0; i < max_pages && c->npages > 1; i++) {
+        uint32_t page = c->hand_page != MP_SLAB_NONE ? c->hand_page : c->first_page;
+        if (evacuate_locked(l, donor, page, now) != 0) {
+            /* Something on it is in use: try the next page on the next tick. */
+            c->hand_page = s->page_next[page] != MP_SLAB_NONE ? s->page_next[page] : c->first_page;
+            c->hand_chunk = 0;
+            break;
+        }
+        moved++;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (moved) {
+        pthread_mutex_lock(&s->classes[needy].lock);
+        s->classes[needy].pages_moved_in += moved;
+        pthread_mutex_unlock(&s->classes[needy].lock);
+    }
+    return moved;
+}
+
+static void *maintainer_main(void *arg)
+{
+    struct mp_lru *l = arg;
+    unsigned ticks = 0;
+    pthread_mutex_lock(&l->lock);
+    while (!l->stop) {
+        pthread_mutex_unlock(&l->lock);
+        uint32_t now = mp_clock_now(l->clock);
+        for (unsigned cls = 1; cls <= l->slabs->nclasses; cls++)
+            mp_lru_reclaim(l, cls, now, RECLAIM_BUDGET);
+        /* Automove looks at one second of evictions at a time, so one burst does not move pages
+         * back and forth. */
+        if (l->automove && ++ticks % (1000 / TICK_MS) == 0)
+            mp_lru_automove(l, now, 8);
+        pthread_mutex_lock(&l->lock);
+        if (l->stop)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += TICK_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&l->wake, &l->lock, &ts);
+    }
+    pthread_mutex_unlock(&l->lock);
+    return NULL;
+}
+
+int mp_lru_maintainer_start(struct mp_lru *l, const struct mp_clock *clk, bool automove)
+{
+    l->clock = clk;
+    l->automove = automove;
+    l->stop = false;
+    int rc = pthread_create(&l->thread, NULL, maintainer_main, l);
+    if (rc != 0)
+        return -rc;
+    l->running = true;
+    return 0;
+}
+
+void mp_lru_maintainer_stop(struct mp_lru *l)
+{
+    if (!l->running)
+        return;
+    pthread_mutex_lock(&l->lock);
+    l->stop = true;
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->lock);
+    pthread_join(l->thread, NULL);
+    l->running = false;
+}

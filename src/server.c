@@ -1,0 +1,293 @@
+/* server: see include/magpie/server.h */
+#define _GNU_SOURCE /* accept4 */
+#include "magpie/server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "magpie/log.h"
+
+#define ACCEPT_BATCH 64
+static const char TOO_MANY[] = "ERROR Too many open connections\r\n";
+
+/* ---- listeners ------------------------------------------------------------------------------- */
+
+static int listen_tcp(struct mp_server *srv, const char *host, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", srv->cfg->port);
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve listen address %s: %s", host, gai_strerror(rc));
+        return -1;
+    }
+    int bound = 0;
+    for (struct addrinfo *ai = res; ai && srv->nlisteners < (int)(sizeof(srv->listeners) / sizeof(srv->listeners[0]));
+         ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, srv->cfg->backlog) != 0) {
+            snprintf(err, errlen, "cannot listen on %s port %d: %s", host, srv->cfg->port, strerror(errno));
+            close(fd);
+            freeaddrinfo(res);
+            return -1;
+        }
+        srv->listeners[srv->nlisteners++] = (struct mp_listener){.fd = fd, .is_unix = false, .server = srv};
+        bound++;
+    }
+    freeaddrinfo(res);
+    if (!bound) {
+        snprintf(err, errlen, "no usable address for %s", host);
+        return -1;
+    }
+    return 0;
+}
+
+static int listen_unix(struct mp_server *srv, const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create unix socket: %s", strerror(errno));
+        return -1;
+    }
+    /* A socket file left by an earlier run would make bind fail; memcached removes it too. */
+    struct stat sb;
+    if (lstat(path, &sb) == 0 && S_ISSOCK(sb.st_mode))
+        unlink(path);
+    mode_t old = umask((mode_t)(~srv->cfg->unix_mask & 0777));
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (rc != 0 || listen(fd, srv->cfg->backlog) != 0) {
+        snprintf(err, errlen, "cannot listen on unix socket %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    srv->listeners[srv->nlisteners++] = (struct mp_listener){.fd = fd, .is_unix = true, .server = srv};
+    return 0;
+}
+
+/* ---- accepting ------------------------------------------------------------------------------- */
+
+static void on_accept(uv_poll_t *p, int status, int events);
+
+static void on_accept_retry(uv_timer_t *t)
+{
+    struct mp_server *srv = t->data;
+    for (int i = 0; i < srv->nlisteners; i++)
+        uv_poll_start(&srv->listeners[i].poll, UV_READABLE, on_accept);
+}
+
+static void refuse(struct mp_server *srv, int fd)
+{
+    /* Best effort, as memcached: one write of the error, then close. */
+    ssize_t w = write(fd, TOO_MANY, sizeof(TOO_MANY) - 1);
+    (void)w;
+    close(fd);
+    MP_STAT_INC(&srv->stats.threads[srv->nworkers], rejected_connections);
+    mp_log(MP_LOG_CONN, "refused a connection: %d open, limit %d", atomic_load(&srv->nconns), srv->cfg->maxconns);
+}
+
+static void on_accept(uv_poll_t *p, int status, int events)
+{
+    (void)events;
+    struct mp_listener *l = p->data;
+    struct mp_server *srv = l->server;
+    if (status < 0 || srv->stopping)
+        return;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                /* Out of descriptors: stop accepting for a moment instead of spinning. */
+                mp_log(MP_LOG_ERROR, "accept: %s; pausing accepts for 100 ms", strerror(errno));
+                for (int j = 0; j < srv->nlisteners; j++)
+                    uv_poll_stop(&srv->listeners[j].poll);
+                uv_timer_start(&srv->accept_retry, on_accept_retry, 100, 0);
+            }
+            return; /* EAGAIN, or an error of that one connection */
+        }
+        if (atomic_fetch_add(&srv->nconns, 1) >= srv->cfg->maxconns) {
+            atomic_fetch_sub(&srv->nconns, 1);
+            refuse(srv, fd);
+            continue;
+        }
+        struct mp_worker *w = &srv->workers[srv->next_worker];
+        srv->next_worker = (srv->next_worker + 1) % srv->nworkers;
+        mp_worker_hand(w, fd, l->is_unix);
+    }
+}
+
+static void close_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t)
+{
+    struct mp_server *srv = t->data;
+    mp_clock_tick(&srv->clock, time(NULL));
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct mp_server *srv = s->data;
+    if (srv->stopping)
+        return;
+    srv->stopping = true;
+    mp_log(MP_LOG_INFO, "%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    for (int i = 0; i < srv->nlisteners; i++) {
+        uv_poll_stop(&srv->listeners[i].poll);
+        uv_close((uv_handle_t *)&srv->listeners[i].poll, NULL);
+    }
+    uv_close((uv_handle_t *)&srv->tick, NULL);
+    uv_close((uv_handle_t *)&srv->accept_retry, NULL);
+    uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_close((uv_handle_t *)&srv->sigterm, NULL);
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        mp_worker_stop(&srv->workers[i]);
+}
+
+static void log_startup(const struct mp_server *srv)
+{
+    const struct mp_config *cfg = srv->cfg;
+    char where[400] = "";
+    size_t n = 0;
+    for (int i = 0; i < cfg->nlisten && cfg->port; i++)
+        n += (size_t)snprintf(where + n, sizeof(where) - n, "%s%s:%d", n ? "," : "", cfg->listen[i], cfg->port);
+    if (cfg->unix_path)
+        snprintf(where + n, sizeof(where) - n, "%sunix:%s (mode %o)", n ? "," : "", cfg->unix_path,
+                 (unsigned)cfg->unix_mask);
+    mp_log(MP_LOG_INFO,
+           "magpie %s listening on %s; threads %d, memory %zu MiB, max item %zu bytes, max connections %d, "
+           "growth factor %.2f, min chunk %zu, %u slab classes, page %u bytes, idle timeout %d s, automove %s, "
+           "verbosity %d",
+           MP_VERSION, where, cfg->threads, cfg->mem_limit >> 20, cfg->item_max, cfg->maxconns, cfg->factor,
+           cfg->min_chunk, srv->cache.slabs.nclasses, srv->cache.slabs.page_size, cfg->idle_timeout,
+           cfg->lru_maintainer && !cfg->automove_off ? "on" : "off", cfg->verbose);
+}
+
+static unsigned stripe_bits_for(size_t mem_limit)
+{
+    /* About one stripe per 64 KiB of -m, from 256 to 65536 stripes: a stripe then holds a few
+     * hundred small items and grows in microseconds. */
+    unsigned bits = 8;
+    while (bits < 16 && ((size_t)1 << (bits + 16)) < mem_limit)
+        bits++;
+    return bits;
+}
+
+int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *err, size_t errlen)
+{
+    memset(srv, 0, sizeof(*srv));
+    srv->cfg = cfg;
+    mp_clock_setup(&srv->clock, time(NULL));
+    struct mp_cache_config cc = {
+        .mem_limit = cfg->mem_limit,
+        .item_max = cfg->item_max,
+        .min_chunk = cfg->min_chunk,
+        .factor = cfg->factor,
+        .stripe_bits = stripe_bits_for(cfg->mem_limit),
+        .initial_buckets = 64,
+    };
+    if (mp_cache_setup(&srv->cache, &cc, err, errlen) != 0)
+        return -1;
+    if (mp_stats_setup(&srv->stats, (unsigned)cfg->threads + 1) != 0) {
+        snprintf(err, errlen, "%s", "out of memory");
+        return -1;
+    }
+    srv->env = (struct mp_conn_env){&srv->cache, &srv->clock, cfg, &srv->stats, &srv->nconns};
+    for (int i = 0; cfg->port && i < cfg->nlisten; i++)
+        if (listen_tcp(srv, cfg->listen[i], err, errlen) != 0)
+            return -1;
+    if (cfg->unix_path && listen_unix(srv, cfg->unix_path, err, errlen) != 0)
+        return -1;
+    if (uv_loop_init(&srv->loop) != 0) {
+        snprintf(err, errlen, "%s", "cannot create the event loop");
+        return -1;
+    }
+    srv->loop_ready = true;
+    srv->workers = calloc((size_t)cfg->threads, sizeof(*srv->workers));
+    if (!srv->workers) {
+        snprintf(err, errlen, "%s", "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < cfg->threads; i++) {
+        int rc = mp_worker_start(&srv->workers[i], (unsigned)i, &srv->env, &srv->stats.threads[i]);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot start worker %d: %s", i, uv_strerror(rc));
+            return -1;
+        }
+        srv->nworkers++;
+    }
+    if (cfg->lru_maintainer && mp_lru_maintainer_start(&srv->cache.lru, &srv->clock, !cfg->automove_off) != 0) {
+        snprintf(err, errlen, "%s", "cannot start the maintainer thread");
+        return -1;
+    }
+    for (int i = 0; i < srv->nlisteners; i++) {
+        struct mp_listener *l = &srv->listeners[i];
+        uv_poll_init(&srv->loop, &l->poll, l->fd);
+        l->poll.data = l;
+        uv_poll_start(&l->poll, UV_READABLE, on_accept);
+    }
+    uv_timer_init(&srv->loop, &srv->tick);
+    srv->tick.data = srv;
+    uv_timer_start(&srv->tick, on_tick, 1000, 1000);
+    uv_timer_init(&srv->loop, &srv->accept_retry);
+    srv->accept_retry.data = srv;
+    uv_signal_init(&srv->loop, &srv->sigint);
+    uv_signal_init(&srv->loop, &srv->sigterm);
+    srv->sigint.data = srv->sigterm.data = srv;
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    log_startup(srv);
+    return 0;
+}
+
+void mp_server_run(struct mp_server *srv)
+{
+    uv_run(&srv->loop, UV_RUN_DEFAULT);
+}
+
+void mp_server_teardown(struct mp_server *srv)
+{
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        mp_worker_stop(&srv->workers[i]);
+        mp_worker_join(&srv->workers[i]);
+    }
+    free(srv->workers);
+    for (int i = 0; i < srv->nlisteners; i++)
+        close(srv->listeners[i].fd);
+    if (srv->cfg->unix_path && srv->nlisteners)
+        unlink(srv->cfg->unix_path);
+    if (srv->loop_ready) {
+        /* After a failed setup handles may still be open: close them and let their callbacks run. */
+        uv_walk(&srv->loop, close_handle, NULL);
+        uv_run(&srv->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&srv->loop);
+    }
+    mp_cache_teardown(&srv->cache);
+    mp_stats_teardown(&srv->stats);
+}

@@ -1,0 +1,238 @@
+/* slab: see include/magpie/slab.h */
+#include "magpie/slab.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define MIB (1024u * 1024u)
+
+static uint32_t align_up(size_t n)
+{
+    return (uint32_t)((n + MP_SLAB_ALIGN - 1) & ~(size_t)(MP_SLAB_ALIGN - 1));
+}
+
+/* Class sizes: from the smallest chunk, each the previous times the factor, at least 8 bytes
+ * more, until half a page; the last class is a whole page. */
+static int lay_out_classes(struct mp_slabs *s, size_t min_chunk, double factor, char *err, size_t errlen)
+{
+    uint32_t size = align_up(MP_ITEM_HDR + min_chunk);
+    unsigned n = 0;
+    while (size <= s->page_size / 2) {
+        if (n == MP_SLAB_CLASSES_MAX - 1) {
+            snprintf(err, errlen, "growth factor %.3f makes more than %d slab classes", factor, MP_SLAB_CLASSES_MAX);
+            return -EINVAL;
+        }
+        s->classes[++n].size = size;
+        uint32_t next = align_up((size_t)((double)size * factor));
+        size = next > size + MP_SLAB_ALIGN ? next : size + MP_SLAB_ALIGN;
+    }
+    s->classes[++n].size = s->page_size;
+    s->nclasses = n;
+    for (unsigned i = 1; i <= n; i++) {
+        struct mp_slab_class *c = &s->classes[i];
+        c->perpage = s->page_size / c->size;
+        c->first_page = MP_SLAB_NONE;
+        c->bump_page = MP_SLAB_NONE;
+        c->hand_page = MP_SLAB_NONE;
+        pthread_mutex_init(&c->lock, NULL);
+    }
+    return 0;
+}
+
+int mp_slab_setup(struct mp_slabs *s, size_t mem_limit, size_t item_max, size_t min_chunk, double factor,
+                  char *err, size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    s->item_max = item_max;
+    s->page_size = item_max > MIB ? (uint32_t)align_up(item_max) : MIB;
+    size_t npages = mem_limit / s->page_size;
+    if (npages == 0)
+        npages = 1;
+    if (npages * s->page_size > MP_SLAB_ARENA_MAX) {
+        snprintf(err, errlen, "memory limit over %zu MiB is not supported", MP_SLAB_ARENA_MAX / MIB);
+        return -EINVAL;
+    }
+    if (min_chunk + MP_ITEM_HDR > s->page_size / 2) {
+        snprintf(err, errlen, "minimum chunk %zu is too large for %u-byte pages", min_chunk, s->page_size);
+        return -EINVAL;
+    }
+    s->npages = (uint32_t)npages;
+    int rc = lay_out_classes(s, min_chunk, factor, err, errlen);
+    if (rc != 0)
+        return rc;
+    s->arena_size = npages * s->page_size;
+    /* Reserved, not committed: pages cost RSS only once items are written to them. */
+    void *arena = mmap(NULL, s->arena_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (arena == MAP_FAILED) {
+        snprintf(err, errlen, "cannot reserve %zu bytes of item memory", s->arena_size);
+        return -ENOMEM;
+    }
+    s->arena = arena;
+    s->base = (uintptr_t)s->arena - MP_SLAB_ALIGN;
+    s->page_class = calloc(npages, sizeof(*s->page_class));
+    s->page_next = malloc(npages * sizeof(*s->page_next));
+    if (!s->page_class || !s->page_next) {
+        mp_slab_teardown(s);
+        snprintf(err, errlen, "%s", "out of memory for the page table");
+        return -ENOMEM;
+    }
+    s->pages_free = MP_SLAB_NONE;
+    pthread_mutex_init(&s->pages_lock, NULL);
+    return 0;
+}
+
+void mp_slab_teardown(struct mp_slabs *s)
+{
+    if (s->arena)
+        munmap(s->arena, s->arena_size);
+    free((void *)s->page_class);
+    free(s->page_next);
+    for (unsigned i = 1; i <= s->nclasses; i++)
+        pthread_mutex_destroy(&s->classes[i].lock);
+    if (s->arena)
+        pthread_mutex_destroy(&s->pages_lock);
+    memset(s, 0, sizeof(*s));
+}
+
+unsigned mp_slab_class_for(const struct mp_slabs *s, size_t total)
+{
+    if (total > s->item_max || total > s->page_size)
+        return 0;
+    /* Binary search for the first class whose chunk holds total. */
+    unsigned lo = 1, hi = s->nclasses;
+    while (lo < hi) {
+        unsigned mid = (lo + hi) / 2;
+        if (s->classes[mid].size >= total)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/* A page from the pool: a returned one, else a never-used one. */
+static uint32_t take_page(struct mp_slabs *s)
+{
+    uint32_t page = MP_SLAB_NONE;
+    pthread_mutex_lock(&s->pages_lock);
+    if (s->pages_free != MP_SLAB_NONE) {
+        page = s->pages_free;
+        s->pages_free = s->page_next[page];
+    } else if (s->pages_bump < s->npages) {
+        page = s->pages_bump++;
+    }
+    pthread_mutex_unlock(&s->pages_lock);
+    return page;
+}
+
+struct mp_item *mp_slab_alloc_locked(struct mp_slabs *s, unsigned cls)
+{
+    struct mp_slab_class *c = &s->classes[cls];
+    struct mp_item *it;
+    if (c->free_head) {
+        it = mp_slab_item(s, c->free_head);
+        c->free_head = it->next;
+        c->nfree--;
+    } else {
+        if (c->bump_page == MP_SLAB_NONE) {
+            uint32_t page = take_page(s);
+            if (page == MP_SLAB_NONE)
+                return NULL;
+            atomic_store_explicit(&s->page_class[page], (uint8_t)cls, memory_order_relaxed);
+            s->page_next[page] = c->first_page;
+            c->first_page = page;
+            c->npages++;
+            c->bump_page = page;
+            c->bump_next = 0;
+            if (c->hand_page == MP_SLAB_NONE) {
+                c->hand_page = page;
+                c->hand_chunk = 0;
+            }
+        }
+        it = (struct mp_item *)(mp_slab_page_addr(s, c->bump_page) + (size_t)c->bump_next * c->size);
+        if (++c->bump_next == c->perpage)
+            c->bump_page = MP_SLAB_NONE;
+    }
+    c->used++;
+    return it;
+}
+
+struct mp_item *mp_slab_alloc(struct mp_slabs *s, unsigned cls)
+{
+    struct mp_slab_class *c = &s->classes[cls];
+    pthread_mutex_lock(&c->lock);
+    struct mp_item *it = mp_slab_alloc_locked(s, cls);
+    pthread_mutex_unlock(&c->lock);
+    return it;
+}
+
+void mp_slab_free_locked(struct mp_slabs *s, unsigned cls, struct mp_item *it)
+{
+    struct mp_slab_class *c = &s->classes[cls];
+    atomic_store_explicit(&it->iflags, 0, memory_order_relaxed);
+    atomic_store_explicit(&it->refs, 0, memory_order_relaxed);
+    it->next = c->free_head;
+    c->free_head = mp_slab_handle(s, it);
+    c->nfree++;
+    c->used--;
+}
+
+void mp_slab_free(struct mp_slabs *s, struct mp_item *it)
+{
+    unsigned cls = mp_slab_class_of(s, it);
+    struct mp_slab_class *c = &s->classes[cls];
+    pthread_mutex_lock(&c->lock);
+    mp_slab_free_locked(s, cls, it);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void mp_slab_page_release_locked(struct mp_slabs *s, unsigned cls, uint32_t page)
+{
+    struct mp_slab_class *c = &s->classes[cls];
+    char *lo = mp_slab_page_addr(s, page), *hi = lo + s->page_size;
+    /* Drop the page's chunks from the free list. */
+    mp_handle_t *link = &c->free_head;
+    while (*link) {
+        struct mp_item *it = mp_slab_item(s, *link);
+        if ((char *)it >= lo && (char *)it < hi) {
+            *link = it->next;
+            c->nfree--;
+        } else {
+            link = &it->next;
+        }
+    }
+    /* Unchain the page; move the clock hand and bump pointer off it. */
+    uint32_t *pl = &c->first_page;
+    while (*pl != page)
+        pl = &s->page_next[*pl];
+    *pl = s->page_next[page];
+    c->npages--;
+    if (c->bump_page == page)
+        c->bump_page = MP_SLAB_NONE;
+    if (c->hand_page == page) {
+        c->hand_page = c->first_page;
+        c->hand_chunk = 0;
+    }
+    c->pages_moved_out++;
+    /* Give the memory back: the page reads as zeros (all chunks free) when next used. */
+    madvise(lo, s->page_size, MADV_DONTNEED);
+    atomic_store_explicit(&s->page_class[page], 0, memory_order_relaxed);
+    pthread_mutex_lock(&s->pages_lock);
+    s->page_next[page] = s->pages_free;
+    s->pages_free = page;
+    pthread_mutex_unlock(&s->pages_lock);
+}
+
+uint64_t mp_slab_malloced(struct mp_slabs *s)
+{
+    uint64_t pages = 0;
+    for (unsigned i = 1; i <= s->nclasses; i++) {
+        pthread_mutex_lock(&s->classes[i].lock);
+        pages += s->classes[i].npages;
+        pthread_mutex_unlock(&s->classes[i].lock);
+    }
+    return pages * s->page_size;
+}

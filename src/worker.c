@@ -1,0 +1,140 @@
+/* worker: see include/magpie/worker.h */
+#include "magpie/worker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "magpie/log.h"
+
+#define SHUTDOWN_GRACE_MS 900
+
+static void close_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* The shutdown deadline: whatever is still open now is closed without waiting for its writes. */
+static void on_deadline(uv_timer_t *t)
+{
+    uv_walk(t->loop, close_handle, NULL);
+}
+
+static void on_idle_check(uv_timer_t *t)
+{
+    struct mp_worker *w = t->data;
+    int timeout = w->env->cfg->idle_timeout;
+    mp_conn_list_close_idle(&w->conns, mp_clock_now(w->env->clock), (uint32_t)timeout);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    struct mp_worker *w = a->data;
+    pthread_mutex_lock(&w->lock);
+    struct mp_worker_handoff *q = w->queue;
+    size_t n = w->qlen;
+    bool stop = w->stop;
+    w->queue = NULL;
+    w->qlen = w->qcap = 0;
+    pthread_mutex_unlock(&w->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (stop) {
+            close(q[i].fd);
+            atomic_fetch_sub_explicit(w->env->nconns, 1, memory_order_relaxed);
+            continue;
+        }
+        int rc = mp_conn_create(&w->loop, w->env, w->st, &w->conns, q[i].fd, q[i].is_unix);
+        if (rc != 0)
+            mp_log(MP_LOG_ERROR, "worker %u: cannot take a connection: %s", w->id, uv_strerror(rc));
+    }
+    free(q);
+    if (stop) {
+        mp_conn_list_shutdown(&w->conns);
+        uv_close((uv_handle_t *)&w->wake, NULL);
+        uv_timer_stop(&w->timer);
+        uv_timer_start(&w->timer, on_deadline, SHUTDOWN_GRACE_MS, 0);
+        uv_unref((uv_handle_t *)&w->timer); /* the loop ends as soon as the connections are closed */
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct mp_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    /* Close anything left (the deadline timer) and let the close callbacks run. */
+    uv_walk(&w->loop, close_handle, NULL);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+    return NULL;
+}
+
+int mp_worker_start(struct mp_worker *w, unsigned id, const struct mp_conn_env *env, struct mp_stats_thread *st)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->env = env;
+    w->st = st;
+    pthread_mutex_init(&w->lock, NULL);
+    int rc = uv_loop_init(&w->loop);
+    if (rc != 0)
+        return rc;
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    w->wake.data = w;
+    uv_timer_init(&w->loop, &w->timer);
+    w->timer.data = w;
+    if (env->cfg->idle_timeout > 0)
+        uv_timer_start(&w->timer, on_idle_check, 1000, 1000);
+    rc = pthread_create(&w->thread, NULL, worker_main, w);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&w->wake, NULL);
+        uv_close((uv_handle_t *)&w->timer, NULL);
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&w->loop);
+        return -rc;
+    }
+    w->started = true;
+    return 0;
+}
+
+void mp_worker_hand(struct mp_worker *w, int fd, bool is_unix)
+{
+    pthread_mutex_lock(&w->lock);
+    if (w->qlen == w->qcap) {
+        size_t ncap = w->qcap ? w->qcap * 2 : 16;
+        struct mp_worker_handoff *nq = realloc(w->queue, ncap * sizeof(*nq));
+        if (!nq) {
+            pthread_mutex_unlock(&w->lock);
+            close(fd);
+            atomic_fetch_sub_explicit(w->env->nconns, 1, memory_order_relaxed);
+            return;
+        }
+        w->queue = nq;
+        w->qcap = ncap;
+    }
+    w->queue[w->qlen++] = (struct mp_worker_handoff){fd, is_unix};
+    pthread_mutex_unlock(&w->lock);
+    uv_async_send(&w->wake);
+}
+
+void mp_worker_stop(struct mp_worker *w)
+{
+    if (!w->started)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->stop = true;
+    pthread_mutex_unlock(&w->lock);
+    uv_async_send(&w->wake);
+}
+
+void mp_worker_join(struct mp_worker *w)
+{
+    if (!w->started)
+        return;
+    pthread_join(w->thread, NULL);
+    w->started = false;
+    free(w->queue);
+    pthread_mutex_destroy(&w->lock);
+}

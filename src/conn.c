@@ -537,7 +537,7 @@ static void execute(struct mp_conn *c, struct mp_request *req)
         run_flush_all(c, req);
         break;
     case MP_CMD_VERSION:
-        reply(c, false, "VERSION " MP_VERSION);
+        reply(c, false, "VERSION " MP_PROTO_VERSION);
         break;
     case MP_CMD_VERBOSITY:
         mp_log_set_level(req->level > 2 ? 2 : (int)req->level);

@@ -110,7 +110,7 @@ static void report_general(const struct mp_stats_source *src, mp_stats_emit_fn e
     emit(ctx, "pid", "%ld", (long)getpid());
     emit(ctx, "uptime", "%u", now - 2);
     emit(ctx, "time", "%lld", (long long)mp_clock_wall(src->clock, now));
-    emit(ctx, "version", "%s", MP_VERSION);
+    emit(ctx, "version", "%s", MP_PROTO_VERSION);
     emit(ctx, "pointer_size", "%d", (int)(8 * sizeof(void *)));
     emit(ctx, "rusage_user", "%.6f", tv_seconds(ru.ru_utime));
     emit(ctx, "rusage_system", "%.6f", tv_seconds(ru.ru_stime));

@@ -14,6 +14,10 @@
 #include <stdio.h>
 
 #define MP_VERSION "1.0.0"
+/* What `version` and `stats` report: the memcached release whose text protocol Magpie reproduces,
+ * then Magpie's own version. Clients and tools (memcapable among them) read the leading
+ * "major.minor.patch" to decide what the server understands. */
+#define MP_PROTO_VERSION "1.6.18-magpie-" MP_VERSION
 
 /* Exit codes: 0 clean shutdown, 1 run-time failure (cannot bind, cannot allocate),
  * 64 (EX_USAGE) for a bad command line. */

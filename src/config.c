@@ -21,11 +21,12 @@ void mp_config_defaults(struct mp_config *cfg)
     cfg->maxconns = 1024;
     cfg->mem_limit = 64 * MIB;
     cfg->item_max = 1 * MIB;
-    /* memcached grows its classes by 1.25; 1.08 (with 8-byte steps for small chunks) wastes
-     * about 4% of a chunk on average instead of about 11%, which is most of the difference in
-     * items held for values of a few hundred bytes and up. */
-    cfg->factor = 1.08;
-    cfg->min_chunk = 48;
+    /* memcached grows its classes by 1.25 from 96-byte chunks. Magpie's 25-byte header leaves
+     * room for finer classes: 1.04 (and at least 8 bytes a step) wastes at most 4% of a chunk,
+     * about 2% on average, against up to 25% and about 11%; 212 classes instead of 42. The
+     * smallest chunk, 32 bytes of key + value + flags plus the header, is 64 bytes. */
+    cfg->factor = 1.04;
+    cfg->min_chunk = 32;
     cfg->backlog = 1024;
     cfg->lru_maintainer = true;
 }
@@ -43,8 +44,8 @@ void mp_config_usage(FILE *out)
             "  -c, --conn-limit=NUM      maximum simultaneous connections (default 1024)\n"
             "  -m, --memory-limit=MB     item memory in MiB (default 64); k, m or g suffix allowed\n"
             "  -I, --max-item-size=SIZE  largest item, with k or m suffix (default 1m; 1k..1024m)\n"
-            "  -f, --slab-growth-factor=F  chunk size growth factor (default 1.08)\n"
-            "  -n, --slab-min-size=BYTES minimum space for key, value and flags (default 48)\n"
+            "  -f, --slab-growth-factor=F  chunk size growth factor (default 1.04)\n"
+            "  -n, --slab-min-size=BYTES minimum space for key, value and flags (default 32)\n"
             "  -b, --listen-backlog=NUM  listen backlog (default 1024)\n"
             "  -U, --udp-port=NUM        UDP port; only 0 (off) is supported\n"
             "  -u, --user=NAME           drop root privileges to this user\n"

@@ -44,29 +44,33 @@ void mp_cache_item_release(struct mp_cache *c, struct mp_item **itp)
         mp_slab_free(&c->slabs, it);
 }
 
-/* A key's stripe, locked. */
-struct locked {
-    uint64_t hash;
-    struct mp_stripe *st;
-};
-
-static struct locked lock_key(struct mp_cache *c, const char *key, size_t nkey)
+void mp_cache_lock_key(struct mp_cache *c, const char *key, size_t nkey, struct mp_cache_lock *lk)
 {
-    struct locked l;
-    l.hash = mp_table_hash(key, nkey);
-    l.st = mp_table_stripe(&c->table, l.hash);
-    pthread_mutex_lock(&l.st->lock);
+    lk->hash = mp_table_hash(key, nkey);
+    lk->st = mp_table_stripe(&c->table, lk->hash);
+    pthread_mutex_lock(&lk->st->lock);
+}
+
+void mp_cache_unlock(struct mp_cache_lock *lk)
+{
+    pthread_mutex_unlock(&lk->st->lock);
+}
+
+static struct mp_cache_lock lock_key(struct mp_cache *c, const char *key, size_t nkey)
+{
+    struct mp_cache_lock l;
+    mp_cache_lock_key(c, key, nkey, &l);
     return l;
 }
 
-static void unlock_key(struct locked *l)
+static void unlock_key(struct mp_cache_lock *l)
 {
-    pthread_mutex_unlock(&l->st->lock);
+    mp_cache_unlock(l);
 }
 
 /* Unlink an item; the chunk goes back to its class if that was the last reference. The caller
  * holds the stripe lock (stripe, then class: the order of table.h). */
-static void unlink_item(struct mp_cache *c, struct locked *l, struct mp_item *it, bool dead)
+static void unlink_item(struct mp_cache *c, struct mp_cache_lock *l, struct mp_item *it, bool dead)
 {
     bool fetched = mp_item_fetched(it);
     if (!mp_table_unlink_locked(&c->table, l->st, l->hash, it))
@@ -83,7 +87,7 @@ static void unlink_item(struct mp_cache *c, struct locked *l, struct mp_item *it
 }
 
 /* The live item with this key, or NULL; a dead one found on the way is reclaimed. */
-static struct mp_item *find_live(struct mp_cache *c, struct locked *l, const char *key, size_t nkey, uint32_t now,
+static struct mp_item *find_live(struct mp_cache *c, struct mp_cache_lock *l, const char *key, size_t nkey, uint32_t now,
                                  enum mp_miss *miss)
 {
     struct mp_item *it = mp_table_find_locked(&c->table, l->st, l->hash, key, nkey);
@@ -101,10 +105,39 @@ static struct mp_item *find_live(struct mp_cache *c, struct locked *l, const cha
     return it;
 }
 
+struct mp_item *mp_cache_find_locked(struct mp_cache *c, struct mp_cache_lock *lk, const char *key, size_t nkey,
+                                     uint32_t now, enum mp_miss *miss)
+{
+    return find_live(c, lk, key, nkey, now, miss);
+}
+
+void mp_cache_link_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it, uint32_t now)
+{
+    it->cas = mp_epoch_next_cas(&c->epoch, now);
+    mp_table_link_locked(&c->table, lk->st, lk->hash, it);
+}
+
+void mp_cache_unlink_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it)
+{
+    unlink_item(c, lk, it, false);
+}
+
+void mp_cache_recas_locked(struct mp_cache *c, struct mp_item *it, uint32_t now)
+{
+    /* Atomic: the CLOCK hand reads the CAS (for flush_all) without the stripe lock. */
+    __atomic_store_n(&it->cas, mp_epoch_next_cas(&c->epoch, now), __ATOMIC_RELAXED);
+}
+
+void mp_cache_set_exptime_locked(struct mp_item *it, uint32_t exptime)
+{
+    /* Atomic: the CLOCK hand reads exptime without the stripe lock. */
+    __atomic_store_n(&it->exptime, exptime, __ATOMIC_RELAXED);
+}
+
 enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, uint32_t now, mp_cache_hit_fn fn,
                             void *ctx, enum mp_miss *miss)
 {
-    struct locked l = lock_key(c, key, nkey);
+    struct mp_cache_lock l = lock_key(c, key, nkey);
     struct mp_item *it = find_live(c, &l, key, nkey, now, miss);
     if (it) {
         mp_item_touch_clock(it);
@@ -117,11 +150,10 @@ enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, ui
 enum mp_result mp_cache_touch(struct mp_cache *c, const char *key, size_t nkey, uint32_t exptime, uint32_t now,
                               mp_cache_hit_fn fn, void *ctx)
 {
-    struct locked l = lock_key(c, key, nkey);
+    struct mp_cache_lock l = lock_key(c, key, nkey);
     struct mp_item *it = find_live(c, &l, key, nkey, now, NULL);
     if (it) {
-        /* Atomic: the CLOCK hand reads exptime without the stripe lock. */
-        __atomic_store_n(&it->exptime, exptime, __ATOMIC_RELAXED);
+        mp_cache_set_exptime_locked(it, exptime);
         mp_item_touch_clock(it);
         if (fn)
             fn(ctx, it);
@@ -182,65 +214,95 @@ static struct mp_item *join(struct mp_cache *c, struct mp_item *old, struct mp_i
     return it;
 }
 
-/* What a store op does with the item found (NULL: none). Sets *res when the op does not store. */
-static bool may_store(enum mp_store_op op, const struct mp_item *old, uint64_t cas_in, enum mp_result *res)
+/* memcached's CAS comparison, made up front for every store mode. */
+enum cas_check { CAS_NONE, CAS_MATCH, CAS_STALE, CAS_BADVAL };
+
+static enum cas_check check_cas(const struct mp_item *old, const struct mp_store *st)
 {
-    switch (op) {
-    case MP_SET:
-        return true;
+    if (st->cas == 0)
+        return CAS_NONE;
+    if (st->cas == old->cas)
+        return CAS_MATCH;
+    return st->stale_ok && st->cas < old->cas ? CAS_STALE : CAS_BADVAL;
+}
+
+/* With an item under the key: store `it` in its place (true), or set *res and refuse. */
+static bool decide_existing(struct mp_cache *c, struct mp_item *old, struct mp_item **itp, const struct mp_store *st,
+                            uint32_t now, enum mp_result *res)
+{
+    enum cas_check cc = check_cas(old, st);
+    switch (st->op) {
     case MP_ADD:
+        mp_item_touch_clock(old); /* memcached bumps the item an add bounced off */
         *res = MP_NOT_STORED;
-        return old == NULL;
-    case MP_REPLACE:
-    case MP_APPEND:
-    case MP_PREPEND:
-        *res = MP_NOT_STORED;
-        return old != NULL;
+        return false;
     case MP_CAS:
-        *res = old ? MP_EXISTS : MP_NOT_FOUND;
-        return old && old->cas == cas_in;
+        if (cc == CAS_STALE) {
+            /* An older CAS with I: the value goes in, stale, keeping the old TTL and win token. */
+            (*itp)->exptime = old->exptime;
+            mp_item_set(*itp, MP_ITEM_STALE, true);
+            mp_item_set(*itp, MP_ITEM_TOKEN_SENT, mp_item_has(old, MP_ITEM_TOKEN_SENT));
+        } else if (cc != CAS_MATCH) {
+            *res = MP_EXISTS;
+            return false;
+        }
+        return true;
+    case MP_APPEND:
+    case MP_PREPEND: {
+        if (cc != CAS_NONE && cc != CAS_MATCH) {
+            *res = MP_EXISTS;
+            return false;
+        }
+        struct mp_item *joined = join(c, old, *itp, st->op == MP_APPEND, now);
+        if (!joined) {
+            *res = MP_NOT_STORED; /* memcached: no memory to copy into is "not stored" */
+            return false;
+        }
+        mp_cache_item_release(c, itp);
+        *itp = joined;
+        return true;
+    }
+    case MP_SET:
+    case MP_REPLACE:
+        return true;
     }
     return false;
 }
 
-enum mp_result mp_cache_store(struct mp_cache *c, enum mp_store_op op, struct mp_item **itp, uint64_t cas_in,
-                              uint32_t now)
+enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **itp, struct mp_store *st, uint32_t now)
 {
     struct mp_item *it = *itp;
     *itp = NULL;
     enum mp_result res = MP_STORED;
-    struct locked l = lock_key(c, mp_item_key(it), it->nkey);
+    st->cas_out = 0;
+    struct mp_cache_lock l = lock_key(c, mp_item_key(it), it->nkey);
     struct mp_item *old = find_live(c, &l, mp_item_key(it), it->nkey, now, NULL);
-    if (!may_store(op, old, cas_in, &res)) {
-        if (op == MP_ADD && old)
-            mp_item_touch_clock(old); /* memcached bumps the item an add bounced off */
+    bool store;
+    if (old) {
+        store = decide_existing(c, old, &it, st, now, &res);
+    } else {
+        store = st->op == MP_SET || st->op == MP_ADD;
+        res = st->op == MP_CAS ? MP_NOT_FOUND : MP_NOT_STORED;
+    }
+    if (!store) {
         unlock_key(&l);
         mp_cache_item_release(c, &it);
         return res;
     }
-    res = MP_STORED;
-    if (op == MP_APPEND || op == MP_PREPEND) {
-        struct mp_item *joined = join(c, old, it, op == MP_APPEND, now);
-        mp_cache_item_release(c, &it);
-        if (!joined) {
-            unlock_key(&l);
-            return MP_NOMEM;
-        }
-        it = joined;
-    }
     it->cas = mp_epoch_next_cas(&c->epoch, now);
+    st->cas_out = it->cas;
     bool free_old = old && mp_table_replace_locked(&c->table, l.st, l.hash, old, it);
     if (!old)
         mp_table_link_locked(&c->table, l.st, l.hash, it);
     unlock_key(&l);
     if (free_old)
         mp_slab_free(&c->slabs, old);
-    return res;
+    return MP_STORED;
 }
 
 void mp_cache_forget(struct mp_cache *c, const char *key, size_t nkey)
 {
-    struct locked l = lock_key(c, key, nkey);
+    struct mp_cache_lock l = lock_key(c, key, nkey);
     struct mp_item *it = mp_table_find_locked(&c->table, l.st, l.hash, key, nkey);
     if (it)
         unlink_item(c, &l, it, false);
@@ -249,7 +311,7 @@ void mp_cache_forget(struct mp_cache *c, const char *key, size_t nkey)
 
 enum mp_result mp_cache_delete(struct mp_cache *c, const char *key, size_t nkey, uint32_t now)
 {
-    struct locked l = lock_key(c, key, nkey);
+    struct mp_cache_lock l = lock_key(c, key, nkey);
     struct mp_item *it = find_live(c, &l, key, nkey, now, NULL);
     if (it)
         unlink_item(c, &l, it, false);
@@ -262,45 +324,43 @@ enum mp_result mp_cache_delete(struct mp_cache *c, const char *key, size_t nkey,
  * written in place when it fits and nobody else holds the item, padded with spaces to the old
  * length (so a decr from 10 to 9 reads back "9 "), and otherwise into a new item.
  */
+enum mp_result mp_cache_arith_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item **itp, bool incr,
+                                     uint64_t delta, uint32_t now, uint64_t *value)
+{
+    struct mp_item *it = *itp;
+    uint64_t v;
+    if (it->nbytes == 0 || !mp_num_u64(mp_item_value(it), it->nbytes, &v))
+        return MP_NON_NUMERIC;
+    v = incr ? v + delta : (delta > v ? 0 : v - delta);
+    *value = v;
+    char digits[24];
+    size_t n = mp_num_format(digits, v);
+    if (n <= it->nbytes && atomic_load_explicit(&it->refs, memory_order_acquire) == 1) {
+        memcpy(mp_item_value(it), digits, n);
+        memset(mp_item_value(it) + n, ' ', it->nbytes - n);
+        mp_cache_recas_locked(c, it, now);
+        mp_item_touch_clock(it);
+        return MP_OK;
+    }
+    enum mp_result ares;
+    struct mp_item *repl =
+        mp_cache_alloc(c, mp_item_key(it), it->nkey, mp_item_flags(it), it->exptime, (uint32_t)n, now, &ares);
+    if (!repl)
+        return MP_NOMEM;
+    memcpy(mp_item_value(repl), digits, n);
+    repl->cas = mp_epoch_next_cas(&c->epoch, now);
+    if (mp_table_replace_locked(&c->table, lk->st, lk->hash, it, repl))
+        mp_slab_free(&c->slabs, it);
+    *itp = repl;
+    return MP_OK;
+}
+
 enum mp_result mp_cache_arith(struct mp_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta,
                               uint32_t now, uint64_t *value)
 {
-    struct locked l = lock_key(c, key, nkey);
+    struct mp_cache_lock l = lock_key(c, key, nkey);
     struct mp_item *it = find_live(c, &l, key, nkey, now, NULL);
-    enum mp_result res = MP_OK;
-    uint64_t v;
-    if (!it) {
-        res = MP_NOT_FOUND;
-    } else if (it->nbytes == 0 || !mp_num_u64(mp_item_value(it), it->nbytes, &v)) {
-        res = MP_NON_NUMERIC;
-    } else {
-        v = incr ? v + delta : (delta > v ? 0 : v - delta);
-        char digits[24];
-        size_t n = (size_t)snprintf(digits, sizeof(digits), "%llu", (unsigned long long)v);
-        if (n <= it->nbytes && atomic_load_explicit(&it->refs, memory_order_acquire) == 1) {
-            memcpy(mp_item_value(it), digits, n);
-            memset(mp_item_value(it) + n, ' ', it->nbytes - n);
-            __atomic_store_n(&it->cas, mp_epoch_next_cas(&c->epoch, now), __ATOMIC_RELAXED);
-            mp_item_touch_clock(it);
-        } else {
-            enum mp_result ares;
-            struct mp_item *repl = mp_cache_alloc(c, key, nkey, mp_item_flags(it), it->exptime, (uint32_t)n, now, &ares);
-            if (!repl) {
-                res = MP_NOMEM;
-            } else {
-                memcpy(mp_item_value(repl), digits, n);
-                repl->cas = mp_epoch_next_cas(&c->epoch, now);
-                if (!mp_table_replace_locked(&c->table, l.st, l.hash, it, repl))
-                    it = NULL;
-                unlock_key(&l);
-                if (it)
-                    mp_slab_free(&c->slabs, it);
-                *value = v;
-                return MP_OK;
-            }
-        }
-        *value = v;
-    }
+    enum mp_result res = it ? mp_cache_arith_locked(c, &l, &it, incr, delta, now, value) : MP_NOT_FOUND;
     unlock_key(&l);
     return res;
 }

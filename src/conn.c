@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "magpie/log.h"
+#include "magpie/meta.h"
+#include "magpie/num.h"
 
 #define RBUF_SIZE (16 * 1024)
 #define OBUF_SIZE (16 * 1024)
@@ -63,9 +65,11 @@ struct mp_conn {
     /* the storage command being read */
     struct mp_item *item;
     uint32_t vfill;
-    enum mp_store_op op;
-    uint64_t cas_in;
+    struct mp_store store;
     bool noreply;
+    bool meta_set;             /* an ms: answered by mp_meta_set_reply from mset */
+    struct mp_meta_set mset;
+    struct mp_meta_out meta_sink;
     char crlf[2];
     uint8_t crlf_fill;
     size_t swallow;
@@ -255,7 +259,21 @@ static uint32_t now(const struct mp_conn *c)
     return mp_clock_now(c->env->clock);
 }
 
-/* Under the stripe lock (see cache.h): copy the value, or pin the item for a large one. */
+/* An item's value and "\r\n", under the stripe lock (see cache.h): a small value is copied, a
+ * large one pinned and written from where it lives. */
+static void out_value(void *ctx, struct mp_item *it)
+{
+    struct mp_conn *c = ctx;
+    if (it->nbytes <= COPY_MAX) {
+        out(c, mp_item_value(it), it->nbytes);
+    } else {
+        mp_cache_item_ref(it);
+        out_item(c, it, mp_item_value(it), it->nbytes);
+    }
+    out(c, "\r\n", 2);
+}
+
+/* A get's hit: "VALUE ..." and the value. */
 static void emit_value(void *ctx, struct mp_item *it)
 {
     struct mp_conn *c = ctx;
@@ -264,13 +282,7 @@ static void emit_value(void *ctx, struct mp_item *it)
     out(c, hdr,
         mp_proto_value_header(hdr, mp_item_key(it), it->nkey, mp_item_flags(it), it->nbytes, with_cas,
                               __atomic_load_n(&it->cas, __ATOMIC_RELAXED)));
-    if (it->nbytes <= COPY_MAX) {
-        out(c, mp_item_value(it), it->nbytes);
-    } else {
-        mp_cache_item_ref(it);
-        out_item(c, it, mp_item_value(it), it->nbytes);
-    }
-    out(c, "\r\n", 2);
+    out_value(c, it);
 }
 
 static void get_one(struct mp_conn *c, const char *key, size_t nkey)
@@ -361,33 +373,51 @@ static const enum mp_store_op store_ops[] = {
     [MP_CMD_APPEND] = MP_APPEND,   [MP_CMD_PREPEND] = MP_PREPEND, [MP_CMD_CAS] = MP_CAS,
 };
 
+static void swallow(struct mp_conn *c, size_t n)
+{
+    c->swallow = n;
+    c->state = ST_SWALLOW;
+}
+
+/* set/add/replace/append/prepend/cas and ms: allocate the item the value is read into. */
 static void start_update(struct mp_conn *c, const struct mp_request *req)
 {
     uint32_t t = now(c);
-    uint32_t exptime = mp_clock_exptime(c->env->clock, req->exptime, t);
+    bool meta = req->cmd == MP_CMD_MS;
+    int32_t client_exptime = meta ? (req->meta.new_ttl ? req->meta.exptime : 0) : req->exptime;
+    uint32_t flags = meta ? req->meta.client_flags : req->flags;
+    uint32_t exptime = mp_clock_exptime(c->env->clock, client_exptime, t);
     enum mp_result res;
-    c->item = mp_cache_alloc(c->env->cache, req->key, req->nkey, req->flags, exptime, (uint32_t)req->vlen, t, &res);
-    c->noreply = req->noreply;
+    c->item = mp_cache_alloc(c->env->cache, req->key, req->nkey, flags, exptime, (uint32_t)req->vlen, t, &res);
+    c->noreply = meta ? req->meta.no_reply : req->noreply;
+    c->meta_set = meta;
     if (!c->item) {
         if (res == MP_TOO_LARGE)
             MP_STAT_INC(c->st, store_too_large);
         else
             MP_STAT_INC(c->st, store_no_memory);
+        /* meta commands always report errors */
         reply(c, req->noreply, mp_proto_result_str(res));
-        /* Read past the value to stay in step, and, for a set, drop the old value: a failed set
-         * must not leave stale data behind. */
-        c->swallow = (size_t)req->vlen + 2;
-        c->state = ST_SWALLOW;
-        if (req->cmd == MP_CMD_SET)
+        /* Read past the value to stay in step, and drop the old value: a failed set must not
+         * leave stale data behind (memcached does this for set, and for every ms). */
+        swallow(c, (size_t)req->vlen + 2);
+        if (req->cmd == MP_CMD_SET || meta)
             mp_cache_forget(c->env->cache, req->key, req->nkey);
         return;
     }
-    c->op = store_ops[req->cmd];
-    c->cas_in = req->cas;
+    if (meta) {
+        mp_meta_set_prepare(req, &c->mset);
+        c->store = c->mset.store;
+        mp_item_set(c->item, MP_ITEM_KEY_BINARY, req->meta.key_binary);
+    } else {
+        c->store = (struct mp_store){.op = store_ops[req->cmd], .cas = req->cas};
+    }
     c->vfill = 0;
     c->crlf_fill = 0;
     c->state = req->vlen > 0 ? ST_VALUE : ST_VALUE_END;
 }
+
+static const struct mp_meta_out *meta_out(struct mp_conn *c);
 
 static void finish_update(struct mp_conn *c)
 {
@@ -395,11 +425,11 @@ static void finish_update(struct mp_conn *c)
     MP_STAT_INC(c->st, cmd_set);
     if (c->crlf[0] != '\r' || c->crlf[1] != '\n') {
         mp_cache_item_release(c->env->cache, &c->item);
-        reply(c, c->noreply, mp_proto_result_str(MP_BAD_CHUNK));
+        reply(c, c->noreply && !c->meta_set, mp_proto_result_str(MP_BAD_CHUNK));
         return;
     }
-    enum mp_store_op op = c->op;
-    enum mp_result res = mp_cache_store(c->env->cache, op, &c->item, c->cas_in, now(c));
+    enum mp_store_op op = c->store.op;
+    enum mp_result res = mp_cache_store(c->env->cache, &c->item, &c->store, now(c));
     if (res == MP_STORED)
         MP_STAT_INC(c->st, total_items);
     if (op == MP_CAS) {
@@ -410,7 +440,12 @@ static void finish_update(struct mp_conn *c)
         else if (res == MP_NOT_FOUND)
             MP_STAT_INC(c->st, cas_misses);
     }
-    reply(c, c->noreply, mp_proto_result_str(res));
+    if (c->meta_set) {
+        c->mset.store.cas_out = c->store.cas_out;
+        mp_meta_set_reply(&c->mset, res, meta_out(c));
+    } else {
+        reply(c, c->noreply, mp_proto_result_str(res));
+    }
 }
 
 static void run_arith(struct mp_conn *c, const struct mp_request *req)
@@ -431,7 +466,7 @@ static void run_arith(struct mp_conn *c, const struct mp_request *req)
     }
     if (res == MP_OK) {
         char digits[24];
-        digits[mp_proto_u64(digits, v)] = '\0';
+        digits[mp_num_format(digits, v)] = '\0';
         reply(c, req->noreply, digits);
     } else {
         reply(c, req->noreply, res == MP_NOMEM ? "SERVER_ERROR out of memory" : mp_proto_result_str(res));
@@ -506,6 +541,29 @@ static void run_stats(struct mp_conn *c, const struct mp_request *req)
     out(c, "END\r\n", 5);
 }
 
+static void meta_bytes(void *ctx, const char *data, size_t n)
+{
+    out(ctx, data, n);
+}
+
+static const struct mp_meta_out *meta_out(struct mp_conn *c)
+{
+    c->meta_sink = (struct mp_meta_out){c, meta_bytes, out_value};
+    return &c->meta_sink;
+}
+
+static void run_meta(struct mp_conn *c, const struct mp_request *req)
+{
+    struct mp_meta_env e = {c->env->cache, c->env->clock, c->st};
+    const struct mp_meta_out *o = meta_out(c);
+    switch (req->cmd) {
+    case MP_CMD_MG: mp_meta_get(&e, req, o); break;
+    case MP_CMD_MD: mp_meta_delete(&e, req, o); break;
+    case MP_CMD_MA: mp_meta_arith(&e, req, o); break;
+    default: mp_meta_debug(&e, req, o); break;
+    }
+}
+
 static void execute(struct mp_conn *c, struct mp_request *req)
 {
     switch (req->cmd) {
@@ -521,7 +579,14 @@ static void execute(struct mp_conn *c, struct mp_request *req)
     case MP_CMD_APPEND:
     case MP_CMD_PREPEND:
     case MP_CMD_CAS:
+    case MP_CMD_MS:
         start_update(c, req);
+        break;
+    case MP_CMD_MG:
+    case MP_CMD_MD:
+    case MP_CMD_MA:
+    case MP_CMD_ME:
+        run_meta(c, req);
         break;
     case MP_CMD_DELETE:
         run_delete(c, req);
@@ -555,6 +620,8 @@ static void execute(struct mp_conn *c, struct mp_request *req)
         break;
     case MP_CMD_ERROR:
         reply(c, req->noreply, req->error);
+        if (req->swallow)
+            swallow(c, req->swallow); /* an ms refused after its length was read */
         break;
     }
 }

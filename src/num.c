@@ -89,3 +89,16 @@ bool mp_num_i32(const char *s, size_t len, int32_t *out)
     *out = (int32_t)(uint32_t)(uint64_t)v;
     return true;
 }
+
+size_t mp_num_format(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}

@@ -190,6 +190,226 @@ static void parse_verbosity(const struct tokens *tk, struct mp_request *req)
     req->cmd = MP_CMD_VERBOSITY;
 }
 
+/* ---- meta commands ------------------------------------------------------------------------ */
+
+/* memcached's _meta_flag_preparse over the tokens from `start`. Returns 0, or -1 with
+ * req->error set. A duplicate or unknown flag stops at once; other errors let the scan go on and
+ * the last one is reported, as memcached does. */
+static int meta_flags(const struct tokens *tk, size_t start, struct mp_request *req)
+{
+    struct mp_meta *m = &req->meta;
+    bool seen[128] = {false};
+    const char *err = NULL;
+    bool failed = false;
+    for (size_t i = start; i < tk->n; i++) {
+        const struct token *t = &tk->t[i];
+        unsigned char o = (unsigned char)t->p[0];
+        if (o >= 127 || seen[o]) {
+            req->error = "CLIENT_ERROR duplicate flag";
+            return -1;
+        }
+        seen[o] = true;
+        m->toks[m->ntoks] = t->p;
+        m->ntoklen[m->ntoks++] = (uint8_t)(t->n > 255 ? 255 : t->n);
+        const char *arg = t->p + 1;
+        size_t narg = t->n - 1;
+        switch (o) {
+        case 'b': {
+            size_t n = mp_proto_base64_decode(req->key, req->nkey, (unsigned char *)m->keybuf, sizeof(m->keybuf));
+            if (n == 0) {
+                err = "CLIENT_ERROR error decoding key";
+                failed = true;
+            }
+            req->key = m->keybuf;
+            req->nkey = n;
+            m->key_binary = true;
+            break;
+        }
+        case 'N':
+        case 'T':
+        case 'R': {
+            int32_t v;
+            if (!mp_num_i32(arg, narg, &v)) {
+                err = "CLIENT_ERROR bad token in command line format";
+                failed = true;
+            } else if (o == 'N') {
+                m->vivify = true;
+                m->vivify_exptime = v;
+            } else if (o == 'T') {
+                m->new_ttl = true;
+                m->exptime = v;
+            } else {
+                m->recache = true;
+                m->recache_time = v;
+            }
+            break;
+        }
+        case 'O': case 'P': case 'L': case 'k': case 's': case 't': case 'c': case 'f': case 'h':
+            break;
+        case 'v': m->value = true; break;
+        case 'u': m->no_update = true; break;
+        case 'q': m->no_reply = true; break;
+        case 'I': m->set_stale = true; break;
+        case 'F':
+            if (!mp_num_u32(arg, narg, &m->client_flags))
+                failed = true;
+            break;
+        case 'C':
+            if (!mp_num_u64(arg, narg, &m->cas)) {
+                err = "CLIENT_ERROR bad token in command line format";
+                failed = true;
+            } else {
+                m->has_cas = true;
+            }
+            break;
+        case 'M':
+            if (t->n != 2) {
+                err = "CLIENT_ERROR incorrect length for M token";
+                failed = true;
+            } else {
+                m->mode = t->p[1];
+            }
+            break;
+        case 'J':
+            if (!mp_num_u64(arg, narg, &m->initial)) {
+                err = "CLIENT_ERROR invalid numeric initial value";
+                failed = true;
+            }
+            break;
+        case 'D':
+            if (!mp_num_u64(arg, narg, &m->delta)) {
+                err = "CLIENT_ERROR invalid numeric delta value";
+                failed = true;
+            }
+            break;
+        default: /* among them 'l' (last access time), which Magpie does not keep */
+            req->error = "CLIENT_ERROR invalid flag";
+            return -1;
+        }
+    }
+    if (failed)
+        req->error = err ? err : BAD_FORMAT;
+    return failed ? -1 : 0;
+}
+
+/* An opaque (O) token longer than memcached allows. */
+static bool opaque_too_long(const struct mp_meta *m)
+{
+    for (size_t i = 0; i < m->ntoks; i++)
+        if (m->toks[i][0] == 'O' && m->ntoklen[i] > MP_META_OPAQUE_MAX)
+            return true;
+    return false;
+}
+
+/* What mg, md and ma share: token count, key length, flags. */
+static bool meta_common(const struct tokens *tk, struct mp_request *req, const char *too_many, const char *bad_flags)
+{
+    if (!want(tk, 3, SIZE_MAX, req))
+        return false;
+    req->key = tk->t[1].p;
+    req->nkey = tk->t[1].n;
+    req->meta.delta = 1;
+    if (req->nkey > MP_KEY_MAX) {
+        error(req, BAD_FORMAT);
+        return false;
+    }
+    if (tk->n + 1 > MP_META_MAX_TOKENS) {
+        error(req, too_many);
+        return false;
+    }
+    if (meta_flags(tk, 2, req) != 0) {
+        req->cmd = MP_CMD_ERROR;
+        if (bad_flags)
+            req->error = bad_flags;
+        return false;
+    }
+    if (opaque_too_long(&req->meta)) {
+        error(req, "CLIENT_ERROR opaque token too long");
+        return false;
+    }
+    return true;
+}
+
+static void parse_mg(const struct tokens *tk, struct mp_request *req)
+{
+    if (meta_common(tk, req, "CLIENT_ERROR options flags are too long", NULL))
+        req->cmd = MP_CMD_MG;
+}
+
+static void parse_md(const struct tokens *tk, struct mp_request *req)
+{
+    if (meta_common(tk, req, "CLIENT_ERROR options flags too long", "CLIENT_ERROR invalid or duplicate flag"))
+        req->cmd = MP_CMD_MD;
+}
+
+static void parse_ma(const struct tokens *tk, struct mp_request *req)
+{
+    if (!meta_common(tk, req, "CLIENT_ERROR options flags too long", "CLIENT_ERROR invalid or duplicate flag"))
+        return;
+    char mode = req->meta.mode;
+    if (mode != 0 && mode != 'I' && mode != '+' && mode != 'D' && mode != '-') {
+        error(req, "CLIENT_ERROR invalid mode for ma M token");
+        return;
+    }
+    req->cmd = MP_CMD_MA;
+}
+
+/* ms: errors found after the length is known discard the value that follows (swallow). */
+static void parse_ms(const struct tokens *tk, struct mp_request *req)
+{
+    if (!want(tk, 3, SIZE_MAX, req))
+        return;
+    req->key = tk->t[1].p;
+    req->nkey = tk->t[1].n;
+    if (req->nkey > MP_KEY_MAX || tk->n == 2) {
+        error(req, BAD_FORMAT);
+        return;
+    }
+    if (tk->n + 1 > MP_META_MAX_TOKENS) {
+        error(req, "CLIENT_ERROR options flags too long");
+        return;
+    }
+    if (!mp_num_i32(tk->t[2].p, tk->t[2].n, &req->vlen) || req->vlen < 0 || req->vlen > INT32_MAX - 2) {
+        error(req, BAD_FORMAT);
+        return;
+    }
+    char mode = 0;
+    if (meta_flags(tk, 3, req) != 0) {
+        req->cmd = MP_CMD_ERROR;
+    } else if (opaque_too_long(&req->meta)) {
+        error(req, "CLIENT_ERROR opaque token too long");
+    } else if ((mode = req->meta.mode) != 0 && !strchr("EAPRS", mode)) {
+        error(req, "CLIENT_ERROR invalid mode for ms M token");
+    } else {
+        req->cmd = MP_CMD_MS;
+        return;
+    }
+    req->swallow = (size_t)req->vlen + 2;
+}
+
+/* me <key> [b] */
+static void parse_me(const struct tokens *tk, struct mp_request *req)
+{
+    if (tk->n < 2 || tk->t[1].n > MP_KEY_MAX) {
+        error(req, BAD_FORMAT);
+        return;
+    }
+    req->key = tk->t[1].p;
+    req->nkey = tk->t[1].n;
+    if (tk->n >= 3 && tok_is(&tk->t[2], "b")) {
+        size_t n = mp_proto_base64_decode(req->key, req->nkey, (unsigned char *)req->meta.keybuf,
+                                          sizeof(req->meta.keybuf));
+        if (n == 0) {
+            error(req, BAD_FORMAT);
+            return;
+        }
+        req->key = req->meta.keybuf;
+        req->nkey = n;
+        req->meta.key_binary = true;
+    }
+    req->cmd = MP_CMD_ME;
+}
+
 /* The command table: name, and the parser for the rest. */
 static void dispatch(const struct tokens *tk, struct mp_request *req, enum mp_parse_status *st)
 {
@@ -236,6 +456,16 @@ static void dispatch(const struct tokens *tk, struct mp_request *req, enum mp_pa
         req->cmd = MP_CMD_QUIT;
     else if (tok_is(c, "mn"))
         req->cmd = MP_CMD_MN;
+    else if (tok_is(c, "mg"))
+        parse_mg(tk, req);
+    else if (tok_is(c, "ms"))
+        parse_ms(tk, req);
+    else if (tok_is(c, "md"))
+        parse_md(tk, req);
+    else if (tok_is(c, "ma"))
+        parse_ma(tk, req);
+    else if (tok_is(c, "me"))
+        parse_me(tk, req);
     else if (tok_is(c, "stats")) {
         req->cmd = MP_CMD_STATS;
         req->keys = tk->n > 1 ? tk->t[1].p : tk->end;
@@ -364,17 +594,66 @@ const char *mp_proto_result_str(enum mp_result res)
     return "SERVER_ERROR unhandled result";
 }
 
-size_t mp_proto_u64(char *out, uint64_t v)
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t mp_proto_base64_encode(const unsigned char *in, size_t n, char *out)
 {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        out[o++] = B64[(v >> 18) & 63];
+        out[o++] = B64[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? B64[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? B64[v & 63] : '=';
+    }
+    return o;
+}
+
+/* A base64 digit's value; '=' counts as a digit worth 0; -1 for anything else. */
+static int b64_value(char ch)
+{
+    if (ch == '=')
+        return 0;
+    const char *p = ch ? strchr(B64, ch) : NULL;
+    return p ? (int)(p - B64) : -1;
+}
+
+/* As memcached decodes: characters outside the alphabet are skipped, the digits must come in
+ * fours, and decoding stops after the first group with padding. */
+size_t mp_proto_base64_decode(const char *in, size_t n, unsigned char *out, size_t cap)
+{
+    size_t count = 0;
     for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
+        count += b64_value(in[i]) >= 0;
+    if (count == 0 || count % 4 != 0 || count / 4 * 3 > cap)
+        return 0;
+    size_t o = 0, k = 0;
+    int pad = 0;
+    uint32_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        int d = b64_value(in[i]);
+        if (d < 0)
+            continue;
+        pad += in[i] == '=';
+        v = v << 6 | (uint32_t)d;
+        if (++k < 4)
+            continue;
+        out[o++] = (unsigned char)(v >> 16);
+        out[o++] = (unsigned char)(v >> 8);
+        out[o++] = (unsigned char)v;
+        k = 0;
+        v = 0;
+        if (pad) {
+            if (pad > 2)
+                return 0;
+            return o - (size_t)pad;
+        }
+    }
+    return o;
 }
 
 size_t mp_proto_value_header(char *out, const char *key, size_t nkey, uint32_t flags, uint32_t nbytes, bool with_cas,
@@ -386,12 +665,12 @@ size_t mp_proto_value_header(char *out, const char *key, size_t nkey, uint32_t f
     memcpy(p, key, nkey);
     p += nkey;
     *p++ = ' ';
-    p += mp_proto_u64(p, flags);
+    p += mp_num_format(p, flags);
     *p++ = ' ';
-    p += mp_proto_u64(p, nbytes);
+    p += mp_num_format(p, nbytes);
     if (with_cas) {
         *p++ = ' ';
-        p += mp_proto_u64(p, cas);
+        p += mp_num_format(p, cas);
     }
     *p++ = '\r';
     *p++ = '\n';

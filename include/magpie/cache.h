@@ -83,10 +83,19 @@ enum mp_result mp_cache_touch(struct mp_cache *c, const char *key, size_t nkey, 
 struct mp_item *mp_cache_alloc(struct mp_cache *c, const char *key, size_t nkey, uint32_t flags, uint32_t exptime,
                                uint32_t nbytes, uint32_t now, enum mp_result *res);
 
-/* Store a filled item; consumes the caller's reference. cas_in is the client's value for MP_CAS.
- * Returns MP_STORED, MP_NOT_STORED, MP_EXISTS, MP_NOT_FOUND or MP_NOMEM (append/prepend). */
-enum mp_result mp_cache_store(struct mp_cache *c, enum mp_store_op op, struct mp_item **it, uint64_t cas_in,
-                              uint32_t now);
+/* How to store, memcached's do_store_item. `cas` 0 compares nothing (and fails MP_CAS); with
+ * `stale_ok` (meta set's I flag) a CAS older than the item's still stores, marking the value stale
+ * and keeping the old exptime. */
+struct mp_store {
+    enum mp_store_op op;
+    uint64_t cas;
+    bool stale_ok;
+    uint64_t cas_out; /* the stored item's CAS, 0 when not stored */
+};
+
+/* Store a filled item; consumes the caller's reference. Returns MP_STORED, MP_NOT_STORED (also for
+ * an append/prepend that cannot get memory, as memcached), MP_EXISTS or MP_NOT_FOUND. */
+enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **it, struct mp_store *st, uint32_t now);
 
 /* A set that failed for lack of room must not leave the old value behind (memcached unlinks it). */
 void mp_cache_forget(struct mp_cache *c, const char *key, size_t nkey);
@@ -101,6 +110,32 @@ enum mp_result mp_cache_arith(struct mp_cache *c, const char *key, size_t nkey, 
 
 /* flush_all: invalidate everything now (at <= now) or at relative time `at`. */
 void mp_cache_flush(struct mp_cache *c, uint32_t now, uint32_t at);
+
+/*
+ * Locked access, for compound operations (the meta commands, meta.h): lock a key's stripe, work
+ * on its live item, unlock. Nothing that blocks may happen in between; allocating is allowed (the
+ * stripe-then-class order of table.h).
+ */
+struct mp_cache_lock {
+    uint64_t hash;
+    struct mp_stripe *st;
+};
+
+void mp_cache_lock_key(struct mp_cache *c, const char *key, size_t nkey, struct mp_cache_lock *lk);
+void mp_cache_unlock(struct mp_cache_lock *lk);
+/* The live item with this key, or NULL (a dead one is reclaimed on the way; *miss says why). */
+struct mp_item *mp_cache_find_locked(struct mp_cache *c, struct mp_cache_lock *lk, const char *key, size_t nkey,
+                                     uint32_t now, enum mp_miss *miss);
+/* Link a fresh item (from mp_cache_alloc) under a key known to be absent; gives it a CAS. */
+void mp_cache_link_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it, uint32_t now);
+void mp_cache_unlink_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it);
+/* incr/decr on a live item; *it becomes the item that holds the result (the same one, updated in
+ * place, or its replacement). MP_OK, MP_NON_NUMERIC or MP_NOMEM. */
+enum mp_result mp_cache_arith_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item **it, bool incr,
+                                     uint64_t delta, uint32_t now, uint64_t *value);
+/* A new CAS for an item changed in place (meta delete's invalidate). */
+void mp_cache_recas_locked(struct mp_cache *c, struct mp_item *it, uint32_t now);
+void mp_cache_set_exptime_locked(struct mp_item *it, uint32_t exptime);
 
 void mp_cache_item_ref(struct mp_item *it);
 void mp_cache_item_release(struct mp_cache *c, struct mp_item **it);

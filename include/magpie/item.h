@@ -11,7 +11,8 @@
  *       16     4  nbytes    value length, without the "\r\n" the protocol adds
  *       20     2  refs      references (atomic): the table's link is one, each reader one
  *       22     1  nkey      key length, 1..250
- *       23     1  iflags    MP_ITEM_LINKED | MP_ITEM_CFLAGS (atomic; changed under the stripe lock)
+ *       23     1  iflags    LINKED, CFLAGS and meta's STALE, TOKEN_SENT, KEY_BINARY (atomic;
+ *                           changed under the stripe lock)
  *       24     1  clock     CLOCK state (atomic, relaxed): MP_ITEM_FETCHED | hit count 0..3
  *       25    0/4 flags     client flags, stored only when non-zero (MP_ITEM_CFLAGS)
  *        .   nkey key
@@ -41,8 +42,11 @@
 typedef uint32_t mp_handle_t; /* 0 is "no item" */
 
 enum {
-    MP_ITEM_LINKED = 1u << 0, /* in the hash table */
-    MP_ITEM_CFLAGS = 1u << 1, /* client flags are stored */
+    MP_ITEM_LINKED = 1u << 0,     /* in the hash table */
+    MP_ITEM_CFLAGS = 1u << 1,     /* client flags are stored */
+    MP_ITEM_STALE = 1u << 2,      /* meta: invalidated, served with X until recached */
+    MP_ITEM_TOKEN_SENT = 1u << 3, /* meta: a client was handed the W (win) flag */
+    MP_ITEM_KEY_BINARY = 1u << 4, /* meta: the key came base64-encoded (b) */
 };
 
 enum {
@@ -64,6 +68,26 @@ struct mp_item {
 
 #define MP_ITEM_HDR 25u
 
+static inline bool mp_item_has(const struct mp_item *it, uint8_t flag)
+{
+    return atomic_load_explicit(&((struct mp_item *)it)->iflags, memory_order_relaxed) & flag;
+}
+
+/* Meta's flags change under the stripe lock; the atomic RMW keeps LINKED, which the CLOCK hand
+ * reads without that lock, intact. */
+static inline void mp_item_set(struct mp_item *it, uint8_t flag, bool on)
+{
+    if (on)
+        atomic_fetch_or_explicit(&it->iflags, flag, memory_order_relaxed);
+    else
+        atomic_fetch_and_explicit(&it->iflags, (uint8_t)~flag, memory_order_relaxed);
+}
+
+static inline bool mp_item_has_cflags(const struct mp_item *it)
+{
+    return mp_item_has(it, MP_ITEM_CFLAGS);
+}
+
 /* Bytes an item of this shape occupies. */
 static inline size_t mp_item_total(size_t nkey, size_t nbytes, uint32_t flags)
 {
@@ -73,11 +97,6 @@ static inline size_t mp_item_total(size_t nkey, size_t nbytes, uint32_t flags)
 static inline char *mp_item_suffix(const struct mp_item *it)
 {
     return (char *)it + MP_ITEM_HDR;
-}
-
-static inline bool mp_item_has_cflags(const struct mp_item *it)
-{
-    return atomic_load_explicit(&((struct mp_item *)it)->iflags, memory_order_relaxed) & MP_ITEM_CFLAGS;
 }
 
 static inline char *mp_item_key(const struct mp_item *it)

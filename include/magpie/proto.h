@@ -48,6 +48,11 @@ enum mp_cmd {
     MP_CMD_QUIT,
     MP_CMD_STATS,
     MP_CMD_MN,        /* meta no-op: "MN" */
+    MP_CMD_MG,        /* meta get */
+    MP_CMD_MS,        /* meta set */
+    MP_CMD_MD,        /* meta delete */
+    MP_CMD_MA,        /* meta arithmetic */
+    MP_CMD_ME,        /* meta debug */
     MP_CMD_ERROR,     /* answer req.error (unless noreply) and go on */
 };
 
@@ -55,6 +60,32 @@ enum mp_parse_status {
     MP_PARSE_NEED_MORE, /* no complete line yet */
     MP_PARSE_OK,        /* *req describes a command; *consumed bytes of line were used */
     MP_PARSE_CLOSE,     /* garbage: close the connection without a reply, as memcached does */
+};
+
+#define MP_META_MAX_TOKENS 20 /* memcached's MFLAG_MAX_OPT_LENGTH: tokens in a meta command */
+#define MP_META_OPAQUE_MAX 32
+
+/* A meta command's flags (memcached's _meta_flag_preparse). Times are the client's values,
+ * turned into item times by the caller (clock.h). The flag tokens themselves are kept, in order,
+ * for the reply, whose flags follow the request's order. */
+struct mp_meta {
+    bool no_update;  /* u */
+    bool vivify;     /* N */
+    bool value;      /* v */
+    bool set_stale;  /* I */
+    bool no_reply;   /* q */
+    bool has_cas;    /* C */
+    bool new_ttl;    /* T */
+    bool recache;    /* R */
+    bool key_binary; /* b: the key was base64 and req.key is decoded into keybuf */
+    char mode;       /* M */
+    int32_t exptime, vivify_exptime, recache_time;
+    uint32_t client_flags;
+    uint64_t cas, delta, initial;
+    const char *toks[MP_META_MAX_TOKENS]; /* flag tokens */
+    uint8_t ntoklen[MP_META_MAX_TOKENS];
+    size_t ntoks;
+    char keybuf[MP_KEY_MAX];
 };
 
 struct mp_request {
@@ -72,6 +103,8 @@ struct mp_request {
     uint64_t delta;
     uint32_t level;     /* verbosity */
     const char *error;  /* MP_CMD_ERROR: the reply, without "\r\n" */
+    size_t swallow;     /* MP_CMD_ERROR: bytes of value data to discard after it (ms) */
+    struct mp_meta meta;
 };
 
 /* Parse one command from buf[0, len). */
@@ -93,7 +126,10 @@ const char *mp_proto_result_str(enum mp_result res);
 size_t mp_proto_value_header(char *out, const char *key, size_t nkey, uint32_t flags, uint32_t nbytes, bool with_cas,
                              uint64_t cas);
 
-/* Decimal digits of v into out (room for 20); returns the length. */
-size_t mp_proto_u64(char *out, uint64_t v);
+/* Base64 (RFC 4648, with padding) for meta's b flag. Encode returns the length written (out needs
+ * 4 * ceil(n / 3) bytes); decode returns the decoded length, or 0 for invalid input or no room. */
+size_t mp_proto_base64_encode(const unsigned char *in, size_t n, char *out);
+size_t mp_proto_base64_decode(const char *in, size_t n, unsigned char *out, size_t cap);
+
 
 #endif

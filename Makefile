@@ -115,7 +115,12 @@ tsan: test-deps
 	@$(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread" \
 	  IT_ARGS="$(TSAN_IT_ARGS)" test
 
-bench: all test-deps
+ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru table slab item num clock)
+$(BUILD)/bench_engine: bench/engine.c $(ENGINE_OBJS)
+	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(ALL_LDFLAGS)
+
+bench: all test-deps $(BUILD)/bench_engine
+	./$(BUILD)/bench_engine 3
 	$(PYTHON) bench/compare --magpie $(BUILD)/magpie
 
 bench-memory: all test-deps
@@ -137,4 +142,4 @@ install: all
 clean:
 	rm -rf build
 
--include $(wildcard $(BUILD)/obj/*.d $(BUILD)/test/*.d)
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/test/*.d $(BUILD)/*.d)

@@ -1,4 +1,5 @@
 /* item: see include/magpie/item.h */
+#define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP */
 #include "magpie/item.h"
 
 void mp_item_init(struct mp_item *it, const char *key, size_t nkey, uint32_t flags, uint32_t exptime,
@@ -71,4 +72,13 @@ bool mp_item_flushed(const struct mp_item *it, uint32_t now, struct mp_epoch *e)
 {
     apply_due_flush(e, now);
     return __atomic_load_n(&it->cas, __ATOMIC_RELAXED) < atomic_load_explicit(&e->flush_cas, memory_order_acquire);
+}
+
+void mp_lock_init(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(m, &attr);
+    pthread_mutexattr_destroy(&attr);
 }

@@ -37,7 +37,7 @@ static int lay_out_classes(struct mp_slabs *s, size_t min_chunk, double factor, 
         c->first_page = MP_SLAB_NONE;
         c->bump_page = MP_SLAB_NONE;
         c->hand_page = MP_SLAB_NONE;
-        pthread_mutex_init(&c->lock, NULL);
+        mp_lock_init(&c->lock);
     }
     return 0;
 }
@@ -80,7 +80,7 @@ int mp_slab_setup(struct mp_slabs *s, size_t mem_limit, size_t item_max, size_t 
         return -ENOMEM;
     }
     s->pages_free = MP_SLAB_NONE;
-    pthread_mutex_init(&s->pages_lock, NULL);
+    mp_lock_init(&s->pages_lock);
     return 0;
 }
 

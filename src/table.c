@@ -29,7 +29,7 @@ int mp_table_setup(struct mp_table *t, struct mp_slabs *slabs, unsigned stripe_b
     memset(t->stripes, 0, t->nstripes * sizeof(struct mp_stripe));
     for (unsigned i = 0; i < t->nstripes; i++) {
         struct mp_stripe *st = &t->stripes[i];
-        pthread_mutex_init(&st->lock, NULL);
+        mp_lock_init(&st->lock);
         st->buckets = calloc(initial_buckets, sizeof(mp_handle_t));
         if (!st->buckets) {
             mp_table_teardown(t);

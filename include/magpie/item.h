@@ -31,6 +31,7 @@
 #ifndef MAGPIE_ITEM_H
 #define MAGPIE_ITEM_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -153,12 +154,17 @@ static inline bool mp_item_fetched(const struct mp_item *it)
  * counter's value at that moment, so items stored before the deadline die and later ones live.
  */
 struct mp_epoch {
-    _Atomic uint64_t next_cas;
-    _Atomic uint64_t flush_cas;
+    /* Written by every store: kept off the line every read checks. */
+    _Alignas(64) _Atomic uint64_t next_cas;
+    _Alignas(64) _Atomic uint64_t flush_cas;
     _Atomic uint32_t flush_at; /* relative time of a pending delayed flush; 0 = none */
 };
 
 void mp_epoch_setup(struct mp_epoch *e);
+
+/* The engine's short critical sections (a stripe, a slab class) use adaptive mutexes: a waiter
+ * spins briefly before it sleeps, since the holder is about to let go. */
+void mp_lock_init(pthread_mutex_t *m);
 /* A fresh CAS value; applies a due delayed flush first so the new value survives it. */
 uint64_t mp_epoch_next_cas(struct mp_epoch *e, uint32_t now);
 /* Invalidate everything stored up to now (delay 0), or up to relative time `at`. */

@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "magpie/log.h"
@@ -56,7 +59,9 @@ struct mp_conn {
     bool writing;
     bool close_after_write;
     bool counted; /* holds a place in env->nconns */
-    uint32_t last_active;
+    _Atomic uint32_t last_active;      /* read by `stats conns` on other workers */
+    _Atomic uint8_t shown_state;       /* the state `stats conns` reports, set once per process() */
+    char addr[64];                     /* "tcp:host:port" or "unix:path", fixed at creation */
 
     /* input: unread bytes are rbuf[rpos, rlen) */
     char *rbuf;
@@ -524,6 +529,33 @@ static void emit_stat(void *ctx, const char *name, const char *fmt, ...)
     out(c, line, len);
 }
 
+static const char *const state_names[] = {
+    [ST_CMD] = "conn_parse_cmd", [ST_VALUE] = "conn_nread",      [ST_VALUE_END] = "conn_nread",
+    [ST_SWALLOW] = "conn_swallow", [ST_GET] = "conn_mwrite",      [ST_GET_KEYS] = "conn_parse_cmd",
+    [ST_SKIP_LINE] = "conn_swallow", [ST_CLOSING] = "conn_closing",
+};
+
+/* `stats conns`: every connection of every worker, as memcached lists them. */
+static void report_conns(struct mp_conn *c)
+{
+    uint32_t t = now(c);
+    char name[32];
+    for (unsigned i = 0; i < c->env->nlists; i++) {
+        struct mp_conn_list *list = c->env->lists[i];
+        pthread_mutex_lock(&list->lock);
+        for (struct mp_conn *p = list->head; p; p = p->next) {
+            uint8_t st = atomic_load_explicit(&p->shown_state, memory_order_relaxed);
+            snprintf(name, sizeof(name), "%d:addr", p->fd);
+            emit_stat(c, name, "%s", p->addr);
+            snprintf(name, sizeof(name), "%d:state", p->fd);
+            emit_stat(c, name, "%s", p == c ? "conn_parse_cmd" : state_names[st]);
+            snprintf(name, sizeof(name), "%d:secs_since_last_cmd", p->fd);
+            emit_stat(c, name, "%u", t - atomic_load_explicit(&p->last_active, memory_order_relaxed));
+        }
+        pthread_mutex_unlock(&list->lock);
+    }
+}
+
 static void run_stats(struct mp_conn *c, const struct mp_request *req)
 {
     const char *args = req->keys;
@@ -531,6 +563,11 @@ static void run_stats(struct mp_conn *c, const struct mp_request *req)
     if (nargs >= 5 && memcmp(args, "reset", 5) == 0 && (nargs == 5 || args[5] == ' ')) {
         mp_stats_reset(c->env->stats);
         reply(c, false, "RESET");
+        return;
+    }
+    if (nargs >= 5 && memcmp(args, "conns", 5) == 0 && (nargs == 5 || args[5] == ' ')) {
+        report_conns(c);
+        out(c, "END\r\n", 5);
         return;
     }
     struct mp_stats_source src = {c->env->cfg, c->env->cache, c->env->clock, c->env->stats};
@@ -770,7 +807,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     MP_STAT_ADD(c->st, bytes_read, (uint64_t)nread);
-    c->last_active = now(c);
+    atomic_store_explicit(&c->last_active, now(c), memory_order_relaxed);
     if (buf->base >= c->rbuf && buf->base < c->rbuf + RBUF_SIZE)
         c->rlen += (size_t)nread;
     else
@@ -820,6 +857,7 @@ static void process(struct mp_conn *c)
         return;
     }
     set_reading(c, !c->writing);
+    atomic_store_explicit(&c->shown_state, (uint8_t)(c->writing ? ST_GET : c->state), memory_order_relaxed);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */
@@ -829,15 +867,15 @@ static void on_close(uv_handle_t *h)
     struct mp_conn *c = h->data;
     release_held(c, 0);
     mp_cache_item_release(c->env->cache, &c->item);
-    if (c->list) {
-        if (c->prev)
-            c->prev->next = c->next;
-        else
-            c->list->head = c->next;
-        if (c->next)
-            c->next->prev = c->prev;
-        c->list->count--;
-    }
+    pthread_mutex_lock(&c->list->lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->list->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->list->count--;
+    pthread_mutex_unlock(&c->list->lock);
     if (c->counted)
         atomic_fetch_sub_explicit(c->env->nconns, 1, memory_order_relaxed);
     MP_STAT_DEC(c->st, curr_connections);
@@ -855,6 +893,31 @@ static void close_conn(struct mp_conn *c)
     c->state = ST_CLOSING;
     if (!uv_is_closing(&c->h.handle))
         uv_close(&c->h.handle, on_close);
+}
+
+/* The peer's address as memcached's `stats conns` prints it. */
+static void peer_name(struct mp_conn *c, int fd, bool is_unix)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (is_unix) {
+        snprintf(c->addr, sizeof(c->addr), "unix:%s", c->env->cfg->unix_path ? c->env->cfg->unix_path : "");
+        return;
+    }
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+            port = ntohs(a->sin6_port);
+        } else if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+            port = ntohs(a->sin_port);
+        }
+    }
+    snprintf(c->addr, sizeof(c->addr), ss.ss_family == AF_INET6 ? "tcp6:[%s]:%d" : "tcp:%s:%d", host, port);
 }
 
 int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_stats_thread *st,
@@ -890,12 +953,15 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
     c->fd = fd;
     c->counted = true;
     c->list = list;
+    atomic_store_explicit(&c->last_active, now(c), memory_order_relaxed);
+    peer_name(c, fd, is_unix);
+    pthread_mutex_lock(&list->lock);
     c->next = list->head;
     if (list->head)
         list->head->prev = c;
     list->head = c;
     list->count++;
-    c->last_active = now(c);
+    pthread_mutex_unlock(&list->lock);
     MP_STAT_INC(st, curr_connections);
     MP_STAT_INC(st, total_connections);
     /* From here on, on_close undoes all of the above. */
@@ -928,12 +994,24 @@ void mp_conn_shutdown(struct mp_conn *c)
 void mp_conn_list_close_idle(struct mp_conn_list *list, uint32_t t, uint32_t timeout)
 {
     for (struct mp_conn *c = list->head; c; c = c->next) {
-        if (t - c->last_active >= timeout && !uv_is_closing(&c->h.handle)) {
+        uint32_t idle = t - atomic_load_explicit(&c->last_active, memory_order_relaxed);
+        if (idle >= timeout && !uv_is_closing(&c->h.handle)) {
             MP_STAT_INC(c->st, idle_kicks);
-            mp_log(MP_LOG_CONN, "conn %d: idle for %u s, closing", c->fd, t - c->last_active);
+            mp_log(MP_LOG_CONN, "conn %d: idle for %u s, closing", c->fd, idle);
             close_conn(c);
         }
     }
+}
+
+void mp_conn_list_init(struct mp_conn_list *list)
+{
+    memset(list, 0, sizeof(*list));
+    pthread_mutex_init(&list->lock, NULL);
+}
+
+void mp_conn_list_deinit(struct mp_conn_list *list)
+{
+    pthread_mutex_destroy(&list->lock);
 }
 
 void mp_conn_list_shutdown(struct mp_conn_list *list)

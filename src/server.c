@@ -218,7 +218,8 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         snprintf(err, errlen, "%s", "out of memory");
         return -1;
     }
-    srv->env = (struct mp_conn_env){&srv->cache, &srv->clock, cfg, &srv->stats, &srv->nconns};
+    srv->env = (struct mp_conn_env){.cache = &srv->cache, .clock = &srv->clock, .cfg = cfg, .stats = &srv->stats,
+                                    .nconns = &srv->nconns};
     for (int i = 0; cfg->port && i < cfg->nlisten; i++)
         if (listen_tcp(srv, cfg->listen[i], err, errlen) != 0)
             return -1;
@@ -230,10 +231,15 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
     }
     srv->loop_ready = true;
     srv->workers = calloc((size_t)cfg->threads, sizeof(*srv->workers));
-    if (!srv->workers) {
+    srv->lists = calloc((size_t)cfg->threads, sizeof(*srv->lists));
+    if (!srv->workers || !srv->lists) {
         snprintf(err, errlen, "%s", "out of memory");
         return -1;
     }
+    for (int i = 0; i < cfg->threads; i++)
+        srv->lists[i] = &srv->workers[i].conns;
+    srv->env.lists = srv->lists;
+    srv->env.nlists = (unsigned)cfg->threads;
     for (int i = 0; i < cfg->threads; i++) {
         int rc = mp_worker_start(&srv->workers[i], (unsigned)i, &srv->env, &srv->stats.threads[i]);
         if (rc != 0) {
@@ -278,6 +284,7 @@ void mp_server_teardown(struct mp_server *srv)
         mp_worker_join(&srv->workers[i]);
     }
     free(srv->workers);
+    free(srv->lists);
     for (int i = 0; i < srv->nlisteners; i++)
         close(srv->listeners[i].fd);
     if (srv->cfg->unix_path && srv->nlisteners)

@@ -78,6 +78,7 @@ int mp_worker_start(struct mp_worker *w, unsigned id, const struct mp_conn_env *
     w->env = env;
     w->st = st;
     pthread_mutex_init(&w->lock, NULL);
+    mp_conn_list_init(&w->conns);
     int rc = uv_loop_init(&w->loop);
     if (rc != 0)
         return rc;
@@ -137,4 +138,5 @@ void mp_worker_join(struct mp_worker *w)
     w->started = false;
     free(w->queue);
     pthread_mutex_destroy(&w->lock);
+    mp_conn_list_deinit(&w->conns);
 }

@@ -17,6 +17,7 @@
 #ifndef MAGPIE_CONN_H
 #define MAGPIE_CONN_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <uv.h>
@@ -27,19 +28,23 @@
 #include "magpie/proto.h"
 #include "magpie/stats.h"
 
+/* The connections of one worker, for shutdown, idle checks and `stats conns`. The owning worker
+ * changes the list under `lock`; `stats conns`, run by any worker, reads it under `lock`. */
+struct mp_conn_list {
+    pthread_mutex_t lock;
+    struct mp_conn *head;
+    unsigned count;
+};
+
 /* What the connections of a server share; read-only but for the atomic connection count. */
 struct mp_conn_env {
     struct mp_cache *cache;
     const struct mp_clock *clock;
     const struct mp_config *cfg;
     struct mp_stats *stats;
-    _Atomic int *nconns; /* open connections, for -c; decremented when a connection closes */
-};
-
-/* The connections of one worker, for shutdown and idle checks. */
-struct mp_conn_list {
-    struct mp_conn *head;
-    unsigned count;
+    _Atomic int *nconns;          /* open connections, for -c; decremented when one closes */
+    struct mp_conn_list **lists;  /* every worker's list, for `stats conns` */
+    unsigned nlists;
 };
 
 struct mp_conn;
@@ -56,5 +61,8 @@ void mp_conn_list_close_idle(struct mp_conn_list *list, uint32_t now, uint32_t t
 
 /* Shut down every connection of a list. */
 void mp_conn_list_shutdown(struct mp_conn_list *list);
+
+void mp_conn_list_init(struct mp_conn_list *list);
+void mp_conn_list_deinit(struct mp_conn_list *list);
 
 #endif

@@ -43,6 +43,7 @@ struct mp_server {
     struct mp_listener listeners[MP_LISTEN_MAX * 2 + 1];
     int nlisteners;
     struct mp_worker *workers;
+    struct mp_conn_list **lists; /* the workers' connection lists, for stats conns */
     unsigned nworkers;
     unsigned next_worker;
     uv_signal_t sigint, sigterm;

@@ -7,6 +7,7 @@
 #   make bench      bench/compare against memcached; make bench-memory: bench/memory, bench/hitratio
 #   make format     clang-format the sources; make format-check fails on a difference
 
+SHELL   := /bin/bash
 BUILD   ?= build
 CC      ?= cc
 SANITIZE ?=
@@ -53,7 +54,7 @@ deps_stats := stats cache lru table slab item num clock config
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
 .PHONY: all deps test-deps run test unit integration asan tsan bench bench-memory format format-check \
-        install clean static image
+        install clean static image fuzz fuzz-deps
 all: deps $(BUILD)/magpie
 
 deps:
@@ -96,10 +97,13 @@ image: static
 run: all
 	./$(BUILD)/magpie -p 11211 -l 127.0.0.1
 
-# Unit tests, then the integration suite; the runner's last line is "N passed, N failed".
-test: test-deps
+# Unit tests, a short fuzz run, then the integration suite, whose last line is "N passed, N failed".
+TEST_FUZZ_SECONDS ?= 10
+test: test-deps fuzz-deps
 	@$(MAKE) --no-print-directory $(BUILD)/magpie $(UNIT_BINS)
-	@$(MAKE) --no-print-directory unit integration
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
+	@$(MAKE) --no-print-directory integration
 
 unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do CK_DEFAULT_TIMEOUT=60 ./$$t || fail=1; done; exit $$fail
@@ -126,6 +130,35 @@ bench: all test-deps $(BUILD)/bench_engine
 bench-memory: all test-deps
 	$(PYTHON) bench/memory --magpie $(BUILD)/magpie
 	$(PYTHON) bench/hitratio --magpie $(BUILD)/magpie
+
+# Fuzzing (libFuzzer, clang): the parser alone, and byte streams through a connection into a real
+# engine. `make fuzz` runs each for FUZZ_SECONDS from the seed corpus in test/fuzz/; new inputs it
+# finds go to build/fuzz/corpus_*, not into the repository. `make test` runs each briefly.
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
+FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn meta proto num cache lru table slab item clock stats config log)
+
+build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $(FUZZ_PROTO_SRC)
+
+build/fuzz/fuzz_conn: $(FUZZ_CONN_SRC) $(wildcard include/magpie/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $@ $(FUZZ_CONN_SRC) $(LIBS) -pthread
+
+fuzz-deps:
+	$(call ensure_pkgs,$(FUZZ_PKGS))
+
+fuzz: deps fuzz-deps
+	@$(MAKE) --no-print-directory build/fuzz/fuzz_proto build/fuzz/fuzz_conn
+	@for t in proto conn; do \
+	  mkdir -p build/fuzz/corpus_$$t; \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	  ./build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \
+	    build/fuzz/corpus_$$t test/fuzz/corpus_$$t 2>&1 | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|==[0-9]+==|SUMMARY)" ; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
 
 FORMAT_FILES = $(wildcard src/*.c include/magpie/*.h test/unit/*.c test/unit/*.h bench/*.c test/fuzz/*.c)
 format:

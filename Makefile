@@ -22,7 +22,7 @@ LIBS    = $(shell pkg-config --libs libuv 2>/dev/null)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 PYTHON  := /usr/bin/python3
 
-BUILD_PKGS := gcc make pkg-config libuv1-dev libxxhash-dev
+BUILD_PKGS := gcc make pkg-config libuv1-dev libxxhash-dev clang-format
 TEST_PKGS  := check memcached libmemcached-tools python3 python3-pymemcache
 FUZZ_PKGS  := clang libclang-rt-14-dev
 
@@ -100,9 +100,10 @@ run: all
 # Unit tests, a short fuzz run, then the integration suite, whose last line is "N passed, N failed".
 TEST_FUZZ_SECONDS ?= 10
 test: test-deps fuzz-deps
+	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory $(BUILD)/magpie $(UNIT_BINS)
 	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS)
+	@if [ "$(TEST_FUZZ_SECONDS)" != 0 ]; then $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS); fi
 	@$(MAKE) --no-print-directory integration
 
 unit: $(UNIT_BINS)
@@ -111,13 +112,14 @@ unit: $(UNIT_BINS)
 integration: $(BUILD)/magpie
 	$(PYTHON) test/integration/run.py --bin $(BUILD)/magpie $(IT_ARGS)
 
+# The fuzzers already run under ASan and UBSan in `make test`; the sanitizer builds skip them.
 asan: test-deps
-	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" TEST_FUZZ_SECONDS=0 \
 	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
 tsan: test-deps
-	@$(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread" \
-	  IT_ARGS="$(TSAN_IT_ARGS)" test
+	@$(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread" TEST_FUZZ_SECONDS=0 \
+	  test
 
 ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru table slab item num clock)
 $(BUILD)/bench_engine: bench/engine.c $(ENGINE_OBJS)
@@ -165,7 +167,7 @@ format:
 	clang-format -i $(FORMAT_FILES)
 
 format-check:
-	clang-format --dry-run --Werror $(FORMAT_FILES)
+	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: $(words $(FORMAT_FILES)) files clean"
 
 PREFIX ?= /usr/local
 install: all

@@ -104,8 +104,12 @@ int main(int argc, char **argv)
         return 64;
     }
     struct mp_cache cache;
-    struct mp_cache_config cfg = {.mem_limit = 256u << 20, .item_max = 1u << 20, .min_chunk = 32,
-                                  .factor = 1.04, .stripe_bits = 12, .initial_buckets = 64};
+    struct mp_cache_config cfg = {.mem_limit = 256u << 20,
+                                  .item_max = 1u << 20,
+                                  .min_chunk = 32,
+                                  .factor = 1.04,
+                                  .stripe_bits = 12,
+                                  .initial_buckets = 64};
     char err[256];
     if (mp_cache_setup(&cache, &cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "bench_engine: %s\n", err);

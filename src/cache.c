@@ -87,8 +87,8 @@ static void unlink_item(struct mp_cache *c, struct mp_cache_lock *l, struct mp_i
 }
 
 /* The live item with this key, or NULL; a dead one found on the way is reclaimed. */
-static struct mp_item *find_live(struct mp_cache *c, struct mp_cache_lock *l, const char *key, size_t nkey, uint32_t now,
-                                 enum mp_miss *miss)
+static struct mp_item *find_live(struct mp_cache *c, struct mp_cache_lock *l, const char *key, size_t nkey,
+                                 uint32_t now, enum mp_miss *miss)
 {
     struct mp_item *it = mp_table_find_locked(&c->table, l->st, l->hash, key, nkey);
     enum mp_miss why = MP_MISS_ABSENT;
@@ -204,8 +204,8 @@ static struct mp_item *join(struct mp_cache *c, struct mp_item *old, struct mp_i
     enum mp_result res;
     if (n > UINT32_MAX)
         return NULL;
-    struct mp_item *it = mp_cache_alloc(c, mp_item_key(old), old->nkey, mp_item_flags(old), old->exptime, (uint32_t)n,
-                                        now, &res);
+    struct mp_item *it =
+        mp_cache_alloc(c, mp_item_key(old), old->nkey, mp_item_flags(old), old->exptime, (uint32_t)n, now, &res);
     if (!it)
         return NULL;
     struct mp_item *first = append ? old : add, *second = append ? add : old;
@@ -263,8 +263,7 @@ static bool decide_existing(struct mp_cache *c, struct mp_item *old, struct mp_i
         return true;
     }
     case MP_SET:
-    case MP_REPLACE:
-        return true;
+    case MP_REPLACE: return true;
     }
     return false;
 }
@@ -355,8 +354,8 @@ enum mp_result mp_cache_arith_locked(struct mp_cache *c, struct mp_cache_lock *l
     return MP_OK;
 }
 
-enum mp_result mp_cache_arith(struct mp_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta,
-                              uint32_t now, uint64_t *value)
+enum mp_result mp_cache_arith(struct mp_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta, uint32_t now,
+                              uint64_t *value)
 {
     struct mp_cache_lock l = lock_key(c, key, nkey);
     struct mp_item *it = find_live(c, &l, key, nkey, now, NULL);

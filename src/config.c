@@ -33,28 +33,27 @@ void mp_config_defaults(struct mp_config *cfg)
 
 void mp_config_usage(FILE *out)
 {
-    fprintf(out,
-            "magpie " MP_VERSION ": a multithreaded cache server speaking the memcached text protocol\n"
-            "usage: magpie [options]\n"
-            "  -p, --port=NUM            TCP port to listen on (default 11211; 0 turns TCP off)\n"
-            "  -l, --listen=ADDR[,ADDR]  addresses to listen on (default 127.0.0.1)\n"
-            "  -s, --unix-socket=PATH    also listen on a unix socket\n"
-            "  -a, --unix-mask=MASK      permissions of the unix socket, octal (default 0700)\n"
-            "  -t, --threads=NUM         worker threads (default 4)\n"
-            "  -c, --conn-limit=NUM      maximum simultaneous connections (default 1024)\n"
-            "  -m, --memory-limit=MB     item memory in MiB (default 64); k, m or g suffix allowed\n"
-            "  -I, --max-item-size=SIZE  largest item, with k or m suffix (default 1m; 1k..1024m)\n"
-            "  -f, --slab-growth-factor=F  chunk size growth factor (default 1.04)\n"
-            "  -n, --slab-min-size=BYTES minimum space for key, value and flags (default 32)\n"
-            "  -b, --listen-backlog=NUM  listen backlog (default 1024)\n"
-            "  -U, --udp-port=NUM        UDP port; only 0 (off) is supported\n"
-            "  -u, --user=NAME           drop root privileges to this user\n"
-            "  -o, --extended=OPTS       comma list: idle_timeout=SECONDS, slab_reassign,\n"
-            "                            slab_automove=0|1, lru_maintainer, no_lru_maintainer\n"
-            "  -v, --verbose             log connection events; -vv also every command\n"
-            "      --health[=HOST:PORT]  probe a running server with `version`; exit 0 if it answers\n"
-            "  -V, --version             print the version and exit\n"
-            "  -h, --help                print this help and exit\n");
+    fprintf(out, "magpie " MP_VERSION ": a multithreaded cache server speaking the memcached text protocol\n"
+                 "usage: magpie [options]\n"
+                 "  -p, --port=NUM            TCP port to listen on (default 11211; 0 turns TCP off)\n"
+                 "  -l, --listen=ADDR[,ADDR]  addresses to listen on (default 127.0.0.1)\n"
+                 "  -s, --unix-socket=PATH    also listen on a unix socket\n"
+                 "  -a, --unix-mask=MASK      permissions of the unix socket, octal (default 0700)\n"
+                 "  -t, --threads=NUM         worker threads (default 4)\n"
+                 "  -c, --conn-limit=NUM      maximum simultaneous connections (default 1024)\n"
+                 "  -m, --memory-limit=MB     item memory in MiB (default 64); k, m or g suffix allowed\n"
+                 "  -I, --max-item-size=SIZE  largest item, with k or m suffix (default 1m; 1k..1024m)\n"
+                 "  -f, --slab-growth-factor=F  chunk size growth factor (default 1.04)\n"
+                 "  -n, --slab-min-size=BYTES minimum space for key, value and flags (default 32)\n"
+                 "  -b, --listen-backlog=NUM  listen backlog (default 1024)\n"
+                 "  -U, --udp-port=NUM        UDP port; only 0 (off) is supported\n"
+                 "  -u, --user=NAME           drop root privileges to this user\n"
+                 "  -o, --extended=OPTS       comma list: idle_timeout=SECONDS, slab_reassign,\n"
+                 "                            slab_automove=0|1, lru_maintainer, no_lru_maintainer\n"
+                 "  -v, --verbose             log connection events; -vv also every command\n"
+                 "      --health[=HOST:PORT]  probe a running server with `version`; exit 0 if it answers\n"
+                 "  -V, --version             print the version and exit\n"
+                 "  -h, --help                print this help and exit\n");
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, const char *arg)
@@ -86,9 +85,12 @@ static bool parse_size(const char *s, size_t unit, size_t *out)
     size_t mult = unit;
     if (*end != '\0') {
         switch (*end) {
-        case 'k': case 'K': mult = KIB; break;
-        case 'm': case 'M': mult = MIB; break;
-        case 'g': case 'G': mult = MIB * KIB; break;
+        case 'k':
+        case 'K': mult = KIB; break;
+        case 'm':
+        case 'M': mult = MIB; break;
+        case 'g':
+        case 'G': mult = MIB * KIB; break;
         default: return false;
         }
         if (end[1] != '\0')
@@ -188,8 +190,7 @@ static int parse_one(struct mp_config *cfg, int opt, const char *arg, char *err,
         if (n != 0)
             return fail(err, errlen, "-U %s: UDP is not supported; use -U 0", arg);
         return 0;
-    case 'l':
-        return parse_listen(cfg, arg, err, errlen);
+    case 'l': return parse_listen(cfg, arg, err, errlen);
     case 's':
         if (strlen(arg) >= 108)
             return fail(err, errlen, "-s: unix socket path too long: %s", arg);
@@ -240,25 +241,13 @@ static int parse_one(struct mp_config *cfg, int opt, const char *arg, char *err,
             return fail(err, errlen, "-b: not a backlog length: %s", arg);
         cfg->backlog = (int)n;
         return 0;
-    case 'u':
-        cfg->user = arg;
-        return 0;
-    case 'o':
-        return parse_extended(cfg, arg, err, errlen);
-    case 'v':
-        cfg->verbose++;
-        return 0;
-    case OPT_HEALTH:
-        cfg->health = arg ? arg : "";
-        return 0;
-    case 'V':
-        cfg->show_version = true;
-        return 0;
-    case 'h':
-        cfg->show_help = true;
-        return 0;
-    default:
-        return fail(err, errlen, "%s", "unknown option; see magpie -h");
+    case 'u': cfg->user = arg; return 0;
+    case 'o': return parse_extended(cfg, arg, err, errlen);
+    case 'v': cfg->verbose++; return 0;
+    case OPT_HEALTH: cfg->health = arg ? arg : ""; return 0;
+    case 'V': cfg->show_version = true; return 0;
+    case 'h': cfg->show_help = true; return 0;
+    default: return fail(err, errlen, "%s", "unknown option; see magpie -h");
     }
 }
 

@@ -16,9 +16,9 @@
 
 #define RBUF_SIZE (16 * 1024)
 #define OBUF_SIZE (16 * 1024)
-#define OBUF_KEEP (64 * 1024)      /* a buffer grown past this shrinks back after its write */
+#define OBUF_KEEP (64 * 1024)       /* a buffer grown past this shrinks back after its write */
 #define OUT_HIGH_WATER (256 * 1024) /* flush, and maybe pause, at this much pending output */
-#define COPY_MAX (16 * 1024)       /* larger values are written from the item, not copied */
+#define COPY_MAX (16 * 1024)        /* larger values are written from the item, not copied */
 #define DIRECT_READ_MIN (16 * 1024) /* larger value remainders are read straight into the item */
 #define SEGS_INIT 16
 
@@ -58,10 +58,10 @@ struct mp_conn {
     bool reading;
     bool writing;
     bool close_after_write;
-    bool counted; /* holds a place in env->nconns */
-    _Atomic uint32_t last_active;      /* read by `stats conns` on other workers */
-    _Atomic uint8_t shown_state;       /* the state `stats conns` reports, set once per process() */
-    char addr[64];                     /* "tcp:host:port" or "unix:path", fixed at creation */
+    bool counted;                 /* holds a place in env->nconns */
+    _Atomic uint32_t last_active; /* read by `stats conns` on other workers */
+    _Atomic uint8_t shown_state;  /* the state `stats conns` reports, set once per process() */
+    char addr[64];                /* "tcp:host:port" or "unix:path", fixed at creation */
 
     /* input: unread bytes are rbuf[rpos, rlen) */
     char *rbuf;
@@ -72,7 +72,7 @@ struct mp_conn {
     uint32_t vfill;
     struct mp_store store;
     bool noreply;
-    bool meta_set;             /* an ms: answered by mp_meta_set_reply from mset */
+    bool meta_set; /* an ms: answered by mp_meta_set_reply from mset */
     struct mp_meta_set mset;
     struct mp_meta_out meta_sink;
     char crlf[2];
@@ -83,9 +83,9 @@ struct mp_conn {
     enum mp_cmd get_cmd;
     uint32_t get_exptime;
     const char *get_pos, *get_end;
-    bool get_more;      /* the line goes on past get_end */
+    bool get_more;                                      /* the line goes on past get_end */
     size_t get_mark_segs, get_mark_olen, get_mark_held; /* output before this get, to undo it */
-    bool get_flushed;   /* part of its output is gone: it cannot be undone */
+    bool get_flushed;                                   /* part of its output is gone: it cannot be undone */
 
     /* output */
     char *obuf;
@@ -163,7 +163,8 @@ static void out_str(struct mp_conn *c, const char *s)
 /* Append a pinned item's bytes; the reference is dropped once they are written. */
 static void out_item(struct mp_conn *c, struct mp_item *it, const char *data, size_t n)
 {
-    if (c->state == ST_CLOSING || !seg_room(c) || !grow((void **)&c->held, &c->heldcap, c->nheld + 1, sizeof(*c->held))) {
+    if (c->state == ST_CLOSING || !seg_room(c) ||
+        !grow((void **)&c->held, &c->heldcap, c->nheld + 1, sizeof(*c->held))) {
         mp_cache_item_release(c->env->cache, &it);
         close_conn(c);
         return;
@@ -374,8 +375,8 @@ static void start_get(struct mp_conn *c, const struct mp_request *req)
 }
 
 static const enum mp_store_op store_ops[] = {
-    [MP_CMD_SET] = MP_SET,         [MP_CMD_ADD] = MP_ADD,         [MP_CMD_REPLACE] = MP_REPLACE,
-    [MP_CMD_APPEND] = MP_APPEND,   [MP_CMD_PREPEND] = MP_PREPEND, [MP_CMD_CAS] = MP_CAS,
+    [MP_CMD_SET] = MP_SET,       [MP_CMD_ADD] = MP_ADD,         [MP_CMD_REPLACE] = MP_REPLACE,
+    [MP_CMD_APPEND] = MP_APPEND, [MP_CMD_PREPEND] = MP_PREPEND, [MP_CMD_CAS] = MP_CAS,
 };
 
 static void swallow(struct mp_conn *c, size_t n)
@@ -530,8 +531,8 @@ static void emit_stat(void *ctx, const char *name, const char *fmt, ...)
 }
 
 static const char *const state_names[] = {
-    [ST_CMD] = "conn_parse_cmd", [ST_VALUE] = "conn_nread",      [ST_VALUE_END] = "conn_nread",
-    [ST_SWALLOW] = "conn_swallow", [ST_GET] = "conn_mwrite",      [ST_GET_KEYS] = "conn_parse_cmd",
+    [ST_CMD] = "conn_parse_cmd",     [ST_VALUE] = "conn_nread",     [ST_VALUE_END] = "conn_nread",
+    [ST_SWALLOW] = "conn_swallow",   [ST_GET] = "conn_mwrite",      [ST_GET_KEYS] = "conn_parse_cmd",
     [ST_SKIP_LINE] = "conn_swallow", [ST_CLOSING] = "conn_closing",
 };
 
@@ -607,40 +608,24 @@ static void execute(struct mp_conn *c, struct mp_request *req)
     case MP_CMD_GET:
     case MP_CMD_GETS:
     case MP_CMD_GAT:
-    case MP_CMD_GATS:
-        start_get(c, req);
-        break;
+    case MP_CMD_GATS: start_get(c, req); break;
     case MP_CMD_SET:
     case MP_CMD_ADD:
     case MP_CMD_REPLACE:
     case MP_CMD_APPEND:
     case MP_CMD_PREPEND:
     case MP_CMD_CAS:
-    case MP_CMD_MS:
-        start_update(c, req);
-        break;
+    case MP_CMD_MS: start_update(c, req); break;
     case MP_CMD_MG:
     case MP_CMD_MD:
     case MP_CMD_MA:
-    case MP_CMD_ME:
-        run_meta(c, req);
-        break;
-    case MP_CMD_DELETE:
-        run_delete(c, req);
-        break;
+    case MP_CMD_ME: run_meta(c, req); break;
+    case MP_CMD_DELETE: run_delete(c, req); break;
     case MP_CMD_INCR:
-    case MP_CMD_DECR:
-        run_arith(c, req);
-        break;
-    case MP_CMD_TOUCH:
-        run_touch(c, req);
-        break;
-    case MP_CMD_FLUSH_ALL:
-        run_flush_all(c, req);
-        break;
-    case MP_CMD_VERSION:
-        reply(c, false, "VERSION " MP_PROTO_VERSION);
-        break;
+    case MP_CMD_DECR: run_arith(c, req); break;
+    case MP_CMD_TOUCH: run_touch(c, req); break;
+    case MP_CMD_FLUSH_ALL: run_flush_all(c, req); break;
+    case MP_CMD_VERSION: reply(c, false, "VERSION " MP_PROTO_VERSION); break;
     case MP_CMD_VERBOSITY:
         mp_log_set_level(req->level > 2 ? 2 : (int)req->level);
         reply(c, req->noreply, "OK");
@@ -649,12 +634,8 @@ static void execute(struct mp_conn *c, struct mp_request *req)
         c->close_after_write = true;
         c->state = ST_CLOSING;
         break;
-    case MP_CMD_STATS:
-        run_stats(c, req);
-        break;
-    case MP_CMD_MN:
-        reply(c, false, "MN");
-        break;
+    case MP_CMD_STATS: run_stats(c, req); break;
+    case MP_CMD_MN: reply(c, false, "MN"); break;
     case MP_CMD_ERROR:
         reply(c, req->noreply, req->error);
         if (req->swallow)

@@ -2,8 +2,7 @@
 #define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP */
 #include "magpie/item.h"
 
-void mp_item_init(struct mp_item *it, const char *key, size_t nkey, uint32_t flags, uint32_t exptime,
-                  uint32_t nbytes)
+void mp_item_init(struct mp_item *it, const char *key, size_t nkey, uint32_t flags, uint32_t exptime, uint32_t nbytes)
 {
     it->cas = 0;
     it->next = 0;

@@ -172,9 +172,7 @@ void mp_meta_get(const struct mp_meta_env *e, const struct mp_request *req, cons
     }
     for (size_t i = 0; i < m->ntoks; i++) {
         switch (m->toks[i][0]) {
-        case 'T':
-            mp_cache_set_exptime_locked(it, ttl(e, m->exptime, now));
-            break;
+        case 'T': mp_cache_set_exptime_locked(it, ttl(e, m->exptime, now)); break;
         case 'N':
             if (created) {
                 mp_cache_set_exptime_locked(it, ttl(e, m->vivify_exptime, now));
@@ -186,11 +184,26 @@ void mp_meta_get(const struct mp_meta_env *e, const struct mp_request *req, cons
                 it->exptime < ttl(e, m->recache_time, now))
                 won = true;
             break;
-        case 's': put_flag(&l, 's'); put_u64(&l, it->nbytes); break;
-        case 't': put_flag(&l, 't'); put_ttl(&l, it, now); break;
-        case 'c': put_flag(&l, 'c'); put_u64(&l, it->cas); break;
-        case 'f': put_flag(&l, 'f'); put_u64(&l, mp_item_flags(it)); break;
-        case 'h': put_flag(&l, 'h'); put(&l, fetched ? "1" : "0", 1); break;
+        case 's':
+            put_flag(&l, 's');
+            put_u64(&l, it->nbytes);
+            break;
+        case 't':
+            put_flag(&l, 't');
+            put_ttl(&l, it, now);
+            break;
+        case 'c':
+            put_flag(&l, 'c');
+            put_u64(&l, it->cas);
+            break;
+        case 'f':
+            put_flag(&l, 'f');
+            put_u64(&l, mp_item_flags(it));
+            break;
+        case 'h':
+            put_flag(&l, 'h');
+            put(&l, fetched ? "1" : "0", 1);
+            break;
         case 'O': put_token(&l, m, i); break;
         case 'k': put_key(&l, mp_item_key(it), it->nkey, mp_item_has(it, MP_ITEM_KEY_BINARY)); break;
         }
@@ -302,8 +315,14 @@ void mp_meta_arith(const struct mp_meta_env *e, const struct mp_request *req, co
     }
     for (size_t i = 0; i < m->ntoks; i++) {
         switch (m->toks[i][0]) {
-        case 'c': put_flag(&l, 'c'); put_u64(&l, it->cas); break;
-        case 't': put_flag(&l, 't'); put_ttl(&l, it, now); break;
+        case 'c':
+            put_flag(&l, 'c');
+            put_u64(&l, it->cas);
+            break;
+        case 't':
+            put_flag(&l, 't');
+            put_ttl(&l, it, now);
+            break;
         case 'T': mp_cache_set_exptime_locked(it, ttl(e, m->exptime, now)); break;
         case 'N':
             if (created)
@@ -352,8 +371,8 @@ void mp_meta_debug(const struct mp_meta_env *e, const struct mp_request *req, co
 void mp_meta_set_prepare(const struct mp_request *req, struct mp_meta_set *ms)
 {
     const struct mp_meta *m = &req->meta;
-    static const enum mp_store_op modes[128] = {['E'] = MP_ADD, ['A'] = MP_APPEND, ['P'] = MP_PREPEND,
-                                                ['R'] = MP_REPLACE, ['S'] = MP_SET};
+    static const enum mp_store_op modes[128] = {
+        ['E'] = MP_ADD, ['A'] = MP_APPEND, ['P'] = MP_PREPEND, ['R'] = MP_REPLACE, ['S'] = MP_SET};
     enum mp_store_op op = m->mode ? modes[(unsigned char)m->mode] : MP_SET;
     if (m->has_cas && (op == MP_SET || op == MP_REPLACE))
         op = MP_CAS;

@@ -17,7 +17,7 @@ struct token {
  * left after the last one is the rest (NULL when the line was used up). */
 struct tokens {
     struct token t[MP_PROTO_MAX_TOKENS];
-    size_t n;         /* real tokens; memcached's ntokens is n + 1 */
+    size_t n; /* real tokens; memcached's ntokens is n + 1 */
     const char *rest;
     const char *end;
 };
@@ -244,8 +244,15 @@ static int meta_flags(const struct tokens *tk, size_t start, struct mp_request *
             }
             break;
         }
-        case 'O': case 'P': case 'L': case 'k': case 's': case 't': case 'c': case 'f': case 'h':
-            break;
+        case 'O':
+        case 'P':
+        case 'L':
+        case 'k':
+        case 's':
+        case 't':
+        case 'c':
+        case 'f':
+        case 'h': break;
         case 'v': m->value = true; break;
         case 'u': m->no_update = true; break;
         case 'q': m->no_reply = true; break;
@@ -397,8 +404,8 @@ static void parse_me(const struct tokens *tk, struct mp_request *req)
     req->key = tk->t[1].p;
     req->nkey = tk->t[1].n;
     if (tk->n >= 3 && tok_is(&tk->t[2], "b")) {
-        size_t n = mp_proto_base64_decode(req->key, req->nkey, (unsigned char *)req->meta.keybuf,
-                                          sizeof(req->meta.keybuf));
+        size_t n =
+            mp_proto_base64_decode(req->key, req->nkey, (unsigned char *)req->meta.keybuf, sizeof(req->meta.keybuf));
         if (n == 0) {
             error(req, BAD_FORMAT);
             return;

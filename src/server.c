@@ -218,8 +218,8 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         snprintf(err, errlen, "%s", "out of memory");
         return -1;
     }
-    srv->env = (struct mp_conn_env){.cache = &srv->cache, .clock = &srv->clock, .cfg = cfg, .stats = &srv->stats,
-                                    .nconns = &srv->nconns};
+    srv->env = (struct mp_conn_env){
+        .cache = &srv->cache, .clock = &srv->clock, .cfg = cfg, .stats = &srv->stats, .nconns = &srv->nconns};
     for (int i = 0; cfg->port && i < cfg->nlisten; i++)
         if (listen_tcp(srv, cfg->listen[i], err, errlen) != 0)
             return -1;

@@ -42,8 +42,8 @@ static int lay_out_classes(struct mp_slabs *s, size_t min_chunk, double factor, 
     return 0;
 }
 
-int mp_slab_setup(struct mp_slabs *s, size_t mem_limit, size_t item_max, size_t min_chunk, double factor,
-                  char *err, size_t errlen)
+int mp_slab_setup(struct mp_slabs *s, size_t mem_limit, size_t item_max, size_t min_chunk, double factor, char *err,
+                  size_t errlen)
 {
     memset(s, 0, sizeof(*s));
     s->item_max = item_max;

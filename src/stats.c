@@ -212,8 +212,8 @@ static void report_slabs(const struct mp_stats_source *src, mp_stats_emit_fn emi
         pages += snap.npages;
         uint64_t total = (uint64_t)snap.npages * snap.perpage;
         uint64_t never_used = snap.bump_page != MP_SLAB_NONE ? snap.perpage - snap.bump_next : 0;
-#define SLAB_STAT(field, fmt, val)                                                                             \
-    snprintf(name, sizeof(name), "%u:%s", i, field);                                                           \
+#define SLAB_STAT(field, fmt, val)                                                                                     \
+    snprintf(name, sizeof(name), "%u:%s", i, field);                                                                   \
     emit(ctx, name, fmt, val);
         SLAB_STAT("chunk_size", "%u", snap.size)
         SLAB_STAT("chunks_per_page", "%u", snap.perpage)
@@ -239,8 +239,8 @@ static void report_items(const struct mp_stats_source *src, mp_stats_emit_fn emi
         pthread_mutex_unlock(&c->lock);
         if (snap.npages == 0)
             continue;
-#define ITEM_STAT(field, val)                                                                                  \
-    snprintf(name, sizeof(name), "items:%u:%s", i, field);                                                     \
+#define ITEM_STAT(field, val)                                                                                          \
+    snprintf(name, sizeof(name), "items:%u:%s", i, field);                                                             \
     emit(ctx, name, "%llu", (unsigned long long)(val));
         ITEM_STAT("number", snap.used)
         ITEM_STAT("evicted", snap.evictions)
@@ -261,8 +261,7 @@ static bool arg_is(const char *args, size_t nargs, const char *word)
     return nargs >= n && memcmp(args, word, n) == 0 && (nargs == n || args[n] == ' ');
 }
 
-int mp_stats_report(const struct mp_stats_source *src, const char *args, size_t nargs, mp_stats_emit_fn emit,
-                    void *ctx)
+int mp_stats_report(const struct mp_stats_source *src, const char *args, size_t nargs, mp_stats_emit_fn emit, void *ctx)
 {
     if (nargs == 0)
         report_general(src, emit, ctx);

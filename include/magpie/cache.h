@@ -36,10 +36,10 @@ enum mp_result {
     MP_NOT_FOUND,
     MP_DELETED,
     MP_TOUCHED,
-    MP_NOMEM,        /* nothing could be evicted */
-    MP_TOO_LARGE,    /* over -I */
-    MP_NON_NUMERIC,  /* incr/decr on a value that is not a number */
-    MP_BAD_CHUNK,    /* value not followed by "\r\n" */
+    MP_NOMEM,       /* nothing could be evicted */
+    MP_TOO_LARGE,   /* over -I */
+    MP_NON_NUMERIC, /* incr/decr on a value that is not a number */
+    MP_BAD_CHUNK,   /* value not followed by "\r\n" */
 };
 
 enum mp_store_op { MP_SET, MP_ADD, MP_REPLACE, MP_APPEND, MP_PREPEND, MP_CAS };
@@ -105,8 +105,8 @@ enum mp_result mp_cache_delete(struct mp_cache *c, const char *key, size_t nkey,
 
 /* incr / decr: 64-bit unsigned; incr wraps, decr stops at 0. On MP_OK the new value is in
  * *value. MP_NOT_FOUND, MP_NON_NUMERIC, MP_NOMEM. */
-enum mp_result mp_cache_arith(struct mp_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta,
-                              uint32_t now, uint64_t *value);
+enum mp_result mp_cache_arith(struct mp_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta, uint32_t now,
+                              uint64_t *value);
 
 /* flush_all: invalidate everything now (at <= now) or at relative time `at`. */
 void mp_cache_flush(struct mp_cache *c, uint32_t now, uint32_t at);

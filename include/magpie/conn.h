@@ -42,8 +42,8 @@ struct mp_conn_env {
     const struct mp_clock *clock;
     const struct mp_config *cfg;
     struct mp_stats *stats;
-    _Atomic int *nconns;          /* open connections, for -c; decremented when one closes */
-    struct mp_conn_list **lists;  /* every worker's list, for `stats conns` */
+    _Atomic int *nconns;         /* open connections, for -c; decremented when one closes */
+    struct mp_conn_list **lists; /* every worker's list, for `stats conns` */
     unsigned nlists;
 };
 

@@ -124,8 +124,7 @@ static inline bool mp_item_linked(const struct mp_item *it)
 }
 
 /* Write the header, flags and key of a fresh chunk; the value is the caller's to fill. */
-void mp_item_init(struct mp_item *it, const char *key, size_t nkey, uint32_t flags, uint32_t exptime,
-                  uint32_t nbytes);
+void mp_item_init(struct mp_item *it, const char *key, size_t nkey, uint32_t flags, uint32_t exptime, uint32_t nbytes);
 
 /* Record a hit: mark fetched and count it, saturating. Relaxed and racy on purpose: a lost
  * increment only makes the CLOCK a little less exact, and a hot item is not written at all once

@@ -15,10 +15,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-bool mp_num_u64(const char *s, size_t len, uint64_t *out);  /* safe_strtoull */
-bool mp_num_u32(const char *s, size_t len, uint32_t *out);  /* safe_strtoul */
-bool mp_num_i32(const char *s, size_t len, int32_t *out);   /* safe_strtol */
-bool mp_num_i64(const char *s, size_t len, int64_t *out);   /* safe_strtoll */
+bool mp_num_u64(const char *s, size_t len, uint64_t *out); /* safe_strtoull */
+bool mp_num_u32(const char *s, size_t len, uint32_t *out); /* safe_strtoul */
+bool mp_num_i32(const char *s, size_t len, int32_t *out);  /* safe_strtol */
+bool mp_num_i64(const char *s, size_t len, int64_t *out);  /* safe_strtoll */
 
 /* The decimal digits of v into out (room for 20, no NUL); returns their number. */
 size_t mp_num_format(char *out, uint64_t v);

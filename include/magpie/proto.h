@@ -47,13 +47,13 @@ enum mp_cmd {
     MP_CMD_VERBOSITY,
     MP_CMD_QUIT,
     MP_CMD_STATS,
-    MP_CMD_MN,        /* meta no-op: "MN" */
-    MP_CMD_MG,        /* meta get */
-    MP_CMD_MS,        /* meta set */
-    MP_CMD_MD,        /* meta delete */
-    MP_CMD_MA,        /* meta arithmetic */
-    MP_CMD_ME,        /* meta debug */
-    MP_CMD_ERROR,     /* answer req.error (unless noreply) and go on */
+    MP_CMD_MN,    /* meta no-op: "MN" */
+    MP_CMD_MG,    /* meta get */
+    MP_CMD_MS,    /* meta set */
+    MP_CMD_MD,    /* meta delete */
+    MP_CMD_MA,    /* meta arithmetic */
+    MP_CMD_ME,    /* meta debug */
+    MP_CMD_ERROR, /* answer req.error (unless noreply) and go on */
 };
 
 enum mp_parse_status {
@@ -91,19 +91,19 @@ struct mp_meta {
 struct mp_request {
     enum mp_cmd cmd;
     bool noreply;
-    bool partial;       /* get/gets: more keys follow in the next parts of the line */
-    const char *key;    /* single-key commands */
+    bool partial;    /* get/gets: more keys follow in the next parts of the line */
+    const char *key; /* single-key commands */
     size_t nkey;
-    const char *keys;   /* get family: the space-separated keys; stats: its arguments */
+    const char *keys; /* get family: the space-separated keys; stats: its arguments */
     size_t nkeys;
     uint32_t flags;
     int32_t exptime;
     int32_t vlen;
     uint64_t cas;
     uint64_t delta;
-    uint32_t level;     /* verbosity */
-    const char *error;  /* MP_CMD_ERROR: the reply, without "\r\n" */
-    size_t swallow;     /* MP_CMD_ERROR: bytes of value data to discard after it (ms) */
+    uint32_t level;    /* verbosity */
+    const char *error; /* MP_CMD_ERROR: the reply, without "\r\n" */
+    size_t swallow;    /* MP_CMD_ERROR: bytes of value data to discard after it (ms) */
     struct mp_meta meta;
 };
 
@@ -130,6 +130,5 @@ size_t mp_proto_value_header(char *out, const char *key, size_t nkey, uint32_t f
  * 4 * ceil(n / 3) bytes); decode returns the decoded length, or 0 for invalid input or no room. */
 size_t mp_proto_base64_encode(const unsigned char *in, size_t n, char *out);
 size_t mp_proto_base64_decode(const char *in, size_t n, unsigned char *out, size_t cap);
-
 
 #endif

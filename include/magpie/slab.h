@@ -30,17 +30,17 @@
 
 struct mp_slab_class {
     pthread_mutex_t lock;
-    uint32_t size;      /* chunk size */
-    uint32_t perpage;   /* chunks in a page */
+    uint32_t size;    /* chunk size */
+    uint32_t perpage; /* chunks in a page */
     mp_handle_t free_head;
     uint32_t nfree;
     uint32_t first_page; /* chain through mp_slabs.page_next */
     uint32_t npages;
-    uint32_t bump_page;  /* page with never-used chunks, or MP_SLAB_NONE */
-    uint32_t bump_next;  /* index of its first never-used chunk */
-    uint32_t hand_page;  /* CLOCK hand: page and chunk index (lru.h) */
+    uint32_t bump_page; /* page with never-used chunks, or MP_SLAB_NONE */
+    uint32_t bump_next; /* index of its first never-used chunk */
+    uint32_t hand_page; /* CLOCK hand: page and chunk index (lru.h) */
     uint32_t hand_chunk;
-    uint64_t used;       /* chunks holding an item (linked or not) */
+    uint64_t used; /* chunks holding an item (linked or not) */
     /* counters, memcached's names (stats items / stats slabs) */
     uint64_t evictions;
     uint64_t evicted_unfetched;
@@ -50,29 +50,29 @@ struct mp_slab_class {
     uint64_t outofmemory;
     uint64_t pages_moved_in;
     uint64_t pages_moved_out;
-    uint64_t pressure_seen;   /* evictions + outofmemory at the last automove look (lru.h) */
+    uint64_t pressure_seen; /* evictions + outofmemory at the last automove look (lru.h) */
 } __attribute__((aligned(64)));
 
 struct mp_slabs {
     char *arena;
     size_t arena_size;
-    uintptr_t base;     /* arena - MP_SLAB_ALIGN, so handle 0 is never a chunk */
+    uintptr_t base; /* arena - MP_SLAB_ALIGN, so handle 0 is never a chunk */
     uint32_t page_size;
     uint32_t npages;
     size_t item_max;
     pthread_mutex_t pages_lock;
-    uint32_t pages_bump;   /* pages [0, pages_bump) have been handed out once */
-    uint32_t pages_free;   /* chain of returned pages through page_next */
+    uint32_t pages_bump;         /* pages [0, pages_bump) have been handed out once */
+    uint32_t pages_free;         /* chain of returned pages through page_next */
     _Atomic uint8_t *page_class; /* class of each page; 0 = unassigned */
     uint32_t *page_next;
-    unsigned nclasses;     /* classes are 1..nclasses */
+    unsigned nclasses; /* classes are 1..nclasses */
     struct mp_slab_class classes[MP_SLAB_CLASSES_MAX + 1];
 };
 
 /* Lay out classes and reserve the arena. Returns 0, or -EINVAL (a bad shape: the message is in
  * err) or -ENOMEM. */
-int mp_slab_setup(struct mp_slabs *s, size_t mem_limit, size_t item_max, size_t min_chunk, double factor,
-                  char *err, size_t errlen);
+int mp_slab_setup(struct mp_slabs *s, size_t mem_limit, size_t item_max, size_t min_chunk, double factor, char *err,
+                  size_t errlen);
 void mp_slab_teardown(struct mp_slabs *s);
 
 /* The smallest class whose chunks hold `total` bytes, or 0 when it is larger than -I. */

@@ -28,9 +28,9 @@
 struct mp_stripe {
     pthread_mutex_t lock;
     mp_handle_t *buckets;
-    uint32_t mask;             /* nbuckets - 1 */
-    _Atomic uint32_t count;    /* linked items */
-    _Atomic uint64_t bytes;    /* sum of their mp_item_total() */
+    uint32_t mask;          /* nbuckets - 1 */
+    _Atomic uint32_t count; /* linked items */
+    _Atomic uint64_t bytes; /* sum of their mp_item_total() */
     uint64_t resizes;
 } __attribute__((aligned(64)));
 

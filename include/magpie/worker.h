@@ -29,7 +29,7 @@ struct mp_worker {
     pthread_mutex_t lock;
     struct mp_worker_handoff *queue; /* guarded by lock */
     size_t qlen, qcap;
-    bool stop;                       /* guarded by lock */
+    bool stop; /* guarded by lock */
     bool started;
     struct mp_conn_list conns;
     struct mp_stats_thread *st;

@@ -33,14 +33,18 @@ static void setup(void)
     char err[256];
     mp_config_defaults(&cfg);
     cfg.mem_limit = 8u << 20;
-    struct mp_cache_config cc = {.mem_limit = cfg.mem_limit, .item_max = cfg.item_max, .min_chunk = 32,
-                                 .factor = 1.04, .stripe_bits = 6, .initial_buckets = 16};
+    struct mp_cache_config cc = {.mem_limit = cfg.mem_limit,
+                                 .item_max = cfg.item_max,
+                                 .min_chunk = 32,
+                                 .factor = 1.04,
+                                 .stripe_bits = 6,
+                                 .initial_buckets = 16};
     if (mp_cache_setup(&cache, &cc, err, sizeof(err)) != 0 || mp_stats_setup(&stats, 1) != 0)
         abort();
     mp_clock_setup(&clk, time(NULL));
     mp_conn_list_init(&list);
-    env = (struct mp_conn_env){.cache = &cache, .clock = &clk, .cfg = &cfg, .stats = &stats, .nconns = &nconns,
-                               .lists = lists, .nlists = 1};
+    env = (struct mp_conn_env){
+        .cache = &cache, .clock = &clk, .cfg = &cfg, .stats = &stats, .nconns = &nconns, .lists = lists, .nlists = 1};
     uv_loop_init(&loop);
     mp_log_set_level(MP_LOG_ERROR);
 }

@@ -85,6 +85,7 @@ struct mp_conn {
     const char *get_pos, *get_end;
     bool get_more;                                      /* the line goes on past get_end */
     size_t get_mark_segs, get_mark_olen, get_mark_held; /* output before this get, to undo it */
+    size_t get_mark_last;                               /* length of the last segment then */
     bool get_flushed;                                   /* part of its output is gone: it cannot be undone */
 
     /* output */
@@ -324,6 +325,8 @@ static void get_refuse(struct mp_conn *c)
     if (!c->get_flushed) {
         release_held(c, c->get_mark_held);
         c->nsegs = c->get_mark_segs;
+        if (c->nsegs)
+            c->segs[c->nsegs - 1].len = c->get_mark_last; /* it may have grown in place */
         c->olen = c->get_mark_olen;
         c->pending = 0;
         for (size_t i = 0; i < c->nsegs; i++)
@@ -370,6 +373,7 @@ static void start_get(struct mp_conn *c, const struct mp_request *req)
     c->get_mark_segs = c->nsegs;
     c->get_mark_olen = c->olen;
     c->get_mark_held = c->nheld;
+    c->get_mark_last = c->nsegs ? c->segs[c->nsegs - 1].len : 0;
     c->get_flushed = false;
     c->state = ST_GET;
 }

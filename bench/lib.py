@@ -11,15 +11,18 @@ share, so each script only says what load it drives and what it reports:
   the scripts (pipelined sets, multi-get, stats).
 - argument, table and result-file helpers.
 
-Only the standard library is used; run the scripts with /usr/bin/python3.
+Standard library only; run the scripts with /usr/bin/python3 (the chart in
+compare also needs Debian's python3-matplotlib).
 """
 
 import argparse
+import collections
 import json
 import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -85,6 +88,23 @@ def proc_rss_bytes(pid):
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def machine_cpu_seconds():
+    """(total, busy) CPU seconds of all CPUs since boot (from /proc/stat)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    total = sum(ticks[:8])  # guest time is already inside user time
+    return total / hz, (total - ticks[3] - ticks[4]) / hz  # less idle and iowait
+
+
+def machine_busy(seconds=1.0):
+    """Fraction of all CPUs' time spent busy over the next `seconds`."""
+    total0, busy0 = machine_cpu_seconds()
+    time.sleep(seconds)
+    total1, busy1 = machine_cpu_seconds()
+    return (busy1 - busy0) / max(total1 - total0, 1e-9)
+
+
 class Server:
     """One server process on a free port; a context manager that always stops it.
 
@@ -107,6 +127,8 @@ class Server:
             self.argv += ["-u", "root"]
         self.start_timeout = start_timeout
         self.proc = None
+        # A file, not a pipe: a server that logs a lot must never block on it.
+        self.stderr = tempfile.TemporaryFile()
 
     @property
     def pid(self):
@@ -114,7 +136,7 @@ class Server:
 
     def __enter__(self):
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=self.stderr)
         try:
             self._wait_ready()
         except BaseException:
@@ -129,7 +151,8 @@ class Server:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace")
+                self.stderr.seek(0)
+                err = self.stderr.read()[-4000:].decode(errors="replace")
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: "
                                    f"{' '.join(self.argv)}\n{err}")
             try:
@@ -141,24 +164,20 @@ class Server:
                            f"within {self.start_timeout} s")
 
     def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.stderr.close()
 
     def cpu_seconds(self):
         return proc_cpu_seconds(self.pid)
 
     def rss_bytes(self):
         return proc_rss_bytes(self.pid)
-
-    def stats(self):
-        with Conn(self.port) as c:
-            return c.stats()
 
 
 # ---------------------------------------------------------------- raw client
@@ -171,9 +190,10 @@ class Conn:
     """A blocking connection speaking the memcached text protocol.
 
     Requests are sent as the caller builds them (so many can be pipelined in
-    one sendall); replies are read from one buffer. Lines the caller did not
-    expect (e.g. an error reply to a `noreply` set) are counted in
-    `unexpected` by `stats()` rather than silently shifting the stream.
+    one sendall); replies are read from one buffer. A server may answer a
+    `noreply` set with an error anyway (memcached sends SERVER_ERROR out of
+    memory), and such a line arrives before the reply read next: it is
+    counted in `unexpected` (line -> count) and skipped.
     """
 
     def __init__(self, port, host=HOST, timeout=30.0):
@@ -181,7 +201,7 @@ class Conn:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         self.pos = 0
-        self.unexpected = []
+        self.unexpected = collections.Counter()
 
     def __enter__(self):
         return self
@@ -224,6 +244,12 @@ class Conn:
         self.pos += n + 2
         return data
 
+    def _stray(self, line):
+        """Count an error line that answers an earlier noreply command."""
+        if not line.startswith((b"SERVER_ERROR", b"CLIENT_ERROR", b"ERROR")):
+            raise ProtocolError(f"unexpected reply line: {line[:80]!r}")
+        self.unexpected[line.decode(errors="replace")] += 1
+
     def read_values(self):
         """The items of one get reply, as {key: (flags, data)}, up to END."""
         items = {}
@@ -231,9 +257,10 @@ class Conn:
             line = self.readline()
             if line == b"END":
                 return items
+            if not line.startswith(b"VALUE "):
+                self._stray(line)
+                continue
             parts = line.split()
-            if len(parts) < 4 or parts[0] != b"VALUE":
-                raise ProtocolError(f"unexpected line in get reply: {line[:80]!r}")
             items[parts[1]] = (int(parts[2]), self._read_block(int(parts[3])))
 
     def get_multi(self, keys, per_command=100, per_send=1000):
@@ -253,7 +280,7 @@ class Conn:
         return items
 
     def stats(self):
-        """`stats` as {name: str}; stray lines before it land in self.unexpected."""
+        """`stats` as {name: str}."""
         self.send(b"stats\r\n")
         out = {}
         while True:
@@ -264,7 +291,7 @@ class Conn:
                 _, name, value = line.decode().split(" ", 2)
                 out[name] = value
             else:
-                self.unexpected.append(line.decode(errors="replace"))
+                self._stray(line)
 
 
 def set_noreply_batch(keys, values, flags=0, exptime=0):
@@ -358,9 +385,18 @@ def write_results(results_dir, name, data, stamp=None):
 
 
 def header(title, paths, extra=""):
+    """Print what runs against what, and how busy the machine is beforehand.
+
+    Returns the busy fraction, for the results file: figures taken while
+    something else (a build, a test suite) uses the CPUs are noise.
+    """
     print(f"== {title}")
     for name in SERVERS:
         print(f"   {name:9} {paths[name]}")
     if extra:
         print(f"   {extra}")
+    busy = machine_busy()
+    print(f"   machine busy before start: {busy:.0%} of {os.cpu_count()} CPUs"
+          + ("  WARNING: something else is running; figures will be noisy" if busy > 0.2 else ""))
     print(flush=True)
+    return busy

@@ -42,15 +42,18 @@ static void cursor_next(const struct mp_slabs *s, const struct mp_slab_class *c,
     }
 }
 
-enum take { TAKE_EVICT, TAKE_RECLAIM };
+/* Why an item is taken: the CLOCK needs its chunk, the reclaim pass found it dead, or its page is
+ * being moved to another class. Only the first is pressure on the class (see automove). */
+enum take { TAKE_EVICT, TAKE_RECLAIM, TAKE_MOVE };
 
 /*
  * Unlink `it` if nobody else holds it, and account for why. The caller holds the class lock; the
  * stripe lock is only tried (lock order, see table.h). Returns true when the chunk is now free
  * and the caller's to reuse or put on the free list.
  */
-static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item *it, uint32_t now, bool only_dead)
+static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item *it, uint32_t now, enum take why)
 {
+    bool only_dead = why == TAKE_RECLAIM;
     uint64_t hash = mp_table_hash(mp_item_key(it), it->nkey);
     struct mp_stripe *st = mp_table_stripe(l->table, hash);
     if (pthread_mutex_trylock(&st->lock) != 0)
@@ -66,6 +69,8 @@ static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item 
             if (dead) {
                 c->reclaimed++;
                 c->expired_unfetched += !fetched;
+            } else if (why == TAKE_MOVE) {
+                c->evicted_for_move++;
             } else {
                 c->evictions++;
                 c->evicted_unfetched += !fetched;
@@ -102,7 +107,7 @@ struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now
                 continue;
             }
         }
-        if (take_item(l, c, it, now, false))
+        if (take_item(l, c, it, now, TAKE_EVICT))
             return it; /* still counted in c->used: the caller's new item takes the chunk */
     }
     c->outofmemory++;
@@ -126,7 +131,7 @@ size_t mp_lru_reclaim(struct mp_lru *l, unsigned cls, uint32_t now, size_t budge
         for (size_t i = 0; i < budget; i++) {
             cursor_next(s, c, &page, &chunk);
             struct mp_item *it = chunk_at(s, c, page, chunk);
-            if (mp_item_linked(it) && mp_item_dead(it, now, l->epoch) && take_item(l, c, it, now, true)) {
+            if (mp_item_linked(it) && mp_item_dead(it, now, l->epoch) && take_item(l, c, it, now, TAKE_RECLAIM)) {
                 mp_slab_free_locked(s, cls, it);
                 freed++;
             }
@@ -146,7 +151,7 @@ static int evacuate_locked(struct mp_lru *l, unsigned cls, uint32_t page, uint32
     for (uint32_t i = 0; i < n; i++) {
         struct mp_item *it = chunk_at(s, c, page, i);
         if (mp_item_linked(it)) {
-            if (!take_item(l, c, it, now, false))
+            if (!take_item(l, c, it, now, TAKE_MOVE))
                 return -EBUSY;
             mp_slab_free_locked(s, cls, it);
         } else if (atomic_load_explicit(&it->refs, memory_order_acquire) != 0) {
@@ -155,6 +160,30 @@ static int evacuate_locked(struct mp_lru *l, unsigned cls, uint32_t page, uint32
     }
     mp_slab_page_release_locked(s, cls, page);
     return 0;
+}
+
+/*
+ * Evacuate with retries. An item's stripe is busy (trylock fails) typically because a request
+ * holds it and waits for this very class lock (to free the old value of a key it replaces), so
+ * waiting with the class lock held would never end: let go, give the request a moment, and go
+ * on from where the page was left (items already taken stay free). Called and returns with the
+ * class lock held.
+ */
+static int evacuate_patiently(struct mp_lru *l, unsigned cls, uint32_t page, uint32_t now)
+{
+    struct mp_slab_class *c = &l->slabs->classes[cls];
+    for (int tries = 0;; tries++) {
+        int rc = evacuate_locked(l, cls, page, now);
+        if (rc == 0 || tries == 50)
+            return rc;
+        pthread_mutex_unlock(&c->lock);
+        struct timespec pause = {0, 100 * 1000};
+        nanosleep(&pause, NULL);
+        pthread_mutex_lock(&c->lock);
+        /* meanwhile a class short of memory may have taken this very page (mp_lru_page_steal) */
+        if (atomic_load_explicit(&l->slabs->page_class[page], memory_order_relaxed) != cls)
+            return -EBUSY;
+    }
 }
 
 int mp_lru_page_evacuate(struct mp_lru *l, unsigned cls, uint32_t page, uint32_t now)
@@ -235,10 +264,12 @@ unsigned mp_lru_automove(struct mp_lru *l, uint32_t now, unsigned max_pages)
     pthread_mutex_lock(&c->lock);
     for (unsigned i = 0; i < max_pages && c->npages > 1; i++) {
         uint32_t page = c->hand_page != MP_SLAB_NONE ? c->hand_page : c->first_page;
-        if (evacuate_locked(l, donor, page, now) != 0) {
-            /* Something on it is in use: try the next page on the next tick. */
-            c->hand_page = s->page_next[page] != MP_SLAB_NONE ? s->page_next[page] : c->first_page;
-            c->hand_chunk = 0;
+        if (evacuate_patiently(l, donor, page, now) != 0) {
+            /* Something on it stays in use: try the next page on the next tick. */
+            if (atomic_load_explicit(&s->page_class[page], memory_order_relaxed) == donor) {
+                c->hand_page = s->page_next[page] != MP_SLAB_NONE ? s->page_next[page] : c->first_page;
+                c->hand_chunk = 0;
+            }
             break;
         }
         moved++;
@@ -265,7 +296,7 @@ static void *maintainer_main(void *arg)
         /* Automove looks at one second of evictions at a time, so one burst does not move pages
          * back and forth. */
         if (l->automove && ++ticks % (1000 / TICK_MS) == 0)
-            mp_lru_automove(l, now, 8);
+            mp_lru_automove(l, now, 16);
         pthread_mutex_lock(&l->lock);
         if (l->stop)
             break;

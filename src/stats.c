@@ -249,6 +249,7 @@ static void report_items(const struct mp_stats_source *src, mp_stats_emit_fn emi
         ITEM_STAT("reclaimed", snap.reclaimed)
         ITEM_STAT("expired_unfetched", snap.expired_unfetched)
         ITEM_STAT("evicted_unfetched", snap.evicted_unfetched)
+        ITEM_STAT("evicted_for_move", snap.evicted_for_move)
         ITEM_STAT("moves_to_pool", snap.pages_moved_out)
         ITEM_STAT("moves_from_pool", snap.pages_moved_in)
 #undef ITEM_STAT

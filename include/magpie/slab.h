@@ -45,6 +45,7 @@ struct mp_slab_class {
     uint64_t evictions;
     uint64_t evicted_unfetched;
     uint64_t evicted_nonzero; /* evicted while it had an exptime */
+    uint64_t evicted_for_move; /* evicted because automove took their page */
     uint64_t reclaimed;       /* expired items whose chunk was reused or freed */
     uint64_t expired_unfetched;
     uint64_t outofmemory;

@@ -270,6 +270,9 @@ int mp_config_parse(struct mp_config *cfg, int argc, char **argv, char *err, siz
         if (parse_one(cfg, opt, optarg, err, errlen) != 0)
             return -1;
     }
+    /* `--health HOST:PORT` as well as `--health=HOST:PORT` */
+    if (cfg->health && cfg->health[0] == '\0' && optind == argc - 1)
+        cfg->health = argv[optind++];
     if (optind < argc)
         return fail(err, errlen, "unexpected argument: %s; see magpie -h", argv[optind]);
     if (cfg->item_max > cfg->mem_limit / 2)

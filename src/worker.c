@@ -53,7 +53,9 @@ static void on_wake(uv_async_t *a)
     free(q);
     if (stop) {
         mp_conn_list_shutdown(&w->conns);
+        pthread_mutex_lock(&w->lock); /* no send is in progress (mp_worker_stop, mp_worker_hand) */
         uv_close((uv_handle_t *)&w->wake, NULL);
+        pthread_mutex_unlock(&w->lock);
         uv_timer_stop(&w->timer);
         uv_timer_start(&w->timer, on_deadline, SHUTDOWN_GRACE_MS, 0);
         uv_unref((uv_handle_t *)&w->timer); /* the loop ends as soon as the connections are closed */
@@ -103,6 +105,12 @@ int mp_worker_start(struct mp_worker *w, unsigned id, const struct mp_conn_env *
 void mp_worker_hand(struct mp_worker *w, int fd, bool is_unix)
 {
     pthread_mutex_lock(&w->lock);
+    if (w->stop) {
+        pthread_mutex_unlock(&w->lock);
+        close(fd);
+        atomic_fetch_sub_explicit(w->env->nconns, 1, memory_order_relaxed);
+        return;
+    }
     if (w->qlen == w->qcap) {
         size_t ncap = w->qcap ? w->qcap * 2 : 16;
         struct mp_worker_handoff *nq = realloc(w->queue, ncap * sizeof(*nq));
@@ -116,8 +124,8 @@ void mp_worker_hand(struct mp_worker *w, int fd, bool is_unix)
         w->qcap = ncap;
     }
     w->queue[w->qlen++] = (struct mp_worker_handoff){fd, is_unix};
-    pthread_mutex_unlock(&w->lock);
     uv_async_send(&w->wake);
+    pthread_mutex_unlock(&w->lock);
 }
 
 void mp_worker_stop(struct mp_worker *w)
@@ -125,9 +133,14 @@ void mp_worker_stop(struct mp_worker *w)
     if (!w->started)
         return;
     pthread_mutex_lock(&w->lock);
+    bool first = !w->stop;
     w->stop = true;
+    /* Only the first request wakes the worker: on it, the worker closes its async handle, and a
+     * send to a closed handle is a use after close. Sent under the lock so the close cannot
+     * come between the check and the send. */
+    if (first)
+        uv_async_send(&w->wake);
     pthread_mutex_unlock(&w->lock);
-    uv_async_send(&w->wake);
 }
 
 void mp_worker_join(struct mp_worker *w)

@@ -70,13 +70,16 @@ $(BUILD)/obj/%.o: src/%.c
 $(BUILD)/magpie: $(SRC_OBJS) $(BUILD)/obj/main.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/test/%.o: test/unit/%.c
+$(BUILD)/test/obj/%.o: test/unit/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) $(shell pkg-config --cflags check 2>/dev/null) -c -o $@ $<
 
-.SECONDEXPANSION:
-$(BUILD)/test/test_%: $(BUILD)/test/test_%.o $$(patsubst %,$(BUILD)/obj/%.o,$$(deps_$$*))
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LIBS)
+# One link rule per unit test, from its deps_ list.
+define unit_rule
+$(BUILD)/test/test_$(1): $(BUILD)/test/obj/test_$(1).o $(patsubst %,$(BUILD)/obj/%.o,$(deps_$(1)))
+	$$(CC) $$(ALL_LDFLAGS) -o $$@ $$^ $$(CHECK_LIBS) $$(LIBS)
+endef
+$(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
 
 # A fully static binary for the FROM scratch image: libuv's static archive from Debian, xxHash
 # header-only (XXH_INLINE_ALL in table.c), glibc static.
@@ -177,4 +180,4 @@ install: all
 clean:
 	rm -rf build
 
--include $(wildcard $(BUILD)/obj/*.d $(BUILD)/test/*.d $(BUILD)/*.d)
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/test/obj/*.d $(BUILD)/*.d)

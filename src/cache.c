@@ -368,3 +368,16 @@ void mp_cache_flush(struct mp_cache *c, uint32_t now, uint32_t at)
 {
     mp_epoch_flush(&c->epoch, now, at);
 }
+
+void mp_cache_stats_reset(struct mp_cache *c)
+{
+    for (unsigned i = 1; i <= c->slabs.nclasses; i++) {
+        struct mp_slab_class *sc = &c->slabs.classes[i];
+        pthread_mutex_lock(&sc->lock);
+        sc->evictions = sc->evicted_unfetched = sc->evicted_nonzero = sc->evicted_for_move = 0;
+        sc->reclaimed = sc->expired_unfetched = sc->outofmemory = 0;
+        sc->pages_moved_in = sc->pages_moved_out = 0;
+        sc->pressure_seen = 0; /* automove measures pressure from here */
+        pthread_mutex_unlock(&sc->lock);
+    }
+}

@@ -567,6 +567,7 @@ static void run_stats(struct mp_conn *c, const struct mp_request *req)
     size_t nargs = req->nkeys;
     if (nargs >= 5 && memcmp(args, "reset", 5) == 0 && (nargs == 5 || args[5] == ' ')) {
         mp_stats_reset(c->env->stats);
+        mp_cache_stats_reset(c->env->cache);
         reply(c, false, "RESET");
         return;
     }

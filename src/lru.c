@@ -107,8 +107,12 @@ struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now
                 continue;
             }
         }
-        if (take_item(l, c, it, now, TAKE_EVICT))
-            return it; /* still counted in c->used: the caller's new item takes the chunk */
+        if (take_item(l, c, it, now, TAKE_EVICT)) {
+            /* still counted in c->used, and taken (refs 1) before the class lock is let go, as
+             * mp_slab_alloc_locked does */
+            atomic_store_explicit(&it->refs, 1, memory_order_relaxed);
+            return it;
+        }
     }
     c->outofmemory++;
     return NULL;
@@ -154,8 +158,9 @@ static int evacuate_locked(struct mp_lru *l, unsigned cls, uint32_t page, uint32
             if (!take_item(l, c, it, now, TAKE_MOVE))
                 return -EBUSY;
             mp_slab_free_locked(s, cls, it);
-        } else if (atomic_load_explicit(&it->refs, memory_order_acquire) != 0) {
-            return -EBUSY; /* being filled, or unlinked but still read */
+        } else if (!mp_item_has(it, MP_ITEM_FREE)) {
+            /* being filled, still read after its unlink, or on its way to the free list */
+            return -EBUSY;
         }
     }
     mp_slab_page_release_locked(s, cls, page);
@@ -216,9 +221,15 @@ int mp_lru_page_steal(struct mp_lru *l, unsigned cls, uint32_t now)
     struct mp_slab_class *c = &s->classes[donor];
     pthread_mutex_lock(&c->lock);
     int rc = -ENOMEM;
-    if (c->npages > 0) {
-        uint32_t page = c->hand_page != MP_SLAB_NONE ? c->hand_page : c->first_page;
+    /* From the page under the hand on, the first that can be emptied: one item in use (a large
+     * value being written to a client) must not make the whole class unable to give. */
+    uint32_t page = c->hand_page != MP_SLAB_NONE ? c->hand_page : c->first_page;
+    for (uint32_t tries = 0; page != MP_SLAB_NONE && tries < c->npages && tries < 8; tries++) {
+        uint32_t next = s->page_next[page] != MP_SLAB_NONE ? s->page_next[page] : c->first_page;
         rc = evacuate_locked(l, donor, page, now);
+        if (rc == 0)
+            break;
+        page = next;
     }
     pthread_mutex_unlock(&c->lock);
     if (rc == 0) {

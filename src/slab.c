@@ -35,6 +35,7 @@ static int lay_out_classes(struct mp_slabs *s, size_t min_chunk, double factor, 
         struct mp_slab_class *c = &s->classes[i];
         c->perpage = s->page_size / c->size;
         c->first_page = MP_SLAB_NONE;
+        c->last_page = MP_SLAB_NONE;
         c->bump_page = MP_SLAB_NONE;
         c->hand_page = MP_SLAB_NONE;
         mp_lock_init(&c->lock);
@@ -142,8 +143,14 @@ struct mp_item *mp_slab_alloc_locked(struct mp_slabs *s, unsigned cls)
             if (page == MP_SLAB_NONE)
                 return NULL;
             atomic_store_explicit(&s->page_class[page], (uint8_t)cls, memory_order_relaxed);
-            s->page_next[page] = c->first_page;
-            c->first_page = page;
+            /* At the tail: the chain is in the order pages were filled, which is the order the
+             * CLOCK hand passes them, so the oldest items are looked at first. */
+            s->page_next[page] = MP_SLAB_NONE;
+            if (c->last_page == MP_SLAB_NONE)
+                c->first_page = page;
+            else
+                s->page_next[c->last_page] = page;
+            c->last_page = page;
             c->npages++;
             c->bump_page = page;
             c->bump_next = 0;
@@ -156,6 +163,10 @@ struct mp_item *mp_slab_alloc_locked(struct mp_slabs *s, unsigned cls)
         if (++c->bump_next == c->perpage)
             c->bump_page = MP_SLAB_NONE;
     }
+    /* Taken while the class lock is held: a page evacuation (lru.h) that looks at this chunk
+     * after we let go must see it in use, though it is not initialised yet. */
+    atomic_store_explicit(&it->iflags, 0, memory_order_relaxed);
+    atomic_store_explicit(&it->refs, 1, memory_order_relaxed);
     c->used++;
     return it;
 }
@@ -172,7 +183,7 @@ struct mp_item *mp_slab_alloc(struct mp_slabs *s, unsigned cls)
 void mp_slab_free_locked(struct mp_slabs *s, unsigned cls, struct mp_item *it)
 {
     struct mp_slab_class *c = &s->classes[cls];
-    atomic_store_explicit(&it->iflags, 0, memory_order_relaxed);
+    atomic_store_explicit(&it->iflags, MP_ITEM_FREE, memory_order_relaxed);
     atomic_store_explicit(&it->refs, 0, memory_order_relaxed);
     it->next = c->free_head;
     c->free_head = mp_slab_handle(s, it);
@@ -205,10 +216,14 @@ void mp_slab_page_release_locked(struct mp_slabs *s, unsigned cls, uint32_t page
         }
     }
     /* Unchain the page; move the clock hand and bump pointer off it. */
-    uint32_t *pl = &c->first_page;
-    while (*pl != page)
+    uint32_t *pl = &c->first_page, prev = MP_SLAB_NONE;
+    while (*pl != page) {
+        prev = *pl;
         pl = &s->page_next[*pl];
+    }
     *pl = s->page_next[page];
+    if (c->last_page == page)
+        c->last_page = prev;
     c->npages--;
     if (c->bump_page == page)
         c->bump_page = MP_SLAB_NONE;

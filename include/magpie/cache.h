@@ -137,6 +137,9 @@ enum mp_result mp_cache_arith_locked(struct mp_cache *c, struct mp_cache_lock *l
 void mp_cache_recas_locked(struct mp_cache *c, struct mp_item *it, uint32_t now);
 void mp_cache_set_exptime_locked(struct mp_item *it, uint32_t exptime);
 
+/* `stats reset` for the engine's own counters (evictions, reclaims, ... in every slab class). */
+void mp_cache_stats_reset(struct mp_cache *c);
+
 void mp_cache_item_ref(struct mp_item *it);
 void mp_cache_item_release(struct mp_cache *c, struct mp_item **it);
 

@@ -22,7 +22,9 @@
  * (lru.h) so items carry no LRU links, the hash chain link is a 32-bit handle, and client flags
  * take no room when zero.
  *
- * Ownership: an item with refs == 0 is free memory. mp_cache_alloc() hands out an item with one
+ * Ownership: a chunk is free memory only once it carries MP_ITEM_FREE, which the slab sets under
+ * the class lock as it puts the chunk on the free list; a chunk whose references have dropped to
+ * zero is on its way there, not yet free (a page evacuation must not take it for free). mp_cache_alloc() hands out an item with one
  * reference owned by the caller; linking it into the table transfers that reference to the
  * table. A reader that must keep an item beyond the stripe lock (a large value written from where
  * it lives) takes a reference under the lock and drops it with mp_cache_item_release() when the
@@ -48,6 +50,7 @@ enum {
     MP_ITEM_STALE = 1u << 2,      /* meta: invalidated, served with X until recached */
     MP_ITEM_TOKEN_SENT = 1u << 3, /* meta: a client was handed the W (win) flag */
     MP_ITEM_KEY_BINARY = 1u << 4, /* meta: the key came base64-encoded (b) */
+    MP_ITEM_FREE = 1u << 5,       /* on its class's free list (set and cleared under the class lock) */
 };
 
 enum {

@@ -34,7 +34,8 @@ struct mp_slab_class {
     uint32_t perpage; /* chunks in a page */
     mp_handle_t free_head;
     uint32_t nfree;
-    uint32_t first_page; /* chain through mp_slabs.page_next */
+    uint32_t first_page; /* chain through mp_slabs.page_next, oldest page first */
+    uint32_t last_page;
     uint32_t npages;
     uint32_t bump_page; /* page with never-used chunks, or MP_SLAB_NONE */
     uint32_t bump_next; /* index of its first never-used chunk */
@@ -105,8 +106,8 @@ static inline char *mp_slab_page_addr(const struct mp_slabs *s, uint32_t page)
 }
 
 /* A free chunk of class cls, from its free list, its bump page, or a new page; NULL when the class
- * has none and no page is left (the caller then evicts, see lru.h). The chunk has refs == 0 and
- * must be initialised with mp_item_init(). */
+ * has none and no page is left (the caller then evicts, see lru.h). The chunk has refs == 1 (it
+ * is the caller's) and must be initialised with mp_item_init(). */
 struct mp_item *mp_slab_alloc(struct mp_slabs *s, unsigned cls);
 struct mp_item *mp_slab_alloc_locked(struct mp_slabs *s, unsigned cls);
 

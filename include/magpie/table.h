@@ -49,7 +49,7 @@ void mp_table_teardown(struct mp_table *t);
 
 static inline struct mp_stripe *mp_table_stripe(const struct mp_table *t, uint64_t hash)
 {
-    return &t->stripes[hash >> (64 - t->stripe_bits)];
+    return &t->stripes[t->stripe_bits ? hash >> (64 - t->stripe_bits) : 0];
 }
 
 /* The linked item with this key, or NULL. The caller holds the stripe lock. Expiry is not

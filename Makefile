@@ -50,7 +50,7 @@ deps_slab  := slab item
 deps_table := table slab item
 deps_cache := cache lru table slab item num clock
 deps_lru   := lru cache table slab item num clock
-deps_stats := stats cache lru table slab item num clock config
+deps_stats := stats cache lru table slab item num clock config log
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
 .PHONY: all deps test-deps run test unit integration asan tsan bench bench-memory format format-check \
@@ -86,7 +86,7 @@ $(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
 STATIC_LIBS = $(shell pkg-config --libs --static libuv-static 2>/dev/null)
 $(BUILD)/magpie-static: $(SRC_OBJS) $(BUILD)/obj/main.o
 	@# glibc warns that getpwnam/getaddrinfo want NSS libraries at run time: numeric addresses
-	@# and --user by uid need none, which is how the image runs.
+	@# need none, and the image sets its user with USER (by number) rather than with -u.
 	$(CC) $(ALL_LDFLAGS) -static -s -o $@ $^ $(STATIC_LIBS) 2>&1 | grep -v 'in function\|statically linked' >&2 || true
 	@test -x $@
 

@@ -42,7 +42,8 @@ void mp_config_usage(FILE *out)
                  "  -t, --threads=NUM         worker threads (default 4)\n"
                  "  -c, --conn-limit=NUM      maximum simultaneous connections (default 1024)\n"
                  "  -m, --memory-limit=MB     item memory in MiB (default 64); k, m or g suffix allowed\n"
-                 "  -I, --max-item-size=SIZE  largest item, with k or m suffix (default 1m; 1k..1024m)\n"
+                 "  -I, --max-item-size=SIZE  largest item in bytes, or with a k, m or g suffix (default 1m;\n"
+                 "                            1k..1024m)\n"
                  "  -f, --slab-growth-factor=F  chunk size growth factor (default 1.04)\n"
                  "  -n, --slab-min-size=BYTES minimum space for key, value and flags (default 32)\n"
                  "  -b, --listen-backlog=NUM  listen backlog (default 1024)\n"
@@ -51,7 +52,9 @@ void mp_config_usage(FILE *out)
                  "  -o, --extended=OPTS       comma list: idle_timeout=SECONDS, slab_reassign,\n"
                  "                            slab_automove=0|1, lru_maintainer, no_lru_maintainer\n"
                  "  -v, --verbose             log connection events; -vv also every command\n"
-                 "      --health[=HOST:PORT]  probe a running server with `version`; exit 0 if it answers\n"
+                 "      --health [TARGET]     probe a running server with `version`; exit 0 if it answers.\n"
+                 "                            TARGET: HOST:PORT, HOST, :PORT or a unix socket path\n"
+                 "                            (default: the -l address and -p port)\n"
                  "  -V, --version             print the version and exit\n"
                  "  -h, --help                print this help and exit\n");
 }

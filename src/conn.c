@@ -865,6 +865,7 @@ static void on_close(uv_handle_t *h)
     if (c->counted)
         atomic_fetch_sub_explicit(c->env->nconns, 1, memory_order_relaxed);
     MP_STAT_DEC(c->st, curr_connections);
+    MP_STAT_DEC(c->st, connection_structures);
     mp_log(MP_LOG_CONN, "conn %d: closed", c->fd);
     free(c->rbuf);
     free(c->obuf);
@@ -949,6 +950,7 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
     list->count++;
     pthread_mutex_unlock(&list->lock);
     MP_STAT_INC(st, curr_connections);
+    MP_STAT_INC(st, connection_structures);
     MP_STAT_INC(st, total_connections);
     /* From here on, on_close undoes all of the above. */
     rc = is_unix ? uv_pipe_open(&c->h.pipe, fd) : uv_tcp_open(&c->h.tcp, fd);

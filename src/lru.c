@@ -31,15 +31,19 @@ static struct mp_item *chunk_at(const struct mp_slabs *s, const struct mp_slab_c
     return (struct mp_item *)(mp_slab_page_addr(s, page) + (size_t)i * c->size);
 }
 
-/* Advance a (page, chunk) cursor over the class's page chain, wrapping to its first page. */
-static void cursor_next(const struct mp_slabs *s, const struct mp_slab_class *c, uint32_t *page, uint32_t *chunk)
+/* The chunk under a (page, chunk) cursor, which then moves on; the cursor names the next chunk to
+ * look at and wraps from the class's last page to its first. */
+static struct mp_item *cursor_take(const struct mp_slabs *s, const struct mp_slab_class *c, uint32_t *page,
+                                   uint32_t *chunk)
 {
-    if (*page == MP_SLAB_NONE || ++*chunk >= page_chunks(c, *page)) {
+    /* bounded: a page holds at least one chunk in use once it is in the chain */
+    for (uint32_t n = 0; (*page == MP_SLAB_NONE || *chunk >= page_chunks(c, *page)) && n <= c->npages; n++) {
         *page = *page == MP_SLAB_NONE ? c->first_page : s->page_next[*page];
         if (*page == MP_SLAB_NONE)
             *page = c->first_page;
         *chunk = 0;
     }
+    return chunk_at(s, c, *page, (*chunk)++);
 }
 
 /* Why an item is taken: the CLOCK needs its chunk, the reclaim pass found it dead, or its page is
@@ -96,8 +100,7 @@ struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now
     uint64_t turn = (uint64_t)c->npages * c->perpage;
     uint64_t limit = turn * 5;
     for (uint64_t step = 0; step < limit; step++) {
-        cursor_next(s, c, &c->hand_page, &c->hand_chunk);
-        struct mp_item *it = chunk_at(s, c, c->hand_page, c->hand_chunk);
+        struct mp_item *it = cursor_take(s, c, &c->hand_page, &c->hand_chunk);
         if (!mp_item_linked(it))
             continue;
         if (step < turn * 4 && !mp_item_dead(it, now, l->epoch)) {
@@ -133,8 +136,7 @@ size_t mp_lru_reclaim(struct mp_lru *l, unsigned cls, uint32_t now, size_t budge
         if (page != MP_SLAB_NONE && atomic_load_explicit(&s->page_class[page], memory_order_relaxed) != cls)
             page = MP_SLAB_NONE;
         for (size_t i = 0; i < budget; i++) {
-            cursor_next(s, c, &page, &chunk);
-            struct mp_item *it = chunk_at(s, c, page, chunk);
+            struct mp_item *it = cursor_take(s, c, &page, &chunk);
             if (mp_item_linked(it) && mp_item_dead(it, now, l->epoch) && take_item(l, c, it, now, TAKE_RECLAIM)) {
                 mp_slab_free_locked(s, cls, it);
                 freed++;

@@ -52,10 +52,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     mp_log_set_level(cfg.verbose);
     static struct mp_server srv;
-    if (mp_server_setup(&srv, &cfg, err, sizeof(err)) != 0) {
+    int rc = mp_server_setup(&srv, &cfg, err, sizeof(err));
+    if (rc != 0) {
         mp_log(MP_LOG_ERROR, "%s", err);
         mp_server_teardown(&srv);
-        return MP_EXIT_FAILURE;
+        return rc;
     }
     if (drop_privileges(cfg.user) != 0) {
         mp_server_teardown(&srv);

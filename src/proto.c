@@ -545,7 +545,11 @@ enum mp_parse_status mp_proto_parse_keys(const char *buf, size_t len, struct mp_
     req->keys = buf;
     const char *nl = memchr(buf, '\n', len);
     if (nl) {
-        req->nkeys = (size_t)(content_end(buf, nl) - buf);
+        /* The line is long (that is why it comes in parts), so a "\r" before its "\n" is always
+         * the line end, even when this part is no more than "\r\n". */
+        const char *end = nl > buf && nl[-1] == '\r' ? nl - 1 : nl;
+        const char *nul = memchr(buf, '\0', (size_t)(end - buf));
+        req->nkeys = (size_t)((nul ? nul : end) - buf);
         *consumed = (size_t)(nl + 1 - buf);
         return MP_PARSE_OK;
     }

@@ -212,45 +212,46 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         .stripe_bits = stripe_bits_for(cfg->mem_limit),
         .initial_buckets = 64,
     };
-    if (mp_cache_setup(&srv->cache, &cc, err, errlen) != 0)
-        return -1;
+    int rc = mp_cache_setup(&srv->cache, &cc, err, errlen);
+    if (rc != 0)
+        return rc == -EINVAL ? MP_EXIT_USAGE : MP_EXIT_FAILURE; /* -EINVAL: flags that cannot work together */
     if (mp_stats_setup(&srv->stats, (unsigned)cfg->threads + 1) != 0) {
         snprintf(err, errlen, "%s", "out of memory");
-        return -1;
+        return MP_EXIT_FAILURE;
     }
     srv->env = (struct mp_conn_env){
         .cache = &srv->cache, .clock = &srv->clock, .cfg = cfg, .stats = &srv->stats, .nconns = &srv->nconns};
     for (int i = 0; cfg->port && i < cfg->nlisten; i++)
         if (listen_tcp(srv, cfg->listen[i], err, errlen) != 0)
-            return -1;
+            return MP_EXIT_FAILURE;
     if (cfg->unix_path && listen_unix(srv, cfg->unix_path, err, errlen) != 0)
-        return -1;
+        return MP_EXIT_FAILURE;
     if (uv_loop_init(&srv->loop) != 0) {
         snprintf(err, errlen, "%s", "cannot create the event loop");
-        return -1;
+        return MP_EXIT_FAILURE;
     }
     srv->loop_ready = true;
     srv->workers = calloc((size_t)cfg->threads, sizeof(*srv->workers));
     srv->lists = calloc((size_t)cfg->threads, sizeof(*srv->lists));
     if (!srv->workers || !srv->lists) {
         snprintf(err, errlen, "%s", "out of memory");
-        return -1;
+        return MP_EXIT_FAILURE;
     }
     for (int i = 0; i < cfg->threads; i++)
         srv->lists[i] = &srv->workers[i].conns;
     srv->env.lists = srv->lists;
     srv->env.nlists = (unsigned)cfg->threads;
     for (int i = 0; i < cfg->threads; i++) {
-        int rc = mp_worker_start(&srv->workers[i], (unsigned)i, &srv->env, &srv->stats.threads[i]);
+        rc = mp_worker_start(&srv->workers[i], (unsigned)i, &srv->env, &srv->stats.threads[i]);
         if (rc != 0) {
             snprintf(err, errlen, "cannot start worker %d: %s", i, uv_strerror(rc));
-            return -1;
+            return MP_EXIT_FAILURE;
         }
         srv->nworkers++;
     }
     if (cfg->lru_maintainer && mp_lru_maintainer_start(&srv->cache.lru, &srv->clock, !cfg->automove_off) != 0) {
         snprintf(err, errlen, "%s", "cannot start the maintainer thread");
-        return -1;
+        return MP_EXIT_FAILURE;
     }
     for (int i = 0; i < srv->nlisteners; i++) {
         struct mp_listener *l = &srv->listeners[i];

@@ -142,7 +142,7 @@ struct mp_item *mp_slab_alloc_locked(struct mp_slabs *s, unsigned cls)
             uint32_t page = take_page(s);
             if (page == MP_SLAB_NONE)
                 return NULL;
-            atomic_store_explicit(&s->page_class[page], (uint8_t)cls, memory_order_relaxed);
+            atomic_store_explicit(&s->page_class[page], (uint16_t)cls, memory_order_relaxed);
             /* At the tail: the chain is in the order pages were filled, which is the order the
              * CLOCK hand passes them, so the oldest items are looked at first. */
             s->page_next[page] = MP_SLAB_NONE;

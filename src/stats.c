@@ -10,6 +10,7 @@
 #include "magpie/cache.h"
 #include "magpie/clock.h"
 #include "magpie/config.h"
+#include "magpie/log.h"
 
 int mp_stats_setup(struct mp_stats *s, unsigned nthreads)
 {
@@ -176,7 +177,7 @@ static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn 
     emit(ctx, "tcpport", "%d", cfg->port);
     emit(ctx, "udpport", "%d", 0);
     emit(ctx, "inter", "%s", listen);
-    emit(ctx, "verbosity", "%d", cfg->verbose);
+    emit(ctx, "verbosity", "%d", mp_log_level()); /* the `verbosity` command changes it */
     emit(ctx, "evictions", "%s", "on");
     emit(ctx, "domain_socket", "%s", cfg->unix_path ? cfg->unix_path : "NULL");
     emit(ctx, "umask", "%o", (unsigned)cfg->unix_mask);

@@ -24,11 +24,11 @@
  *
  * Ownership: a chunk is free memory only once it carries MP_ITEM_FREE, which the slab sets under
  * the class lock as it puts the chunk on the free list; a chunk whose references have dropped to
- * zero is on its way there, not yet free (a page evacuation must not take it for free). mp_cache_alloc() hands out an item with one
- * reference owned by the caller; linking it into the table transfers that reference to the
- * table. A reader that must keep an item beyond the stripe lock (a large value written from where
- * it lives) takes a reference under the lock and drops it with mp_cache_item_release() when the
- * write completes; whoever drops the last reference frees the chunk.
+ * zero is on its way there, not yet free (a page evacuation must not take it for free). mp_cache_alloc() hands out an
+ * item with one reference owned by the caller; linking it into the table transfers that reference to the table. A
+ * reader that must keep an item beyond the stripe lock (a large value written from where it lives) takes a reference
+ * under the lock and drops it with mp_cache_item_release() when the write completes; whoever drops the last reference
+ * frees the chunk.
  */
 #ifndef MAGPIE_ITEM_H
 #define MAGPIE_ITEM_H

@@ -52,7 +52,8 @@ struct mp_server {
     bool stopping;
 };
 
-/* Build everything and bind the listeners. 0, or -1 with a message in err. */
+/* Build everything and bind the listeners. 0, or an exit status (config.h) with a message in err:
+ * MP_EXIT_USAGE for flags that cannot work together, MP_EXIT_FAILURE otherwise. */
 int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *err, size_t errlen);
 /* Serve until a signal stops the server. */
 void mp_server_run(struct mp_server *srv);

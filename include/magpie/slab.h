@@ -23,7 +23,7 @@
 
 #include "magpie/item.h"
 
-#define MP_SLAB_CLASSES_MAX 255
+#define MP_SLAB_CLASSES_MAX 1023 /* 1.04 from 64 bytes to a 1 GiB page is 388 classes */
 #define MP_SLAB_NONE UINT32_MAX
 #define MP_SLAB_ALIGN 8u
 #define MP_SLAB_ARENA_MAX ((size_t)UINT32_MAX * MP_SLAB_ALIGN - MP_SLAB_ALIGN) /* 32-bit handles */
@@ -45,9 +45,9 @@ struct mp_slab_class {
     /* counters, memcached's names (stats items / stats slabs) */
     uint64_t evictions;
     uint64_t evicted_unfetched;
-    uint64_t evicted_nonzero; /* evicted while it had an exptime */
+    uint64_t evicted_nonzero;  /* evicted while it had an exptime */
     uint64_t evicted_for_move; /* evicted because automove took their page */
-    uint64_t reclaimed;       /* expired items whose chunk was reused or freed */
+    uint64_t reclaimed;        /* expired items whose chunk was reused or freed */
     uint64_t expired_unfetched;
     uint64_t outofmemory;
     uint64_t pages_moved_in;
@@ -63,9 +63,9 @@ struct mp_slabs {
     uint32_t npages;
     size_t item_max;
     pthread_mutex_t pages_lock;
-    uint32_t pages_bump;         /* pages [0, pages_bump) have been handed out once */
-    uint32_t pages_free;         /* chain of returned pages through page_next */
-    _Atomic uint8_t *page_class; /* class of each page; 0 = unassigned */
+    uint32_t pages_bump;          /* pages [0, pages_bump) have been handed out once */
+    uint32_t pages_free;          /* chain of returned pages through page_next */
+    _Atomic uint16_t *page_class; /* class of each page; 0 = unassigned */
     uint32_t *page_next;
     unsigned nclasses; /* classes are 1..nclasses */
     struct mp_slab_class classes[MP_SLAB_CLASSES_MAX + 1];

@@ -1,0 +1,203 @@
+/*
+ * helpers: what the unit suites share. A runner that prints Check's summary and turns failures into
+ * the exit status, and for the engine's suites (cache, lru, stats) a small cache with injected time
+ * and one-line set/get helpers.
+ *
+ * Everything here is static inline, so a suite that uses none of the engine helpers (num, proto,
+ * clock) links none of the engine.
+ */
+#ifndef MAGPIE_TEST_HELPERS_H
+#define MAGPIE_TEST_HELPERS_H
+
+#include <check.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "magpie/cache.h"
+
+#define MIB ((size_t)1024 * 1024)
+
+/* Relative time the engine tests start at: the clock's "2", well clear of 0 (never) and 1. */
+#define T0 ((uint32_t)100)
+
+/* Run a suite with Check's normal output ("100%: Checks: N, Failures: 0, Errors: 0"); the process
+ * exit status is 0 only when every test passed. */
+static inline int run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
+
+/* A string literal as (pointer, length), for APIs that take a token and its length. */
+#define LIT(s) (s), (sizeof(s) - 1)
+
+/* ---- engine helpers ------------------------------------------------------------------------ */
+
+/* A cache of mem_limit bytes with 1 MiB pages, Magpie's default classes and a few stripes. */
+static inline struct mp_cache_config test_cache_config(size_t mem_limit)
+{
+    return (struct mp_cache_config){.mem_limit = mem_limit,
+                                    .item_max = MIB,
+                                    .min_chunk = 32,
+                                    .factor = 1.04,
+                                    .stripe_bits = 4,
+                                    .initial_buckets = 16};
+}
+
+static inline void test_cache_setup(struct mp_cache *c, const struct mp_cache_config *cfg)
+{
+    char err[256] = "";
+    int rc = mp_cache_setup(c, cfg, err, sizeof(err));
+    ck_assert_msg(rc == 0, "mp_cache_setup: %d %s", rc, err);
+}
+
+static inline size_t key_of(char *buf, size_t cap, const char *prefix, unsigned i)
+{
+    return (size_t)snprintf(buf, cap, "%s%u", prefix, i);
+}
+
+/* Store `nbytes` of value (copied from `value`, or filled with `fill` when value is NULL) under
+ * key with op, client flags and an item exptime (relative, as mp_clock_exptime returns it).
+ * Returns the engine's result; an allocation failure returns MP_TOO_LARGE or MP_NOMEM. */
+static inline enum mp_result store_full(struct mp_cache *c, enum mp_store_op op, const char *key, const char *value,
+                                        size_t nbytes, char fill, uint32_t flags, uint32_t exptime, uint64_t cas,
+                                        uint32_t now, uint64_t *cas_out)
+{
+    enum mp_result res;
+    struct mp_item *it = mp_cache_alloc(c, key, strlen(key), flags, exptime, (uint32_t)nbytes, now, &res);
+    if (cas_out)
+        *cas_out = 0;
+    if (!it)
+        return res;
+    if (value)
+        memcpy(mp_item_value(it), value, nbytes);
+    else
+        memset(mp_item_value(it), fill, nbytes);
+    struct mp_store st = {.op = op, .cas = cas};
+    res = mp_cache_store(c, &it, &st, now);
+    ck_assert_ptr_null(it); /* the store consumed the caller's reference */
+    if (cas_out)
+        *cas_out = st.cas_out;
+    return res;
+}
+
+static inline enum mp_result store_str(struct mp_cache *c, enum mp_store_op op, const char *key, const char *value,
+                                       uint32_t exptime, uint32_t now)
+{
+    return store_full(c, op, key, value, strlen(value), 0, 0, exptime, 0, now, NULL);
+}
+
+static inline enum mp_result set_str(struct mp_cache *c, const char *key, const char *value, uint32_t exptime,
+                                     uint32_t now)
+{
+    return store_str(c, MP_SET, key, value, exptime, now);
+}
+
+/* A set of nbytes of `fill`. */
+static inline enum mp_result set_fill(struct mp_cache *c, const char *key, size_t nbytes, char fill, uint32_t exptime,
+                                      uint32_t now)
+{
+    return store_full(c, MP_SET, key, NULL, nbytes, fill, 0, exptime, 0, now, NULL);
+}
+
+/* What a get saw. */
+struct got {
+    int hits;
+    char value[512]; /* the first bytes of the value, NUL-terminated */
+    uint32_t nbytes;
+    uint32_t flags;
+    uint32_t exptime;
+    uint64_t cas;
+    bool take_ref;        /* ask the hit callback to keep a reference */
+    struct mp_item *held; /* the item, when take_ref */
+};
+
+static inline void got_hit(void *ctx, struct mp_item *it)
+{
+    struct got *g = ctx;
+    g->hits++;
+    g->nbytes = it->nbytes;
+    size_t n = it->nbytes < sizeof(g->value) - 1 ? it->nbytes : sizeof(g->value) - 1;
+    memcpy(g->value, mp_item_value(it), n);
+    g->value[n] = '\0';
+    g->flags = mp_item_flags(it);
+    g->exptime = it->exptime;
+    g->cas = it->cas;
+    if (g->take_ref) {
+        mp_cache_item_ref(it);
+        g->held = it;
+    }
+}
+
+static inline enum mp_result get_key(struct mp_cache *c, const char *key, uint32_t now, struct got *g,
+                                     enum mp_miss *miss)
+{
+    return mp_cache_get(c, key, strlen(key), now, got_hit, g, miss);
+}
+
+/* A get that must hit; returns what it saw. */
+static inline struct got get_hit(struct mp_cache *c, const char *key, uint32_t now)
+{
+    struct got g = {0};
+    enum mp_result r = get_key(c, key, now, &g, NULL);
+    ck_assert_msg(r == MP_OK, "get %s: expected a hit, got %d", key, r);
+    ck_assert_int_eq(g.hits, 1);
+    return g;
+}
+
+/* Whether a key is there, without counting as a hit for the CLOCK's sake: use sparingly in the
+ * eviction tests, since a get marks the item read. Looks under the stripe lock. */
+static inline bool key_present(struct mp_cache *c, const char *key, uint32_t now)
+{
+    struct mp_cache_lock lk;
+    mp_cache_lock_key(c, key, strlen(key), &lk);
+    struct mp_item *it = mp_cache_find_locked(c, &lk, key, strlen(key), now, NULL);
+    mp_cache_unlock(&lk);
+    return it != NULL;
+}
+
+/* The slab class an item of this shape lands in. */
+static inline unsigned class_of_shape(struct mp_cache *c, size_t nkey, size_t nbytes)
+{
+    unsigned cls = mp_slab_class_for(&c->slabs, mp_item_total(nkey, nbytes, 0));
+    ck_assert_uint_ne(cls, 0);
+    return cls;
+}
+
+static inline struct mp_slab_class *class_at(struct mp_cache *c, unsigned cls)
+{
+    return &c->slabs.classes[cls];
+}
+
+/* Pages handed to all classes: never more than the arena holds. */
+static inline uint32_t pages_in_use(struct mp_cache *c)
+{
+    uint32_t n = 0;
+    for (unsigned i = 1; i <= c->slabs.nclasses; i++)
+        n += c->slabs.classes[i].npages;
+    return n;
+}
+
+static inline uint64_t total_evictions(struct mp_cache *c)
+{
+    uint64_t n = 0;
+    for (unsigned i = 1; i <= c->slabs.nclasses; i++)
+        n += c->slabs.classes[i].evictions;
+    return n;
+}
+
+/* Items gone because their page moved to another class (counted apart from evictions). */
+static inline uint64_t total_evicted_for_move(struct mp_cache *c)
+{
+    uint64_t n = 0;
+    for (unsigned i = 1; i <= c->slabs.nclasses; i++)
+        n += c->slabs.classes[i].evicted_for_move;
+    return n;
+}
+
+#endif

@@ -1,0 +1,851 @@
+/* Unit tests for cache: the engine's commands, with time injected through `now`. */
+#include <check.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "magpie/cache.h"
+
+static struct mp_cache cache;
+static struct mp_cache *c = &cache;
+
+static void setup(void)
+{
+    struct mp_cache_config cfg = test_cache_config(4 * MIB);
+    test_cache_setup(c, &cfg);
+}
+
+static void teardown(void)
+{
+    mp_cache_teardown(c);
+}
+
+static enum mp_result cas_str(const char *key, const char *value, uint64_t cas, uint32_t now)
+{
+    return store_full(c, MP_CAS, key, value, strlen(value), 0, 0, 0, cas, now, NULL);
+}
+
+static enum mp_miss miss_of(const char *key, uint32_t now)
+{
+    struct got g = {0};
+    enum mp_miss miss = MP_MISS_ABSENT;
+    ck_assert_int_eq(get_key(c, key, now, &g, &miss), MP_NOT_FOUND);
+    ck_assert_int_eq(g.hits, 0);
+    return miss;
+}
+
+static void assert_value(const char *key, uint32_t now, const char *value)
+{
+    struct got g = get_hit(c, key, now);
+    ck_assert_uint_eq(g.nbytes, strlen(value));
+    ck_assert_str_eq(g.value, value);
+}
+
+/* The item now linked under key (no hit is recorded). */
+static struct mp_item *linked(const char *key, uint32_t now)
+{
+    struct mp_cache_lock lk;
+    mp_cache_lock_key(c, key, strlen(key), &lk);
+    struct mp_item *it = mp_cache_find_locked(c, &lk, key, strlen(key), now, NULL);
+    mp_cache_unlock(&lk);
+    return it;
+}
+
+/* ---- set / get ------------------------------------------------------------------------------- */
+
+START_TEST(test_set_then_get_returns_the_exact_value_flags_and_exptime)
+{
+    uint64_t cas;
+    ck_assert_int_eq(store_full(c, MP_SET, "foo", "bar\r\nbaz", 8, 0, 0xdeadbeef, T0 + 50, 0, T0, &cas), MP_STORED);
+    struct got g = get_hit(c, "foo", T0);
+    ck_assert_uint_eq(g.nbytes, 8);
+    ck_assert_int_eq(memcmp(g.value, "bar\r\nbaz", 8), 0);
+    ck_assert_uint_eq(g.flags, 0xdeadbeef);
+    ck_assert_uint_eq(g.exptime, T0 + 50);
+    ck_assert_uint_eq(g.cas, cas);
+    ck_assert_uint_ne(cas, 0);
+}
+END_TEST
+
+START_TEST(test_empty_value_is_stored)
+{
+    ck_assert_int_eq(set_str(c, "empty", "", 0, T0), MP_STORED);
+    assert_value("empty", T0, "");
+}
+END_TEST
+
+START_TEST(test_get_of_a_missing_key_is_not_found)
+{
+    ck_assert_int_eq(miss_of("nope", T0), MP_MISS_ABSENT);
+}
+END_TEST
+
+START_TEST(test_set_replaces_the_value_and_frees_the_old_chunk)
+{
+    ck_assert_int_eq(set_str(c, "k", "one", 0, T0), MP_STORED);
+    unsigned cls = class_of_shape(c, 1, 3);
+    ck_assert_uint_eq(class_at(c, cls)->used, 1);
+    ck_assert_int_eq(set_str(c, "k", "two", 0, T0), MP_STORED);
+    assert_value("k", T0, "two");
+    ck_assert_uint_eq(class_at(c, cls)->used, 1);
+    ck_assert_uint_eq(mp_table_count(&c->table), 1);
+    ck_assert_uint_eq(mp_table_bytes(&c->table), mp_item_total(1, 3, 0));
+}
+END_TEST
+
+START_TEST(test_value_up_to_the_item_limit_is_stored_and_one_byte_more_is_too_large)
+{
+    const char *key = "big";
+    size_t fits = MIB - MP_ITEM_HDR - strlen(key);
+    ck_assert_int_eq(set_fill(c, key, fits, 'x', 0, T0), MP_STORED);
+    struct got g = get_hit(c, key, T0);
+    ck_assert_uint_eq(g.nbytes, fits);
+    ck_assert_int_eq(set_fill(c, "big2", fits, 'x', 0, T0), MP_TOO_LARGE); /* one byte longer key */
+    enum mp_result res = MP_OK;
+    ck_assert_ptr_null(mp_cache_alloc(c, key, 3, 0, 0, (uint32_t)fits + 1, T0, &res));
+    ck_assert_int_eq(res, MP_TOO_LARGE);
+    /* flags take four bytes of the item too */
+    ck_assert_ptr_null(mp_cache_alloc(c, key, 3, 1, 0, (uint32_t)fits, T0, &res));
+    ck_assert_int_eq(res, MP_TOO_LARGE);
+}
+END_TEST
+
+START_TEST(test_forget_drops_the_old_value_of_a_failed_set)
+{
+    ck_assert_int_eq(set_str(c, "k", "old", 0, T0), MP_STORED);
+    mp_cache_forget(c, "k", 1);
+    ck_assert_int_eq(miss_of("k", T0), MP_MISS_ABSENT);
+    mp_cache_forget(c, "k", 1); /* nothing there: no harm */
+    ck_assert_uint_eq(mp_table_count(&c->table), 0);
+}
+END_TEST
+
+START_TEST(test_released_alloc_frees_its_chunk)
+{
+    enum mp_result res;
+    unsigned cls = class_of_shape(c, 1, 10);
+    struct mp_item *it = mp_cache_alloc(c, "k", 1, 0, 0, 10, T0, &res);
+    ck_assert_ptr_nonnull(it);
+    ck_assert_int_eq(res, MP_OK);
+    ck_assert_uint_eq(class_at(c, cls)->used, 1);
+    mp_cache_item_release(c, &it);
+    ck_assert_ptr_null(it);
+    ck_assert_uint_eq(class_at(c, cls)->used, 0);
+    ck_assert_int_eq(miss_of("k", T0), MP_MISS_ABSENT);
+}
+END_TEST
+
+/* ---- add / replace / append / prepend ----------------------------------------------------- */
+
+START_TEST(test_add_stores_only_when_the_key_is_absent)
+{
+    ck_assert_int_eq(store_str(c, MP_ADD, "k", "first", 0, T0), MP_STORED);
+    ck_assert_int_eq(store_str(c, MP_ADD, "k", "second", 0, T0), MP_NOT_STORED);
+    assert_value("k", T0, "first");
+}
+END_TEST
+
+START_TEST(test_add_over_an_expired_item_stores)
+{
+    ck_assert_int_eq(set_str(c, "k", "old", T0 + 1, T0), MP_STORED);
+    ck_assert_int_eq(store_str(c, MP_ADD, "k", "new", 0, T0 + 1), MP_STORED);
+    assert_value("k", T0 + 1, "new");
+}
+END_TEST
+
+START_TEST(test_replace_stores_only_when_the_key_is_present)
+{
+    ck_assert_int_eq(store_str(c, MP_REPLACE, "k", "v", 0, T0), MP_NOT_STORED);
+    ck_assert_int_eq(miss_of("k", T0), MP_MISS_ABSENT);
+    ck_assert_int_eq(set_str(c, "k", "old", 0, T0), MP_STORED);
+    ck_assert_int_eq(store_str(c, MP_REPLACE, "k", "new", 0, T0), MP_STORED);
+    assert_value("k", T0, "new");
+}
+END_TEST
+
+START_TEST(test_append_and_prepend_join_the_values)
+{
+    ck_assert_int_eq(set_str(c, "k", "mid", 0, T0), MP_STORED);
+    ck_assert_int_eq(store_str(c, MP_APPEND, "k", "-end", 0, T0), MP_STORED);
+    assert_value("k", T0, "mid-end");
+    ck_assert_int_eq(store_str(c, MP_PREPEND, "k", "start-", 0, T0), MP_STORED);
+    assert_value("k", T0, "start-mid-end");
+}
+END_TEST
+
+START_TEST(test_append_keeps_the_old_flags_and_exptime)
+{
+    ck_assert_int_eq(store_full(c, MP_SET, "k", "a", 1, 0, 42, T0 + 100, 0, T0, NULL), MP_STORED);
+    ck_assert_int_eq(store_full(c, MP_APPEND, "k", "b", 1, 0, 7, T0 + 5, 0, T0, NULL), MP_STORED);
+    struct got g = get_hit(c, "k", T0);
+    ck_assert_str_eq(g.value, "ab");
+    ck_assert_uint_eq(g.flags, 42);
+    ck_assert_uint_eq(g.exptime, T0 + 100);
+}
+END_TEST
+
+START_TEST(test_append_and_prepend_to_a_missing_key_are_not_stored)
+{
+    ck_assert_int_eq(store_str(c, MP_APPEND, "k", "x", 0, T0), MP_NOT_STORED);
+    ck_assert_int_eq(store_str(c, MP_PREPEND, "k", "x", 0, T0), MP_NOT_STORED);
+    ck_assert_int_eq(miss_of("k", T0), MP_MISS_ABSENT);
+    ck_assert_uint_eq(class_at(c, class_of_shape(c, 1, 1))->used, 0); /* the refused items were freed */
+}
+END_TEST
+
+START_TEST(test_append_with_a_cas_checks_it)
+{
+    uint64_t cas;
+    ck_assert_int_eq(store_full(c, MP_SET, "k", "a", 1, 0, 0, 0, 0, T0, &cas), MP_STORED);
+    ck_assert_int_eq(store_full(c, MP_APPEND, "k", "b", 1, 0, 0, 0, cas + 1, T0, NULL), MP_EXISTS);
+    assert_value("k", T0, "a");
+    ck_assert_int_eq(store_full(c, MP_APPEND, "k", "b", 1, 0, 0, 0, cas, T0, NULL), MP_STORED);
+    assert_value("k", T0, "ab");
+}
+END_TEST
+
+/* ---- cas ------------------------------------------------------------------------------------- */
+
+START_TEST(test_cas_with_the_current_unique_stores)
+{
+    uint64_t cas;
+    ck_assert_int_eq(store_full(c, MP_SET, "k", "v1", 2, 0, 0, 0, 0, T0, &cas), MP_STORED);
+    uint64_t cas2;
+    ck_assert_int_eq(store_full(c, MP_CAS, "k", "v2", 2, 0, 0, 0, cas, T0, &cas2), MP_STORED);
+    assert_value("k", T0, "v2");
+    ck_assert_uint_gt(cas2, cas);
+}
+END_TEST
+
+START_TEST(test_cas_with_an_old_unique_says_exists)
+{
+    uint64_t cas;
+    ck_assert_int_eq(store_full(c, MP_SET, "k", "v1", 2, 0, 0, 0, 0, T0, &cas), MP_STORED);
+    ck_assert_int_eq(set_str(c, "k", "v2", 0, T0), MP_STORED);
+    ck_assert_int_eq(cas_str("k", "v3", cas, T0), MP_EXISTS);
+    assert_value("k", T0, "v2");
+    ck_assert_int_eq(cas_str("k", "v3", 0, T0), MP_EXISTS); /* 0 matches no item */
+}
+END_TEST
+
+START_TEST(test_cas_on_a_missing_key_says_not_found)
+{
+    ck_assert_int_eq(cas_str("k", "v", 1, T0), MP_NOT_FOUND);
+    ck_assert_int_eq(miss_of("k", T0), MP_MISS_ABSENT);
+}
+END_TEST
+
+START_TEST(test_cas_on_deleted_item_says_not_found)
+{
+    uint64_t cas;
+    ck_assert_int_eq(store_full(c, MP_SET, "k", "v", 1, 0, 0, 0, 0, T0, &cas), MP_STORED);
+    ck_assert_int_eq(mp_cache_delete(c, "k", 1, T0), MP_DELETED);
+    ck_assert_int_eq(cas_str("k", "v2", cas, T0), MP_NOT_FOUND);
+}
+END_TEST
+
+START_TEST(test_cas_on_expired_item_says_not_found)
+{
+    uint64_t cas;
+    ck_assert_int_eq(store_full(c, MP_SET, "k", "v", 1, 0, 0, T0 + 2, 0, T0, &cas), MP_STORED);
+    ck_assert_int_eq(cas_str("k", "v2", cas, T0 + 2), MP_NOT_FOUND);
+}
+END_TEST
+
+START_TEST(test_cas_values_are_unique_and_increasing)
+{
+    uint64_t prev = 0;
+    char key[16];
+    for (unsigned i = 0; i < 200; i++) {
+        uint64_t cas;
+        key_of(key, sizeof(key), "k", i % 7); /* overwrites too */
+        ck_assert_int_eq(store_full(c, MP_SET, key, "v", 1, 0, 0, 0, 0, T0, &cas), MP_STORED);
+        ck_assert_uint_gt(cas, prev);
+        ck_assert_uint_eq(get_hit(c, key, T0).cas, cas);
+        prev = cas;
+    }
+    /* incr and touch: incr takes a new one, a refused store none */
+    uint64_t v;
+    ck_assert_int_eq(set_str(c, "n", "1", 0, T0), MP_STORED);
+    uint64_t before = get_hit(c, "n", T0).cas;
+    ck_assert_int_eq(mp_cache_arith(c, "n", 1, true, 1, T0, &v), MP_OK);
+    ck_assert_uint_gt(get_hit(c, "n", T0).cas, before);
+}
+END_TEST
+
+/* ---- delete ---------------------------------------------------------------------------------- */
+
+START_TEST(test_delete_removes_the_item_once)
+{
+    ck_assert_int_eq(set_str(c, "k", "v", 0, T0), MP_STORED);
+    unsigned cls = class_of_shape(c, 1, 1);
+    ck_assert_int_eq(mp_cache_delete(c, "k", 1, T0), MP_DELETED);
+    ck_assert_int_eq(miss_of("k", T0), MP_MISS_ABSENT);
+    ck_assert_int_eq(mp_cache_delete(c, "k", 1, T0), MP_NOT_FOUND);
+    ck_assert_uint_eq(class_at(c, cls)->used, 0);
+    ck_assert_uint_eq(mp_table_count(&c->table), 0);
+}
+END_TEST
+
+START_TEST(test_delete_of_an_expired_item_is_not_found)
+{
+    ck_assert_int_eq(set_str(c, "k", "v", T0 + 1, T0), MP_STORED);
+    ck_assert_int_eq(mp_cache_delete(c, "k", 1, T0 + 1), MP_NOT_FOUND);
+}
+END_TEST
+
+/* ---- incr / decr ----------------------------------------------------------------------------- */
+
+START_TEST(test_incr_adds_and_rewrites_the_value)
+{
+    uint64_t v = 0;
+    ck_assert_int_eq(set_str(c, "n", "41", 0, T0), MP_STORED);
+    ck_assert_int_eq(mp_cache_arith(c, "n", 1, true, 1, T0, &v), MP_OK);
+    ck_assert_uint_eq(v, 42);
+    assert_value("n", T0, "42");
+}
+END_TEST
+
+START_TEST(test_incr_wraps_at_2_64)
+{
+    uint64_t v = 1;
+    ck_assert_int_eq(set_str(c, "n", "18446744073709551615", 0, T0), MP_STORED);
+    ck_assert_int_eq(mp_cache_arith(c, "n", 1, true, 1, T0, &v), MP_OK);
+    ck_assert_uint_eq(v, 0);
+    assert_value("n", T0, "0                   "); /* in place: padded to the old 20 bytes */
+    ck_assert_int_eq(mp_cache_arith(c, "n", 1, true, UINT64_MAX, T0, &v), MP_OK);
+    ck_assert_uint_eq(v, UINT64_MAX);
+    ck_assert_int_eq(mp_cache_arith(c, "n", 1, true, 2, T0, &v), MP_OK);
+    ck_assert_uint_eq(v, 1);
+}
+END_TEST
+
+START_TEST(test_decr_stops_at_zero)
+{
+    uint64_t v = 1;
+    ck_assert_int_eq(set_str(c, "n", "5", 0, T0), MP_STORED);
+    ck_assert_int_eq(mp_cache_arith(c, "n", 1, false, 10, T0, &v), MP_OK);
+    ck_assert_uint_eq(v, 0);
+    assert_value("n", T0, "0");
+    ck_assert_int_eq(mp_cache_arith(c, "n", 1, false, 1, T0, &v), MP_OK);
+    ck_assert_uint_eq(v, 0);
+}
+END_TEST
+
+START_TEST(test_decr_shrinking_the_length_pads_with_spaces_in_place)
+{
+    uint64_t v;
+    ck_assert_int_eq(set_str(c, "n", "10", 0, T0), MP_STORED);
+    struct mp_item *before = linked("n", T0);
+    ck_assert_int_eq(mp_cache_arith(c, "n", 1, false, 1, T0, &v), MP_OK);
+    ck_assert_uint_eq(v, 9);
+    assert_value("n", T0, "9 ");
+    ck_assert_ptr_eq(linked("n", T0), before);
+    /* the padded value still reads as a number */
+    ck_assert_int_eq(mp_cache_arith(c, "n", 1, true, 1, T0, &v), MP_OK);
+    ck_assert_uint_eq(v, 10);
+    assert_value("n", T0, "10");
+}
+END_TEST
+
+START_TEST(test_incr_growing_the_length_makes_a_new_item_with_the_same_flags_and_exptime)
+{
+    uint64_t v;
+    ck_assert_int_eq(store_full(c, MP_SET, "n", "99", 2, 0, 77, T0 + 60, 0, T0, NULL), MP_STORED);
+    ck_assert_int_eq(mp_cache_arith(c, "n", 1, true, 1, T0, &v), MP_OK);
+    ck_assert_uint_eq(v, 100);
+    struct got g = get_hit(c, "n", T0);
+    ck_assert_uint_eq(g.nbytes, 3);
+    ck_assert_str_eq(g.value, "100");
+    ck_assert_uint_eq(g.flags, 77);
+    ck_assert_uint_eq(g.exptime, T0 + 60);
+    ck_assert_uint_eq(mp_table_count(&c->table), 1);
+    ck_assert_uint_eq(class_of_shape(c, 1, 2), class_of_shape(c, 1, 3));
+    ck_assert_uint_eq(class_at(c, class_of_shape(c, 1, 3))->used, 1); /* the old item was freed */
+}
+END_TEST
+
+START_TEST(test_incr_of_a_held_item_leaves_the_reader_its_bytes)
+{
+    uint64_t v;
+    ck_assert_int_eq(set_str(c, "n", "10", 0, T0), MP_STORED);
+    struct got held = {.take_ref = true};
+    ck_assert_int_eq(get_key(c, "n", T0, &held, NULL), MP_OK);
+    ck_assert_ptr_nonnull(held.held);
+    ck_assert_int_eq(mp_cache_arith(c, "n", 1, true, 1, T0, &v), MP_OK);
+    ck_assert_uint_eq(v, 11);
+    ck_assert_int_eq(memcmp(mp_item_value(held.held), "10", 2), 0);
+    assert_value("n", T0, "11");
+    ck_assert(!mp_item_linked(held.held));
+    unsigned cls = class_of_shape(c, 1, 2);
+    ck_assert_uint_eq(class_at(c, cls)->used, 2);
+    mp_cache_item_release(c, &held.held);
+    ck_assert_uint_eq(class_at(c, cls)->used, 1);
+}
+END_TEST
+
+START_TEST(test_incr_of_a_non_numeric_value_is_refused)
+{
+    static const char *bad[] = {"abc", "", "-1", "12a", "18446744073709551616", " "};
+    uint64_t v;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_int_eq(set_str(c, "n", bad[i], 0, T0), MP_STORED);
+        ck_assert_msg(mp_cache_arith(c, "n", 1, true, 1, T0, &v) == MP_NON_NUMERIC, "incr of \"%s\"", bad[i]);
+        ck_assert_int_eq(mp_cache_arith(c, "n", 1, false, 1, T0, &v), MP_NON_NUMERIC);
+        assert_value("n", T0, bad[i]);
+    }
+}
+END_TEST
+
+START_TEST(test_incr_of_a_missing_key_is_not_found)
+{
+    uint64_t v;
+    ck_assert_int_eq(mp_cache_arith(c, "n", 1, true, 1, T0, &v), MP_NOT_FOUND);
+    ck_assert_int_eq(set_str(c, "n", "1", T0 + 1, T0), MP_STORED);
+    ck_assert_int_eq(mp_cache_arith(c, "n", 1, false, 1, T0 + 1, &v), MP_NOT_FOUND);
+}
+END_TEST
+
+/* ---- touch and expiry ------------------------------------------------------------------------ */
+
+START_TEST(test_item_with_exptime_now_plus_1_is_gone_at_now_plus_1)
+{
+    ck_assert_int_eq(set_str(c, "k", "v", T0 + 1, T0), MP_STORED);
+    assert_value("k", T0, "v");
+    ck_assert_int_eq(miss_of("k", T0 + 1), MP_MISS_EXPIRED);
+    ck_assert_int_eq(miss_of("k", T0 + 1), MP_MISS_ABSENT); /* reclaimed by the first miss */
+    ck_assert_uint_eq(class_at(c, class_of_shape(c, 1, 1))->used, 0);
+}
+END_TEST
+
+START_TEST(test_exptime_zero_never_expires)
+{
+    ck_assert_int_eq(set_str(c, "k", "v", 0, T0), MP_STORED);
+    assert_value("k", UINT32_MAX, "v");
+}
+END_TEST
+
+START_TEST(test_exptime_one_is_already_expired)
+{
+    ck_assert_int_eq(set_str(c, "k", "v", 1, T0), MP_STORED);
+    ck_assert_int_eq(miss_of("k", T0), MP_MISS_EXPIRED);
+}
+END_TEST
+
+START_TEST(test_touch_sets_a_new_exptime)
+{
+    ck_assert_int_eq(set_str(c, "k", "v", T0 + 2, T0), MP_STORED);
+    ck_assert_int_eq(mp_cache_touch(c, "k", 1, T0 + 10, T0 + 1, NULL, NULL), MP_TOUCHED);
+    assert_value("k", T0 + 9, "v");
+    ck_assert_int_eq(miss_of("k", T0 + 10), MP_MISS_EXPIRED);
+}
+END_TEST
+
+START_TEST(test_touch_to_zero_makes_an_item_permanent)
+{
+    ck_assert_int_eq(set_str(c, "k", "v", T0 + 2, T0), MP_STORED);
+    ck_assert_int_eq(mp_cache_touch(c, "k", 1, 0, T0, NULL, NULL), MP_TOUCHED);
+    assert_value("k", T0 + 1000, "v");
+}
+END_TEST
+
+START_TEST(test_touch_of_a_missing_or_expired_key_is_not_found)
+{
+    ck_assert_int_eq(mp_cache_touch(c, "k", 1, 0, T0, NULL, NULL), MP_NOT_FOUND);
+    ck_assert_int_eq(set_str(c, "k", "v", T0 + 1, T0), MP_STORED);
+    ck_assert_int_eq(mp_cache_touch(c, "k", 1, T0 + 100, T0 + 1, NULL, NULL), MP_NOT_FOUND);
+    ck_assert_int_eq(miss_of("k", T0 + 2), MP_MISS_ABSENT);
+}
+END_TEST
+
+START_TEST(test_gat_touches_and_hands_over_the_item)
+{
+    ck_assert_int_eq(set_str(c, "k", "val", T0 + 2, T0), MP_STORED);
+    struct got g = {0};
+    ck_assert_int_eq(mp_cache_touch(c, "k", 1, T0 + 30, T0, got_hit, &g), MP_OK);
+    ck_assert_int_eq(g.hits, 1);
+    ck_assert_str_eq(g.value, "val");
+    ck_assert_uint_eq(g.exptime, T0 + 30);
+}
+END_TEST
+
+/* ---- flush_all --------------------------------------------------------------------------------- */
+
+START_TEST(test_flush_all_now_hides_everything_stored_before)
+{
+    ck_assert_int_eq(set_str(c, "a", "1", 0, T0), MP_STORED);
+    ck_assert_int_eq(set_str(c, "b", "2", T0 + 100, T0), MP_STORED);
+    mp_cache_flush(c, T0, T0);
+    ck_assert_int_eq(miss_of("a", T0), MP_MISS_FLUSHED);
+    ck_assert_int_eq(miss_of("b", T0), MP_MISS_FLUSHED);
+    ck_assert_int_eq(store_str(c, MP_REPLACE, "a", "x", 0, T0), MP_NOT_STORED);
+    ck_assert_int_eq(set_str(c, "c", "3", 0, T0), MP_STORED);
+    assert_value("c", T0, "3");
+    ck_assert_int_eq(store_str(c, MP_ADD, "b", "4", 0, T0), MP_STORED);
+    assert_value("b", T0, "4");
+}
+END_TEST
+
+START_TEST(test_delayed_flush_all_takes_effect_at_its_time)
+{
+    ck_assert_int_eq(set_str(c, "a", "1", 0, T0), MP_STORED);
+    mp_cache_flush(c, T0, T0 + 10);
+    ck_assert_int_eq(set_str(c, "b", "2", 0, T0 + 5), MP_STORED);
+    assert_value("a", T0 + 9, "1");
+    assert_value("b", T0 + 9, "2");
+    ck_assert_int_eq(miss_of("a", T0 + 10), MP_MISS_FLUSHED);
+    ck_assert_int_eq(miss_of("b", T0 + 10), MP_MISS_FLUSHED);
+    ck_assert_int_eq(set_str(c, "c", "3", 0, T0 + 11), MP_STORED);
+    assert_value("c", T0 + 11, "3");
+    assert_value("c", T0 + 1000, "3");
+}
+END_TEST
+
+START_TEST(test_delayed_flush_applies_to_items_first_looked_at_long_after)
+{
+    /* no one looks between the deadline and much later: items stored before still die, and one
+     * stored later lives */
+    ck_assert_int_eq(set_str(c, "a", "1", 0, T0), MP_STORED);
+    mp_cache_flush(c, T0, T0 + 10);
+    ck_assert_int_eq(set_str(c, "late", "2", 0, T0 + 500), MP_STORED);
+    ck_assert_int_eq(miss_of("a", T0 + 500), MP_MISS_FLUSHED);
+    assert_value("late", T0 + 501, "2");
+}
+END_TEST
+
+START_TEST(test_immediate_flush_cancels_a_pending_delayed_one)
+{
+    mp_cache_flush(c, T0, T0 + 10);
+    mp_cache_flush(c, T0 + 1, T0 + 1);
+    ck_assert_int_eq(set_str(c, "a", "1", 0, T0 + 2), MP_STORED);
+    assert_value("a", T0 + 20, "1");
+}
+END_TEST
+
+/* ---- the memory limit ------------------------------------------------------------------------- */
+
+START_TEST(test_sets_never_fail_in_a_full_cache_and_evict)
+{
+    enum { N = 100000, VLEN = 100 };
+    char key[32];
+    for (unsigned i = 0; i < N; i++) {
+        key_of(key, sizeof(key), "key:", i);
+        enum mp_result r = set_fill(c, key, VLEN, (char)('a' + i % 26), 0, T0 + i / 1000);
+        ck_assert_msg(r == MP_STORED, "set %u: %d", i, r);
+        ck_assert_uint_le(pages_in_use(c), 4);
+    }
+    uint64_t count = mp_table_count(&c->table);
+    ck_assert_uint_gt(total_evictions(c), 0);
+    ck_assert_uint_lt(count, N);
+    ck_assert_uint_eq(count + total_evictions(c) + total_evicted_for_move(c), N); /* the rest were evicted */
+    ck_assert_uint_le(mp_slab_malloced(&c->slabs), 4 * MIB);
+    /* the last one stored is there, intact */
+    key_of(key, sizeof(key), "key:", N - 1);
+    struct got g = get_hit(c, key, T0 + N / 1000);
+    ck_assert_uint_eq(g.nbytes, VLEN);
+    ck_assert_int_eq(g.value[0], 'a' + (N - 1) % 26);
+    ck_assert_int_eq(g.value[VLEN - 1], 'a' + (N - 1) % 26);
+}
+END_TEST
+
+START_TEST(test_sets_of_mixed_sizes_never_fail_in_a_full_cache)
+{
+    enum { N = 20000 };
+    char key[32];
+    uint64_t x = 88172645463325252ull;
+    for (unsigned i = 0; i < N; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        size_t vlen = i % 100 == 0 ? 200000 + x % 800000 : x % 20000; /* now and then a big one */
+        key_of(key, sizeof(key), "mixed:", i);
+        enum mp_result r = set_fill(c, key, vlen, 'm', 0, T0);
+        ck_assert_msg(r == MP_STORED, "set %u of %zu bytes: %d", i, vlen, r);
+        ck_assert_uint_le(pages_in_use(c), 4);
+        struct got g = get_hit(c, key, T0);
+        ck_assert_uint_eq(g.nbytes, vlen);
+    }
+    /* every item not there was evicted, or went with a page moved to another class */
+    ck_assert_uint_gt(total_evicted_for_move(c), 0);
+    ck_assert_uint_eq(mp_table_count(&c->table) + total_evictions(c) + total_evicted_for_move(c), N);
+}
+END_TEST
+
+START_TEST(test_set_in_a_class_without_pages_succeeds_while_a_reader_holds_an_item)
+{
+    /* Two pages, both taken by small items. A reader holds the first item stored. A set of a
+     * large value needs a page: one of the two can be emptied, so the set must not fail. */
+    mp_cache_teardown(c);
+    struct mp_cache_config cfg = test_cache_config(2 * MIB);
+    test_cache_setup(c, &cfg);
+    char key[32];
+    unsigned small = class_of_shape(c, 8, 100);
+    unsigned i = 0;
+    while (class_at(c, small)->npages < 2 || class_at(c, small)->bump_page != MP_SLAB_NONE) {
+        key_of(key, sizeof(key), "s:", i++);
+        ck_assert_int_eq(set_fill(c, key, 108 - strlen(key), 's', 0, T0), MP_STORED); /* one size */
+    }
+    ck_assert_uint_eq(total_evictions(c), 0);
+    struct got held = {.take_ref = true};
+    ck_assert_int_eq(get_key(c, "s:0", T0, &held, NULL), MP_OK);
+    /* on the page a steal looks at first */
+    ck_assert_uint_eq(mp_slab_page_of(&c->slabs, held.held), class_at(c, small)->hand_page);
+
+    ck_assert_int_eq(set_fill(c, "large", 300000, 'L', 0, T0), MP_STORED);
+    ck_assert_int_eq(memcmp(mp_item_value(held.held), "ssss", 4), 0);
+    mp_cache_item_release(c, &held.held);
+}
+END_TEST
+
+/* ---- threads ---------------------------------------------------------------------------------- */
+
+/* Values in the threads' tests are of one character throughout and of a length the key tells, so
+ * a reader can tell a whole value from a torn or overwritten one. Workers count what they see;
+ * the test asserts after joining them. */
+#define TTHREADS 4
+#define TOPS 20000
+
+struct worker {
+    pthread_t thread;
+    unsigned id;
+    bool mixed; /* values of six sizes, so pages keep moving between classes */
+    unsigned failed_sets;
+    unsigned nomem_sets;
+    unsigned hits;
+    unsigned bad_values;
+    unsigned failed_incrs;
+};
+
+static char fill_of(unsigned id, unsigned n)
+{
+    return (char)('a' + (id * 7 + n) % 26);
+}
+
+static uint32_t len_of(bool mixed, unsigned n)
+{
+    static const uint32_t sizes[] = {200, 1000, 3000, 8000, 20000, 60000};
+    return mixed ? sizes[n % 6] : 200;
+}
+
+/* What a reader copies: the length and the first and last bytes of the value, and whether all its
+ * bytes are the same. */
+struct seen {
+    uint32_t nbytes;
+    char first;
+    bool uniform;
+};
+
+static void check_whole(void *ctx, struct mp_item *it)
+{
+    struct seen *v = ctx;
+    const char *p = mp_item_value(it);
+    v->nbytes = it->nbytes;
+    v->first = it->nbytes ? p[0] : 0;
+    v->uniform = true;
+    for (uint32_t i = 1; i < it->nbytes; i++)
+        v->uniform &= p[i] == p[0];
+}
+
+/* Returns the engine's result; allocation failures as MP_NOMEM or MP_TOO_LARGE. */
+static enum mp_result set_raw(const char *key, uint32_t nbytes, char fill, uint32_t now)
+{
+    enum mp_result res;
+    struct mp_item *it = mp_cache_alloc(c, key, strlen(key), 0, 0, nbytes, now, &res);
+    if (!it)
+        return res;
+    memset(mp_item_value(it), fill, nbytes);
+    struct mp_store st = {.op = MP_SET};
+    return mp_cache_store(c, &it, &st, now);
+}
+
+static void count_set(struct worker *w, enum mp_result r)
+{
+    w->nomem_sets += r == MP_NOMEM;
+    w->failed_sets += r != MP_STORED && r != MP_NOMEM;
+}
+
+static void *writer_reader(void *arg)
+{
+    struct worker *w = arg;
+    char key[32];
+    unsigned ops = w->mixed ? TOPS / 4 : TOPS; /* every page move empties a page: fewer will do */
+    for (unsigned n = 0; n < ops; n++) {
+        uint32_t now = T0 + n / 1000;
+        snprintf(key, sizeof(key), "t%u:%05u", w->id, n); /* one key length: one class per size */
+        count_set(w, set_raw(key, len_of(w->mixed, n), fill_of(w->id, n), now));
+        snprintf(key, sizeof(key), "hot:%04u", n % 8); /* every thread overwrites these */
+        count_set(w, set_raw(key, len_of(w->mixed, n % 8), (char)('A' + (n + w->id) % 26), now));
+
+        unsigned other = (w->id + 1) % TTHREADS, m = n / 2;
+        snprintf(key, sizeof(key), "t%u:%05u", other, m);
+        struct seen v = {0};
+        if (mp_cache_get(c, key, strlen(key), now, check_whole, &v, NULL) == MP_OK) {
+            w->hits++;
+            w->bad_values += !v.uniform || v.nbytes != len_of(w->mixed, m) || v.first != fill_of(other, m);
+        }
+        unsigned h = (n + 3) % 8;
+        snprintf(key, sizeof(key), "hot:%04u", h);
+        if (mp_cache_get(c, key, strlen(key), now, check_whole, &v, NULL) == MP_OK)
+            w->bad_values += !v.uniform || v.nbytes != len_of(w->mixed, h);
+    }
+    return NULL;
+}
+
+/* Run the workers; then nothing is held, so every chunk in use is a linked item. */
+static void run_writers_and_readers(bool mixed, unsigned *nomem)
+{
+    struct worker w[TTHREADS] = {{0}};
+    for (unsigned i = 0; i < TTHREADS; i++) {
+        w[i].id = i;
+        w[i].mixed = mixed;
+        ck_assert_int_eq(pthread_create(&w[i].thread, NULL, writer_reader, &w[i]), 0);
+    }
+    unsigned hits = 0;
+    *nomem = 0;
+    for (unsigned i = 0; i < TTHREADS; i++) {
+        ck_assert_int_eq(pthread_join(w[i].thread, NULL), 0);
+        ck_assert_uint_eq(w[i].failed_sets, 0);
+        ck_assert_uint_eq(w[i].bad_values, 0);
+        hits += w[i].hits;
+        *nomem += w[i].nomem_sets;
+    }
+    ck_assert_uint_gt(hits, 0);
+    ck_assert_uint_le(pages_in_use(c), 4);
+    uint64_t used = 0;
+    for (unsigned i = 1; i <= c->slabs.nclasses; i++)
+        used += class_at(c, i)->used;
+    ck_assert_uint_eq(used, mp_table_count(&c->table));
+}
+
+START_TEST(test_concurrent_writers_and_readers_see_only_whole_values)
+{
+    unsigned nomem;
+    run_writers_and_readers(false, &nomem);
+    ck_assert_uint_eq(nomem, 0); /* one class evicting: something can always go */
+    ck_assert_uint_gt(total_evictions(c), 0);
+}
+END_TEST
+
+START_TEST(test_concurrent_sets_across_classes_keep_items_whole)
+{
+    /* Six classes share four pages: a class without a page takes one from another (page steal)
+     * while other threads write and read. */
+    unsigned nomem;
+    run_writers_and_readers(true, &nomem);
+    ck_assert_uint_gt(total_evicted_for_move(c), 0);
+}
+END_TEST
+
+static void *incrementer(void *arg)
+{
+    struct worker *w = arg;
+    uint64_t v;
+    for (unsigned n = 0; n < TOPS; n++)
+        w->failed_incrs += mp_cache_arith(c, "counter", 7, true, 1, T0, &v) != MP_OK;
+    return NULL;
+}
+
+START_TEST(test_concurrent_incr_loses_no_update)
+{
+    ck_assert_int_eq(set_str(c, "counter", "0", 0, T0), MP_STORED);
+    struct worker w[TTHREADS] = {{0}};
+    for (unsigned i = 0; i < TTHREADS; i++)
+        ck_assert_int_eq(pthread_create(&w[i].thread, NULL, incrementer, &w[i]), 0);
+    for (unsigned i = 0; i < TTHREADS; i++) {
+        ck_assert_int_eq(pthread_join(w[i].thread, NULL), 0);
+        ck_assert_uint_eq(w[i].failed_incrs, 0);
+    }
+    char want[32];
+    snprintf(want, sizeof(want), "%u", TTHREADS * TOPS);
+    assert_value("counter", T0, want);
+}
+END_TEST
+
+static Suite *cache_suite(void)
+{
+    Suite *s = suite_create("cache");
+    TCase *tc = tcase_create("store");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_set_then_get_returns_the_exact_value_flags_and_exptime);
+    tcase_add_test(tc, test_empty_value_is_stored);
+    tcase_add_test(tc, test_get_of_a_missing_key_is_not_found);
+    tcase_add_test(tc, test_set_replaces_the_value_and_frees_the_old_chunk);
+    tcase_add_test(tc, test_value_up_to_the_item_limit_is_stored_and_one_byte_more_is_too_large);
+    tcase_add_test(tc, test_forget_drops_the_old_value_of_a_failed_set);
+    tcase_add_test(tc, test_released_alloc_frees_its_chunk);
+    tcase_add_test(tc, test_add_stores_only_when_the_key_is_absent);
+    tcase_add_test(tc, test_add_over_an_expired_item_stores);
+    tcase_add_test(tc, test_replace_stores_only_when_the_key_is_present);
+    tcase_add_test(tc, test_append_and_prepend_join_the_values);
+    tcase_add_test(tc, test_append_keeps_the_old_flags_and_exptime);
+    tcase_add_test(tc, test_append_and_prepend_to_a_missing_key_are_not_stored);
+    tcase_add_test(tc, test_append_with_a_cas_checks_it);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("cas");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_cas_with_the_current_unique_stores);
+    tcase_add_test(tc, test_cas_with_an_old_unique_says_exists);
+    tcase_add_test(tc, test_cas_on_a_missing_key_says_not_found);
+    tcase_add_test(tc, test_cas_on_deleted_item_says_not_found);
+    tcase_add_test(tc, test_cas_on_expired_item_says_not_found);
+    tcase_add_test(tc, test_cas_values_are_unique_and_increasing);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("delete");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_delete_removes_the_item_once);
+    tcase_add_test(tc, test_delete_of_an_expired_item_is_not_found);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("arith");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_incr_adds_and_rewrites_the_value);
+    tcase_add_test(tc, test_incr_wraps_at_2_64);
+    tcase_add_test(tc, test_decr_stops_at_zero);
+    tcase_add_test(tc, test_decr_shrinking_the_length_pads_with_spaces_in_place);
+    tcase_add_test(tc, test_incr_growing_the_length_makes_a_new_item_with_the_same_flags_and_exptime);
+    tcase_add_test(tc, test_incr_of_a_held_item_leaves_the_reader_its_bytes);
+    tcase_add_test(tc, test_incr_of_a_non_numeric_value_is_refused);
+    tcase_add_test(tc, test_incr_of_a_missing_key_is_not_found);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("expiry");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_item_with_exptime_now_plus_1_is_gone_at_now_plus_1);
+    tcase_add_test(tc, test_exptime_zero_never_expires);
+    tcase_add_test(tc, test_exptime_one_is_already_expired);
+    tcase_add_test(tc, test_touch_sets_a_new_exptime);
+    tcase_add_test(tc, test_touch_to_zero_makes_an_item_permanent);
+    tcase_add_test(tc, test_touch_of_a_missing_or_expired_key_is_not_found);
+    tcase_add_test(tc, test_gat_touches_and_hands_over_the_item);
+    tcase_add_test(tc, test_flush_all_now_hides_everything_stored_before);
+    tcase_add_test(tc, test_delayed_flush_all_takes_effect_at_its_time);
+    tcase_add_test(tc, test_delayed_flush_applies_to_items_first_looked_at_long_after);
+    tcase_add_test(tc, test_immediate_flush_cancels_a_pending_delayed_one);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("memory");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_sets_never_fail_in_a_full_cache_and_evict);
+    tcase_add_test(tc, test_sets_of_mixed_sizes_never_fail_in_a_full_cache);
+    tcase_add_test(tc, test_set_in_a_class_without_pages_succeeds_while_a_reader_holds_an_item);
+    tcase_set_timeout(tc, 120); /* many operations; slow under the sanitizers */
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("threads");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_concurrent_writers_and_readers_see_only_whole_values);
+    tcase_add_test(tc, test_concurrent_sets_across_classes_keep_items_whole);
+    tcase_add_test(tc, test_concurrent_incr_loses_no_update);
+    tcase_set_timeout(tc, 30); /* seconds under TSan; a corrupted chain can spin forever */
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(cache_suite());
+}

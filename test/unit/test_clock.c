@@ -1,0 +1,125 @@
+/* Unit tests for clock: relative time and memcached's exptime rules (realtime()). */
+#include <check.h>
+#include <stdint.h>
+
+#include "helpers.h"
+#include "magpie/clock.h"
+
+#define WALL ((time_t)1700000000) /* the wall-clock time the tests' server starts at */
+#define DAYS30 ((int64_t)60 * 60 * 24 * 30)
+
+static struct mp_clock clk;
+
+static void setup(void)
+{
+    mp_clock_setup(&clk, WALL);
+}
+
+START_TEST(test_clock_starts_at_relative_two)
+{
+    ck_assert_uint_eq(mp_clock_now(&clk), 2);
+    ck_assert_int_eq(clk.started, WALL - 2);
+    ck_assert_int_eq(mp_clock_wall(&clk, 2), WALL);
+}
+END_TEST
+
+START_TEST(test_tick_follows_wall_time)
+{
+    mp_clock_tick(&clk, WALL + 100);
+    ck_assert_uint_eq(mp_clock_now(&clk), 102);
+    ck_assert_int_eq(mp_clock_wall(&clk, mp_clock_now(&clk)), WALL + 100);
+}
+END_TEST
+
+START_TEST(test_tick_to_a_wall_time_before_the_start_stays_at_two)
+{
+    mp_clock_tick(&clk, WALL - 1000);
+    ck_assert_uint_eq(mp_clock_now(&clk), 2);
+}
+END_TEST
+
+START_TEST(test_exptime_zero_never_expires)
+{
+    ck_assert_uint_eq(mp_clock_exptime(&clk, 0, 500), 0);
+}
+END_TEST
+
+START_TEST(test_negative_exptime_is_already_expired)
+{
+    ck_assert_uint_eq(mp_clock_exptime(&clk, -1, 500), 1);
+    ck_assert_uint_eq(mp_clock_exptime(&clk, INT32_MIN, 500), 1);
+    ck_assert_uint_eq(mp_clock_exptime(&clk, INT64_MIN, 500), 1);
+}
+END_TEST
+
+START_TEST(test_exptime_up_to_30_days_is_relative_to_now)
+{
+    ck_assert_uint_eq(mp_clock_exptime(&clk, 1, 500), 501);
+    ck_assert_uint_eq(mp_clock_exptime(&clk, 60, 500), 560);
+    ck_assert_uint_eq(mp_clock_exptime(&clk, DAYS30, 500), 500 + (uint32_t)DAYS30);
+    ck_assert_uint_eq(mp_clock_exptime(&clk, DAYS30, 7), 7 + (uint32_t)DAYS30);
+}
+END_TEST
+
+START_TEST(test_exptime_over_30_days_is_absolute_unix_time)
+{
+    /* relative to the server's start, not to now */
+    ck_assert_uint_eq(mp_clock_exptime(&clk, WALL + 100, 500), 102);
+    ck_assert_uint_eq(mp_clock_exptime(&clk, WALL + 100, 50), 102);
+    ck_assert_uint_eq(mp_clock_exptime(&clk, WALL + (int64_t)DAYS30 * 2, 2), 2 + 2 * (uint32_t)DAYS30);
+}
+END_TEST
+
+START_TEST(test_absolute_exptime_at_or_before_the_start_is_already_expired)
+{
+    ck_assert_uint_eq(mp_clock_exptime(&clk, DAYS30 + 1, 500), 1); /* 1970 */
+    ck_assert_uint_eq(mp_clock_exptime(&clk, WALL - 2, 500), 1);   /* exactly `started` */
+    ck_assert_uint_eq(mp_clock_exptime(&clk, WALL - 1000, 500), 1);
+    ck_assert_uint_eq(mp_clock_exptime(&clk, WALL - 1, 500), 1); /* relative second 1 */
+}
+END_TEST
+
+START_TEST(test_absolute_exptime_past_now_but_after_start_is_already_due)
+{
+    /* An absolute time after the start but before now maps to a relative time <= now, which the
+     * engine treats as expired (item.h: exptime != 0 && exptime <= now). */
+    uint32_t now = 1000;
+    uint32_t rel = mp_clock_exptime(&clk, WALL + 10, now);
+    ck_assert_uint_eq(rel, 12);
+    ck_assert_uint_le(rel, now);
+}
+END_TEST
+
+START_TEST(test_far_future_absolute_exptime_saturates)
+{
+    ck_assert_uint_eq(mp_clock_exptime(&clk, (int64_t)WALL + ((int64_t)1 << 40), 2), UINT32_MAX);
+}
+END_TEST
+
+static Suite *clock_suite(void)
+{
+    Suite *s = suite_create("clock");
+    TCase *tc = tcase_create("clock");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_test(tc, test_clock_starts_at_relative_two);
+    tcase_add_test(tc, test_tick_follows_wall_time);
+    tcase_add_test(tc, test_tick_to_a_wall_time_before_the_start_stays_at_two);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("exptime");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_test(tc, test_exptime_zero_never_expires);
+    tcase_add_test(tc, test_negative_exptime_is_already_expired);
+    tcase_add_test(tc, test_exptime_up_to_30_days_is_relative_to_now);
+    tcase_add_test(tc, test_exptime_over_30_days_is_absolute_unix_time);
+    tcase_add_test(tc, test_absolute_exptime_at_or_before_the_start_is_already_expired);
+    tcase_add_test(tc, test_absolute_exptime_past_now_but_after_start_is_already_due);
+    tcase_add_test(tc, test_far_future_absolute_exptime_saturates);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(clock_suite());
+}

@@ -1,0 +1,494 @@
+/* Unit tests for lru: CLOCK eviction order, reclaim of expired items, page moves, held items. */
+#include <check.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "magpie/cache.h"
+#include "magpie/lru.h"
+
+/* Keys are "k:NNNNN" (7 bytes) and values VLEN bytes, so every item lands in one class. */
+#define VLEN 1000
+
+static struct mp_cache cache;
+static struct mp_cache *c = &cache;
+
+static void make(size_t mem_limit)
+{
+    struct mp_cache_config cfg = test_cache_config(mem_limit);
+    test_cache_setup(c, &cfg);
+}
+
+static void teardown(void)
+{
+    mp_cache_teardown(c);
+}
+
+static const char *key(unsigned i)
+{
+    static char buf[4][16];
+    static unsigned n;
+    char *k = buf[n++ % 4];
+    snprintf(k, 16, "k:%05u", i);
+    return k;
+}
+
+static void set_item(unsigned i, uint32_t exptime, uint32_t now)
+{
+    enum mp_result r = set_fill(c, key(i), VLEN, (char)('a' + i % 26), exptime, now);
+    ck_assert_msg(r == MP_STORED, "set %s: %d", key(i), r);
+}
+
+static void read_item(unsigned i, uint32_t now)
+{
+    struct got g = get_hit(c, key(i), now);
+    ck_assert_uint_eq(g.nbytes, VLEN);
+    ck_assert_int_eq(g.value[0], 'a' + i % 26);
+}
+
+static bool present(unsigned i, uint32_t now)
+{
+    return key_present(c, key(i), now);
+}
+
+static unsigned item_class(void)
+{
+    return class_of_shape(c, 7, VLEN);
+}
+
+static struct mp_slab_class *items_class(void)
+{
+    return class_at(c, item_class());
+}
+
+/* ---- CLOCK order ------------------------------------------------------------------------------ */
+
+START_TEST(test_read_items_survive_a_fill_that_evicts_unread_ones)
+{
+    make(MIB); /* one page */
+    uint32_t perpage = items_class()->perpage;
+    for (unsigned i = 0; i < perpage; i++)
+        set_item(i, 0, T0);
+    ck_assert_uint_eq(items_class()->npages, 1);
+    ck_assert_uint_eq(items_class()->evictions, 0);
+    for (unsigned i = 0; i < perpage; i += 2)
+        read_item(i, T0);
+    unsigned unread = perpage / 2;
+    for (unsigned i = 0; i < unread; i++)
+        set_item(100000 + i, 0, T0 + 1);
+    ck_assert_uint_eq(items_class()->evictions, unread);
+    ck_assert_uint_eq(items_class()->evicted_unfetched, unread);
+    for (unsigned i = 0; i < perpage; i++)
+        ck_assert_msg(present(i, T0 + 1) == (i % 2 == 0), "%s: present %d", key(i), present(i, T0 + 1));
+    for (unsigned i = 0; i < unread; i++)
+        ck_assert(present(100000 + i, T0 + 1));
+}
+END_TEST
+
+START_TEST(test_an_item_read_often_outlives_one_read_once)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    for (unsigned i = 0; i < perpage; i++)
+        set_item(i, 0, T0);
+    read_item(10, T0); /* once */
+    for (int r = 0; r < 3; r++)
+        read_item(20, T0); /* three times: the most the CLOCK counts */
+    /* two full turns of new items: each turn takes one hit from every survivor */
+    for (unsigned i = 0; i < 2 * perpage; i++)
+        set_item(100000 + i, 0, T0 + 1);
+    ck_assert(!present(10, T0 + 1));
+    ck_assert(present(20, T0 + 1));
+}
+END_TEST
+
+START_TEST(test_first_eviction_takes_the_oldest_unread_item)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    for (unsigned i = 0; i < perpage; i++)
+        set_item(i, 0, T0);
+    set_item(100000, 0, T0 + 1);
+    ck_assert_uint_eq(items_class()->evictions, 1);
+    ck_assert_msg(!present(0, T0 + 1), "the oldest item survived and %s went first", present(1, T0 + 1) ? "?" : key(1));
+    for (unsigned i = 1; i < perpage; i++)
+        ck_assert(present(i, T0 + 1));
+}
+END_TEST
+
+START_TEST(test_unread_items_are_evicted_oldest_first_across_pages)
+{
+    /* Four pages of one class filled in order and never read; then two pages' worth of new items.
+     * An approximation of LRU must evict from the oldest items: the most recent page's worth of
+     * the first fill (stored after all the others) must still be there. */
+    make(4 * MIB);
+    uint32_t perpage = items_class()->perpage;
+    unsigned n = 4 * perpage;
+    for (unsigned i = 0; i < n; i++)
+        set_item(i, 0, T0);
+    ck_assert_uint_eq(items_class()->npages, 4);
+    ck_assert_uint_eq(items_class()->evictions, 0);
+    for (unsigned i = 0; i < 2 * perpage; i++)
+        set_item(100000 + i, 0, T0 + 1);
+    ck_assert_uint_eq(items_class()->evictions, 2 * perpage);
+    unsigned newest_lost = 0;
+    for (unsigned i = 3 * perpage; i < n; i++)
+        newest_lost += !present(i, T0 + 1);
+    ck_assert_msg(newest_lost == 0, "%u of the %u most recent items were evicted before older ones", newest_lost,
+                  perpage);
+}
+END_TEST
+
+START_TEST(test_expired_items_are_reclaimed_before_live_ones_are_evicted)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    unsigned expiring = 0;
+    for (unsigned i = 0; i < perpage; i++) {
+        set_item(i, i % 2 == 0 ? T0 + 10 : 0, T0);
+        expiring += i % 2 == 0;
+    }
+    /* every item is read once: hits protect live items, never expired ones */
+    for (unsigned i = 0; i < perpage; i++)
+        read_item(i, T0);
+    for (unsigned i = 0; i < expiring; i++)
+        set_item(100000 + i, 0, T0 + 10);
+    ck_assert_uint_eq(items_class()->reclaimed, expiring);
+    ck_assert_uint_eq(items_class()->expired_unfetched, 0);
+    ck_assert_uint_eq(items_class()->evictions, 0);
+    for (unsigned i = 1; i < perpage; i += 2)
+        ck_assert_msg(present(i, T0 + 10), "live %s was evicted", key(i));
+}
+END_TEST
+
+START_TEST(test_eviction_counters_tell_unfetched_and_nonzero_exptime)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    for (unsigned i = 0; i < perpage; i++)
+        set_item(i, i < perpage / 2 ? T0 + 1000 : 0, T0);
+    for (unsigned i = 0; i < perpage; i++)
+        set_item(100000 + i, 0, T0 + 1); /* a full turn: every first item goes */
+    ck_assert_uint_eq(items_class()->evictions, perpage);
+    ck_assert_uint_eq(items_class()->evicted_unfetched, perpage);
+    ck_assert_uint_eq(items_class()->evicted_nonzero, perpage / 2);
+    ck_assert_uint_eq(items_class()->reclaimed, 0);
+}
+END_TEST
+
+/* ---- background reclaim ------------------------------------------------------------------------ */
+
+START_TEST(test_reclaim_frees_expired_items_nobody_reads)
+{
+    make(MIB);
+    unsigned cls = item_class();
+    uint32_t perpage = items_class()->perpage;
+    unsigned expiring = 0;
+    for (unsigned i = 0; i < perpage; i++) {
+        set_item(i, i % 3 ? T0 + 5 : 0, T0);
+        expiring += i % 3 != 0;
+    }
+    read_item(1, T0); /* one expiring item was read */
+    ck_assert_uint_eq(mp_lru_reclaim(&c->lru, cls, T0 + 4, 10 * perpage), 0);
+    ck_assert_uint_eq(items_class()->reclaimed, 0);
+
+    ck_assert_uint_eq(mp_lru_reclaim(&c->lru, cls, T0 + 5, 10 * perpage), expiring);
+    ck_assert_uint_eq(items_class()->reclaimed, expiring);
+    ck_assert_uint_eq(items_class()->expired_unfetched, expiring - 1);
+    ck_assert_uint_eq(items_class()->used, perpage - expiring);
+    ck_assert_uint_eq(items_class()->nfree, expiring);
+    ck_assert_uint_eq(items_class()->evictions, 0);
+    ck_assert_uint_eq(mp_table_count(&c->table), perpage - expiring);
+    for (unsigned i = 0; i < perpage; i += 3)
+        ck_assert(present(i, T0 + 5));
+    /* a second pass finds nothing more */
+    ck_assert_uint_eq(mp_lru_reclaim(&c->lru, cls, T0 + 5, 10 * perpage), 0);
+}
+END_TEST
+
+START_TEST(test_reclaim_looks_at_no_more_than_its_budget_and_resumes)
+{
+    make(MIB);
+    unsigned cls = item_class();
+    uint32_t perpage = items_class()->perpage;
+    for (unsigned i = 0; i < perpage; i++)
+        set_item(i, T0 + 1, T0);
+    ck_assert_uint_eq(mp_lru_reclaim(&c->lru, cls, T0 + 1, 10), 10);
+    ck_assert_uint_eq(mp_table_count(&c->table), perpage - 10);
+    ck_assert_uint_eq(mp_lru_reclaim(&c->lru, cls, T0 + 1, perpage - 10), perpage - 10);
+    ck_assert_uint_eq(mp_table_count(&c->table), 0);
+    ck_assert_uint_eq(items_class()->reclaimed, perpage);
+}
+END_TEST
+
+START_TEST(test_reclaim_frees_flushed_items)
+{
+    make(MIB);
+    for (unsigned i = 0; i < 50; i++)
+        set_item(i, 0, T0);
+    mp_cache_flush(c, T0, T0);
+    ck_assert_uint_eq(mp_lru_reclaim(&c->lru, item_class(), T0, 1000), 50);
+    ck_assert_uint_eq(mp_table_count(&c->table), 0);
+    ck_assert_uint_eq(items_class()->used, 0);
+}
+END_TEST
+
+START_TEST(test_reclaim_of_a_class_without_pages_does_nothing)
+{
+    make(MIB);
+    ck_assert_uint_eq(mp_lru_reclaim(&c->lru, 3, T0, 1000), 0);
+}
+END_TEST
+
+/* ---- moving pages between classes ------------------------------------------------------------ */
+
+#define BIG 300000 /* three to a page */
+
+static const char *big_key(unsigned i)
+{
+    static char buf[16];
+    snprintf(buf, sizeof(buf), "B:%05u", i);
+    return buf;
+}
+
+START_TEST(test_page_evacuate_empties_a_page_for_another_class)
+{
+    make(2 * MIB);
+    uint32_t perpage = items_class()->perpage;
+    for (unsigned i = 0; i < 2 * perpage; i++)
+        set_item(i, 0, T0);
+    ck_assert_uint_eq(pages_in_use(c), 2);
+    struct mp_cache_lock lk;
+    mp_cache_lock_key(c, key(0), 7, &lk);
+    uint32_t page = mp_slab_page_of(&c->slabs, mp_cache_find_locked(c, &lk, key(0), 7, T0, NULL));
+    mp_cache_unlock(&lk);
+    /* which keys live on that page */
+    bool *on_page = calloc(2 * perpage, sizeof(bool));
+    for (unsigned i = 0; i < 2 * perpage; i++) {
+        mp_cache_lock_key(c, key(i), 7, &lk);
+        on_page[i] = mp_slab_page_of(&c->slabs, mp_cache_find_locked(c, &lk, key(i), 7, T0, NULL)) == page;
+        mp_cache_unlock(&lk);
+    }
+
+    ck_assert_int_eq(mp_lru_page_evacuate(&c->lru, item_class(), page, T0), 0);
+    ck_assert_uint_eq(items_class()->npages, 1);
+    ck_assert_uint_eq(items_class()->pages_moved_out, 1);
+    ck_assert_uint_eq(items_class()->evictions, 0); /* moved, not evicted for lack of room */
+    ck_assert_uint_eq(items_class()->evicted_for_move, perpage);
+    ck_assert_uint_eq(mp_table_count(&c->table), perpage);
+    for (unsigned i = 0; i < 2 * perpage; i++)
+        ck_assert(present(i, T0) == !on_page[i]);
+
+    ck_assert_int_eq(set_fill(c, big_key(0), BIG, 'B', 0, T0), MP_STORED);
+    unsigned big = class_of_shape(c, 7, BIG);
+    ck_assert_uint_eq(class_at(c, big)->npages, 1);
+    ck_assert_uint_eq(pages_in_use(c), 2);
+    ck_assert_uint_eq(total_evictions(c), 0);
+    free(on_page);
+}
+END_TEST
+
+START_TEST(test_page_evacuate_refuses_a_page_with_a_held_item)
+{
+    make(MIB);
+    for (unsigned i = 0; i < 10; i++)
+        set_item(i, 0, T0);
+    struct got held = {.take_ref = true};
+    ck_assert_int_eq(get_key(c, key(5), T0, &held, NULL), MP_OK);
+    uint32_t page = mp_slab_page_of(&c->slabs, held.held);
+    ck_assert_int_eq(mp_lru_page_evacuate(&c->lru, item_class(), page, T0), -EBUSY);
+    ck_assert_uint_eq(items_class()->npages, 1);
+    ck_assert(present(5, T0));
+    ck_assert_int_eq(held.held->nbytes, VLEN);
+    ck_assert_int_eq(mp_item_value(held.held)[0], 'a' + 5);
+    mp_cache_item_release(c, &held.held);
+    ck_assert_int_eq(mp_lru_page_evacuate(&c->lru, item_class(), page, T0), 0);
+    ck_assert_uint_eq(items_class()->npages, 0);
+    ck_assert_uint_eq(mp_table_count(&c->table), 0);
+}
+END_TEST
+
+START_TEST(test_page_evacuate_refuses_a_page_with_a_chunk_being_allocated)
+{
+    /* mp_cache_alloc takes a chunk under the class lock (mp_slab_alloc_locked, or the CLOCK's
+     * victim), lets the lock go, and only then writes the item header with mp_item_init: in
+     * between, the chunk has refs 0 and is not linked, exactly like this one. A page move at that
+     * moment (mp_lru_page_steal or automove on another thread) must not take the page away. */
+    make(MIB);
+    for (unsigned i = 0; i < 10; i++)
+        set_item(i, 0, T0);
+    struct mp_item *being_filled = mp_slab_alloc(&c->slabs, item_class());
+    ck_assert_ptr_nonnull(being_filled);
+    uint32_t page = mp_slab_page_of(&c->slabs, being_filled);
+    ck_assert_int_eq(mp_lru_page_evacuate(&c->lru, item_class(), page, T0), -EBUSY);
+    ck_assert_uint_eq(atomic_load(&c->slabs.page_class[page]), item_class());
+}
+END_TEST
+
+START_TEST(test_automove_gives_a_page_from_a_quiet_class_to_an_evicting_one)
+{
+    make(4 * MIB);
+    struct mp_slab_class *small = items_class();
+    unsigned i = 0;
+    while (small->npages < 4 || small->bump_page != MP_SLAB_NONE)
+        set_item(i++, 0, T0); /* all four pages, and no evictions */
+    ck_assert_uint_eq(small->evictions, 0);
+    unsigned small_items = i;
+
+    /* only large values from now on: the first takes a page of the small class, the next evict */
+    unsigned big = class_of_shape(c, 7, BIG);
+    uint32_t bigpp = class_at(c, big)->perpage;
+    for (unsigned b = 0; b < 2 * bigpp; b++)
+        ck_assert_int_eq(set_fill(c, big_key(b), BIG, 'B', 0, T0), MP_STORED);
+    ck_assert_uint_eq(class_at(c, big)->npages, 1);
+    ck_assert_uint_eq(class_at(c, big)->evictions, bigpp);
+    ck_assert_uint_eq(small->npages, 3);
+    ck_assert_uint_eq(small->evictions, 0);
+
+    ck_assert_uint_eq(mp_lru_automove(&c->lru, T0, 1), 1);
+    ck_assert_uint_eq(small->npages, 2);
+    ck_assert_uint_eq(class_at(c, big)->pages_moved_in, 2);
+    ck_assert_uint_eq(pages_in_use(c), 3);
+    /* the page waits in the pool for the class that needs it */
+    ck_assert_int_eq(set_fill(c, big_key(1000), BIG, 'B', 0, T0), MP_STORED);
+    ck_assert_uint_eq(class_at(c, big)->npages, 2);
+    ck_assert_uint_eq(class_at(c, big)->evictions, bigpp);
+    ck_assert_uint_eq(pages_in_use(c), 4);
+    /* half the small items remain, untouched */
+    ck_assert_uint_eq(mp_table_count(&c->table), small_items - 2 * small->perpage + bigpp + 1);
+    ck_assert_uint_eq(total_evicted_for_move(c), 2 * small->perpage);
+}
+END_TEST
+
+START_TEST(test_automove_without_evictions_moves_nothing)
+{
+    make(4 * MIB);
+    for (unsigned i = 0; i < 3 * items_class()->perpage; i++)
+        set_item(i, 0, T0);
+    ck_assert_uint_eq(mp_lru_automove(&c->lru, T0, 4), 0);
+    ck_assert_uint_eq(items_class()->npages, 3);
+}
+END_TEST
+
+START_TEST(test_automove_keeps_a_donors_last_page)
+{
+    make(2 * MIB);
+    set_item(0, 0, T0); /* one page of small items */
+    unsigned big = class_of_shape(c, 7, BIG);
+    for (unsigned b = 0; b < 2 * class_at(c, big)->perpage; b++)
+        ck_assert_int_eq(set_fill(c, big_key(b), BIG, 'B', 0, T0), MP_STORED);
+    ck_assert_uint_gt(class_at(c, big)->evictions, 0);
+    ck_assert_uint_eq(mp_lru_automove(&c->lru, T0, 4), 0);
+    ck_assert_uint_eq(items_class()->npages, 1);
+    ck_assert(present(0, T0));
+}
+END_TEST
+
+/* ---- readers hold items ------------------------------------------------------------------------ */
+
+START_TEST(test_held_item_is_never_evicted_or_freed_until_released)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    set_item(0, 0, T0);
+    struct got held = {.take_ref = true};
+    ck_assert_int_eq(get_key(c, key(0), T0, &held, NULL), MP_OK);
+    struct mp_item *it = held.held;
+
+    /* many turns of the CLOCK: the held item is passed over each time */
+    for (unsigned i = 1; i < 6 * perpage; i++)
+        set_item(i, 0, T0 + 1);
+    ck_assert(present(0, T0 + 1));
+    ck_assert(mp_item_linked(it));
+    ck_assert_uint_eq(atomic_load(&it->refs), 2);
+
+    /* overwritten and deleted while held: unlinked, but the reader's bytes stay */
+    ck_assert_int_eq(set_fill(c, key(0), VLEN, 'Z', 0, T0 + 2), MP_STORED);
+    ck_assert_int_eq(mp_cache_delete(c, key(0), 7, T0 + 2), MP_DELETED);
+    ck_assert(!mp_item_linked(it));
+    ck_assert_uint_eq(atomic_load(&it->refs), 1);
+    for (unsigned i = 0; i < 3 * perpage; i++)
+        set_item(200000 + i, 0, T0 + 3);
+    ck_assert_uint_eq(it->nbytes, VLEN);
+    ck_assert_int_eq(memcmp(mp_item_key(it), "k:00000", 7), 0);
+    for (unsigned b = 0; b < VLEN; b++)
+        ck_assert_int_eq(mp_item_value(it)[b], 'a');
+    ck_assert_uint_eq(items_class()->used, perpage); /* the held chunk plus a full page less one */
+
+    mp_cache_item_release(c, &held.held);
+    ck_assert_uint_eq(atomic_load(&it->refs), 0);
+    ck_assert_uint_eq(items_class()->used, perpage - 1);
+    ck_assert_uint_eq(items_class()->nfree, 1);
+}
+END_TEST
+
+START_TEST(test_class_whose_items_are_all_held_cannot_allocate)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    struct mp_item **held = calloc(perpage, sizeof(*held));
+    for (unsigned i = 0; i < perpage; i++) {
+        set_item(i, 0, T0);
+        struct got g = {.take_ref = true};
+        ck_assert_int_eq(get_key(c, key(i), T0, &g, NULL), MP_OK);
+        held[i] = g.held;
+    }
+    enum mp_result res;
+    ck_assert_ptr_null(mp_cache_alloc(c, "k:99999", 7, 0, 0, VLEN, T0, &res));
+    ck_assert_int_eq(res, MP_NOMEM);
+    ck_assert_uint_eq(items_class()->outofmemory, 1);
+    ck_assert_uint_eq(items_class()->evictions, 0);
+    mp_cache_item_release(c, &held[3]);
+    ck_assert_int_eq(set_fill(c, "k:99999", VLEN, 'n', 0, T0), MP_STORED);
+    ck_assert(!present(3, T0));
+    for (unsigned i = 0; i < perpage; i++)
+        mp_cache_item_release(c, &held[i]);
+    free(held);
+}
+END_TEST
+
+static Suite *lru_suite(void)
+{
+    Suite *s = suite_create("lru");
+    TCase *tc = tcase_create("clock");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_read_items_survive_a_fill_that_evicts_unread_ones);
+    tcase_add_test(tc, test_an_item_read_often_outlives_one_read_once);
+    tcase_add_test(tc, test_first_eviction_takes_the_oldest_unread_item);
+    tcase_add_test(tc, test_unread_items_are_evicted_oldest_first_across_pages);
+    tcase_add_test(tc, test_expired_items_are_reclaimed_before_live_ones_are_evicted);
+    tcase_add_test(tc, test_eviction_counters_tell_unfetched_and_nonzero_exptime);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("reclaim");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_reclaim_frees_expired_items_nobody_reads);
+    tcase_add_test(tc, test_reclaim_looks_at_no_more_than_its_budget_and_resumes);
+    tcase_add_test(tc, test_reclaim_frees_flushed_items);
+    tcase_add_test(tc, test_reclaim_of_a_class_without_pages_does_nothing);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("pages");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_page_evacuate_empties_a_page_for_another_class);
+    tcase_add_test(tc, test_page_evacuate_refuses_a_page_with_a_held_item);
+    tcase_add_test(tc, test_page_evacuate_refuses_a_page_with_a_chunk_being_allocated);
+    tcase_add_test(tc, test_automove_gives_a_page_from_a_quiet_class_to_an_evicting_one);
+    tcase_add_test(tc, test_automove_without_evictions_moves_nothing);
+    tcase_add_test(tc, test_automove_keeps_a_donors_last_page);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("held");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_held_item_is_never_evicted_or_freed_until_released);
+    tcase_add_test(tc, test_class_whose_items_are_all_held_cannot_allocate);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(lru_suite());
+}

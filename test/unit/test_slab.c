@@ -1,0 +1,363 @@
+/* Unit tests for slab: size classes, pages under the memory limit, free lists, page release. */
+#include <check.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "magpie/slab.h"
+
+static struct mp_slabs slabs;
+static char err[256];
+
+static void slabs_make(size_t mem_limit, size_t item_max, size_t min_chunk, double factor)
+{
+    err[0] = '\0';
+    int rc = mp_slab_setup(&slabs, mem_limit, item_max, min_chunk, factor, err, sizeof(err));
+    ck_assert_msg(rc == 0, "mp_slab_setup: %d %s", rc, err);
+}
+
+static void teardown(void)
+{
+    mp_slab_teardown(&slabs);
+}
+
+static bool in_page(const struct mp_item *it, uint32_t page)
+{
+    const char *lo = mp_slab_page_addr(&slabs, page);
+    return (const char *)it >= lo && (const char *)it < lo + slabs.page_size;
+}
+
+/* ---- class layout ---------------------------------------------------------------------------- */
+
+START_TEST(test_classes_increase_8_byte_aligned_up_to_the_page)
+{
+    slabs_make(4 * MIB, MIB, 32, 1.04);
+    ck_assert_uint_eq(slabs.page_size, MIB);
+    ck_assert_uint_gt(slabs.nclasses, 2);
+    ck_assert_uint_eq(slabs.classes[1].size, 64); /* 25-byte header + 32, rounded up to 8 */
+    for (unsigned i = 1; i <= slabs.nclasses; i++) {
+        const struct mp_slab_class *c = &slabs.classes[i];
+        ck_assert_uint_eq(c->size % MP_SLAB_ALIGN, 0);
+        ck_assert_uint_eq(c->perpage, slabs.page_size / c->size);
+        if (i > 1)
+            ck_assert_uint_ge(c->size, slabs.classes[i - 1].size + MP_SLAB_ALIGN);
+        if (i < slabs.nclasses)
+            ck_assert_uint_le(c->size, slabs.page_size / 2);
+    }
+    ck_assert_uint_eq(slabs.classes[slabs.nclasses].size, slabs.page_size);
+    ck_assert_uint_eq(slabs.classes[slabs.nclasses].perpage, 1);
+}
+END_TEST
+
+START_TEST(test_factor_two_doubles_each_class)
+{
+    slabs_make(4 * MIB, MIB, 39, 2.0); /* 25 + 39 = 64 */
+    static const uint32_t want[] = {64,    128,   256,   512,    1024,   2048,   4096,   8192,
+                                    16384, 32768, 65536, 131072, 262144, 524288, 1048576};
+    ck_assert_uint_eq(slabs.nclasses, sizeof(want) / sizeof(want[0]));
+    for (unsigned i = 1; i <= slabs.nclasses; i++)
+        ck_assert_uint_eq(slabs.classes[i].size, want[i - 1]);
+}
+END_TEST
+
+START_TEST(test_factor_of_one_still_grows_by_8_bytes)
+{
+    /* near half a page so that 8-byte steps stay under the class limit */
+    slabs_make(4 * MIB, MIB, 523000, 1.0);
+    ck_assert_uint_eq(slabs.classes[1].size, 523032);
+    ck_assert_uint_eq(slabs.classes[2].size, 523040);
+    ck_assert_uint_eq(slabs.classes[slabs.nclasses - 1].size, 524288);
+    ck_assert_uint_eq(slabs.nclasses, (524288 - 523032) / 8 + 2);
+}
+END_TEST
+
+START_TEST(test_class_for_picks_the_smallest_class_that_fits)
+{
+    slabs_make(4 * MIB, MIB, 32, 1.04);
+    ck_assert_uint_eq(mp_slab_class_for(&slabs, 1), 1);
+    for (unsigned i = 1; i <= slabs.nclasses; i++) {
+        uint32_t size = slabs.classes[i].size;
+        ck_assert_uint_eq(mp_slab_class_for(&slabs, size), i);
+        ck_assert_uint_eq(mp_slab_class_for(&slabs, size - 1), i); /* classes are at least 8 bytes apart */
+        if (i < slabs.nclasses)
+            ck_assert_uint_eq(mp_slab_class_for(&slabs, size + 1), i + 1);
+    }
+}
+END_TEST
+
+START_TEST(test_class_for_is_zero_above_the_item_limit)
+{
+    slabs_make(4 * MIB, MIB, 32, 1.04);
+    ck_assert_uint_eq(mp_slab_class_for(&slabs, MIB), slabs.nclasses);
+    ck_assert_uint_eq(mp_slab_class_for(&slabs, MIB + 1), 0);
+}
+END_TEST
+
+START_TEST(test_item_limit_below_a_page_caps_class_for)
+{
+    slabs_make(4 * MIB, 512 * 1024, 32, 1.04); /* -I 512k: pages stay 1 MiB */
+    ck_assert_uint_eq(slabs.page_size, MIB);
+    ck_assert_uint_ne(mp_slab_class_for(&slabs, 512 * 1024), 0);
+    ck_assert_uint_eq(mp_slab_class_for(&slabs, 512 * 1024 + 1), 0);
+}
+END_TEST
+
+START_TEST(test_item_limit_above_a_page_makes_bigger_pages)
+{
+    slabs_make(8 * MIB, 2 * MIB, 32, 1.04);
+    ck_assert_uint_eq(slabs.page_size, 2 * MIB);
+    ck_assert_uint_eq(slabs.npages, 4);
+    ck_assert_uint_eq(slabs.classes[slabs.nclasses].size, 2 * MIB);
+    ck_assert_uint_eq(mp_slab_class_for(&slabs, 2 * MIB), slabs.nclasses);
+    ck_assert_uint_eq(mp_slab_class_for(&slabs, 2 * MIB + 1), 0);
+}
+END_TEST
+
+START_TEST(test_setup_refuses_a_minimum_chunk_over_half_a_page)
+{
+    int rc = mp_slab_setup(&slabs, 4 * MIB, MIB, MIB / 2, 1.04, err, sizeof(err));
+    ck_assert_int_eq(rc, -EINVAL);
+    ck_assert_str_eq(err, "minimum chunk 524288 is too large for 1048576-byte pages");
+}
+END_TEST
+
+START_TEST(test_setup_refuses_a_factor_that_makes_too_many_classes)
+{
+    int rc = mp_slab_setup(&slabs, 4 * MIB, MIB, 32, 1.001, err, sizeof(err));
+    ck_assert_int_eq(rc, -EINVAL);
+    char want[96];
+    snprintf(want, sizeof(want), "growth factor 1.001 makes more than %d slab classes", MP_SLAB_CLASSES_MAX);
+    ck_assert_str_eq(err, want);
+    mp_slab_teardown(&slabs);
+}
+END_TEST
+
+START_TEST(test_setup_refuses_a_memory_limit_past_32_bit_handles)
+{
+    int rc = mp_slab_setup(&slabs, (size_t)64 << 30, MIB, 32, 1.04, err, sizeof(err));
+    ck_assert_int_eq(rc, -EINVAL);
+    ck_assert_ptr_null(slabs.arena);
+}
+END_TEST
+
+/* ---- pages and the memory limit ------------------------------------------------------------- */
+
+START_TEST(test_alloc_fills_every_page_then_returns_null)
+{
+    slabs_make(4 * MIB, MIB, 32, 1.04);
+    ck_assert_uint_eq(slabs.npages, 4);
+    unsigned cls = mp_slab_class_for(&slabs, 1000);
+    uint32_t perpage = slabs.classes[cls].perpage;
+    uint32_t total = 4 * perpage;
+    struct mp_item **all = calloc(total, sizeof(*all));
+    for (uint32_t i = 0; i < total; i++) {
+        all[i] = mp_slab_alloc(&slabs, cls);
+        ck_assert_msg(all[i] != NULL, "chunk %u of %u", i, total);
+        ck_assert_uint_eq(atomic_load(&all[i]->refs), 1); /* the caller's, until mp_slab_free */
+        ck_assert((char *)all[i] >= slabs.arena && (char *)all[i] + slabs.classes[cls].size <= slabs.arena + 4 * MIB);
+        if (i > 0) /* chunks of a fresh page come in order, one size apart */
+            ck_assert(all[i] != all[i - 1]);
+    }
+    ck_assert_ptr_null(mp_slab_alloc(&slabs, cls));
+    ck_assert_uint_eq(slabs.classes[cls].npages, 4);
+    ck_assert_uint_eq(slabs.classes[cls].used, total);
+    ck_assert_uint_eq(slabs.pages_bump, 4);
+    /* no other class can get a page either: the limit is never exceeded */
+    ck_assert_ptr_null(mp_slab_alloc(&slabs, 1));
+    ck_assert_ptr_null(mp_slab_alloc(&slabs, slabs.nclasses));
+    ck_assert_uint_eq(slabs.classes[1].npages, 0);
+    ck_assert_uint_eq(mp_slab_malloced(&slabs), 4 * MIB);
+    free(all);
+}
+END_TEST
+
+START_TEST(test_pages_are_shared_between_classes_under_the_limit)
+{
+    slabs_make(3 * MIB, MIB, 32, 1.04);
+    ck_assert_ptr_nonnull(mp_slab_alloc(&slabs, 1));
+    ck_assert_ptr_nonnull(mp_slab_alloc(&slabs, 5));
+    ck_assert_ptr_nonnull(mp_slab_alloc(&slabs, slabs.nclasses)); /* a whole page */
+    ck_assert_uint_eq(mp_slab_malloced(&slabs), 3 * MIB);
+    ck_assert_ptr_null(mp_slab_alloc(&slabs, slabs.nclasses));
+    ck_assert_ptr_null(mp_slab_alloc(&slabs, 9));
+    /* classes with room on their page still allocate */
+    ck_assert_ptr_nonnull(mp_slab_alloc(&slabs, 1));
+    ck_assert_ptr_nonnull(mp_slab_alloc(&slabs, 5));
+    ck_assert_uint_eq(mp_slab_malloced(&slabs), 3 * MIB);
+}
+END_TEST
+
+START_TEST(test_memory_limit_below_a_page_still_gives_one_page)
+{
+    slabs_make(100 * 1024, MIB, 32, 1.04);
+    ck_assert_uint_eq(slabs.npages, 1);
+    ck_assert_ptr_nonnull(mp_slab_alloc(&slabs, slabs.nclasses));
+    ck_assert_ptr_null(mp_slab_alloc(&slabs, 1));
+}
+END_TEST
+
+START_TEST(test_freed_chunk_is_reused_first)
+{
+    slabs_make(MIB, MIB, 32, 1.04);
+    unsigned cls = 3;
+    struct mp_item *a = mp_slab_alloc(&slabs, cls);
+    struct mp_item *b = mp_slab_alloc(&slabs, cls);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_uint_eq(slabs.classes[cls].used, 2);
+    mp_slab_free(&slabs, a);
+    ck_assert_uint_eq(slabs.classes[cls].used, 1);
+    ck_assert_uint_eq(slabs.classes[cls].nfree, 1);
+    ck_assert_uint_eq(atomic_load(&a->refs), 0);
+    ck_assert(mp_item_has(a, MP_ITEM_FREE)); /* what a page evacuation takes for free memory */
+    ck_assert_ptr_eq(mp_slab_alloc(&slabs, cls), a);
+    ck_assert_uint_eq(atomic_load(&a->refs), 1);
+    ck_assert(!mp_item_has(a, MP_ITEM_FREE));
+    ck_assert_uint_eq(slabs.classes[cls].nfree, 0);
+    ck_assert_uint_eq(slabs.classes[cls].used, 2);
+}
+END_TEST
+
+START_TEST(test_a_full_arena_frees_and_reallocates_every_chunk)
+{
+    slabs_make(2 * MIB, MIB, 32, 1.04);
+    unsigned cls = mp_slab_class_for(&slabs, 50000);
+    uint32_t total = 2 * slabs.classes[cls].perpage;
+    struct mp_item **all = calloc(total, sizeof(*all));
+    for (uint32_t i = 0; i < total; i++)
+        ck_assert_ptr_nonnull(all[i] = mp_slab_alloc(&slabs, cls));
+    ck_assert_ptr_null(mp_slab_alloc(&slabs, cls));
+    for (uint32_t i = 0; i < total; i++)
+        mp_slab_free(&slabs, all[i]);
+    ck_assert_uint_eq(slabs.classes[cls].used, 0);
+    ck_assert_uint_eq(slabs.classes[cls].nfree, total);
+    for (uint32_t i = 0; i < total; i++) {
+        struct mp_item *it = mp_slab_alloc(&slabs, cls);
+        ck_assert_ptr_nonnull(it);
+        ck_assert(in_page(it, 0) || in_page(it, 1));
+    }
+    ck_assert_ptr_null(mp_slab_alloc(&slabs, cls));
+    ck_assert_uint_eq(slabs.classes[cls].npages, 2);
+    free(all);
+}
+END_TEST
+
+START_TEST(test_released_page_goes_to_the_pool_and_to_another_class)
+{
+    slabs_make(MIB, MIB, 32, 1.04); /* one page */
+    unsigned a = 2, b = 7;
+    struct mp_item *x = mp_slab_alloc(&slabs, a);
+    struct mp_item *y = mp_slab_alloc(&slabs, a);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_null(mp_slab_alloc(&slabs, b));
+    uint32_t page = mp_slab_page_of(&slabs, x);
+    ck_assert_uint_eq(mp_slab_class_of(&slabs, x), a);
+
+    mp_slab_free(&slabs, x);
+    mp_slab_free(&slabs, y);
+    pthread_mutex_lock(&slabs.classes[a].lock);
+    mp_slab_page_release_locked(&slabs, a, page);
+    pthread_mutex_unlock(&slabs.classes[a].lock);
+    ck_assert_uint_eq(slabs.classes[a].npages, 0);
+    ck_assert_uint_eq(slabs.classes[a].nfree, 0); /* its chunks left the free list */
+    ck_assert_uint_eq(slabs.classes[a].first_page, MP_SLAB_NONE);
+    ck_assert_uint_eq(slabs.classes[a].pages_moved_out, 1);
+    ck_assert_uint_eq(atomic_load(&slabs.page_class[page]), 0);
+    ck_assert_uint_eq(mp_slab_malloced(&slabs), 0);
+
+    struct mp_item *z = mp_slab_alloc(&slabs, b);
+    ck_assert_ptr_nonnull(z);
+    ck_assert(in_page(z, page));
+    ck_assert_uint_eq(mp_slab_class_of(&slabs, z), b);
+    ck_assert_uint_eq(slabs.classes[b].npages, 1);
+    /* and class a has nothing left to hand out */
+    ck_assert_ptr_null(mp_slab_alloc(&slabs, a));
+}
+END_TEST
+
+START_TEST(test_release_keeps_the_free_chunks_of_other_pages)
+{
+    slabs_make(3 * MIB, MIB, 32, 1.04);
+    unsigned cls = slabs.nclasses - 1; /* half-page chunks: two per page */
+    ck_assert_uint_eq(slabs.classes[cls].perpage, 2);
+    struct mp_item *c[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert_ptr_nonnull(c[i] = mp_slab_alloc(&slabs, cls));
+    uint32_t p0 = mp_slab_page_of(&slabs, c[0]), p1 = mp_slab_page_of(&slabs, c[2]);
+    ck_assert_uint_ne(p0, p1);
+    /* free one chunk of p0 and both of p1, interleaved on the free list */
+    mp_slab_free(&slabs, c[2]);
+    mp_slab_free(&slabs, c[0]);
+    mp_slab_free(&slabs, c[3]);
+    pthread_mutex_lock(&slabs.classes[cls].lock);
+    mp_slab_page_release_locked(&slabs, cls, p1);
+    pthread_mutex_unlock(&slabs.classes[cls].lock);
+    ck_assert_uint_eq(slabs.classes[cls].npages, 1);
+    ck_assert_uint_eq(slabs.classes[cls].nfree, 1);
+    /* the one free chunk is p0's; then the class takes a page from the pool (p1 or the unused one) */
+    ck_assert_ptr_eq(mp_slab_alloc(&slabs, cls), c[0]);
+    struct mp_item *n = mp_slab_alloc(&slabs, cls);
+    ck_assert_ptr_nonnull(n);
+    ck_assert(!in_page(n, p0));
+    ck_assert_uint_eq(slabs.classes[cls].npages, 2);
+}
+END_TEST
+
+START_TEST(test_handle_and_item_round_trip)
+{
+    slabs_make(2 * MIB, MIB, 32, 1.04);
+    struct mp_item *first = mp_slab_alloc(&slabs, 1);
+    ck_assert_ptr_eq(first, (struct mp_item *)slabs.arena);
+    ck_assert_uint_eq(mp_slab_handle(&slabs, first), 1); /* 0 is "no item" */
+    for (unsigned cls = 1; cls <= slabs.nclasses; cls += 17) {
+        struct mp_item *it = mp_slab_alloc(&slabs, cls);
+        if (!it)
+            break;
+        mp_handle_t h = mp_slab_handle(&slabs, it);
+        ck_assert_uint_ne(h, 0);
+        ck_assert_ptr_eq(mp_slab_item(&slabs, h), it);
+        ck_assert_uint_eq(mp_slab_class_of(&slabs, it), cls);
+    }
+    struct mp_item *last = (struct mp_item *)(slabs.arena + slabs.arena_size - MP_SLAB_ALIGN);
+    ck_assert_ptr_eq(mp_slab_item(&slabs, mp_slab_handle(&slabs, last)), last);
+}
+END_TEST
+
+static Suite *slab_suite(void)
+{
+    Suite *s = suite_create("slab");
+    TCase *tc = tcase_create("classes");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_classes_increase_8_byte_aligned_up_to_the_page);
+    tcase_add_test(tc, test_factor_two_doubles_each_class);
+    tcase_add_test(tc, test_factor_of_one_still_grows_by_8_bytes);
+    tcase_add_test(tc, test_class_for_picks_the_smallest_class_that_fits);
+    tcase_add_test(tc, test_class_for_is_zero_above_the_item_limit);
+    tcase_add_test(tc, test_item_limit_below_a_page_caps_class_for);
+    tcase_add_test(tc, test_item_limit_above_a_page_makes_bigger_pages);
+    tcase_add_test(tc, test_setup_refuses_a_minimum_chunk_over_half_a_page);
+    tcase_add_test(tc, test_setup_refuses_a_factor_that_makes_too_many_classes);
+    tcase_add_test(tc, test_setup_refuses_a_memory_limit_past_32_bit_handles);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("pages");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_alloc_fills_every_page_then_returns_null);
+    tcase_add_test(tc, test_pages_are_shared_between_classes_under_the_limit);
+    tcase_add_test(tc, test_memory_limit_below_a_page_still_gives_one_page);
+    tcase_add_test(tc, test_freed_chunk_is_reused_first);
+    tcase_add_test(tc, test_a_full_arena_frees_and_reallocates_every_chunk);
+    tcase_add_test(tc, test_released_page_goes_to_the_pool_and_to_another_class);
+    tcase_add_test(tc, test_release_keeps_the_free_chunks_of_other_pages);
+    tcase_add_test(tc, test_handle_and_item_round_trip);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(slab_suite());
+}

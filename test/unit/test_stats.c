@@ -1,0 +1,383 @@
+/* Unit tests for stats: per-thread counters, reset, and the `stats` reports. */
+#include <check.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "magpie/cache.h"
+#include "magpie/clock.h"
+#include "magpie/config.h"
+#include "magpie/stats.h"
+
+#define WALL ((time_t)1700000000)
+#define NTHREADS 3
+
+static struct mp_config cfg;
+static struct mp_cache cache;
+static struct mp_cache *c = &cache;
+static struct mp_clock clk;
+static struct mp_stats stats;
+static struct mp_stats_source src;
+
+/* What a report emitted, in order. */
+#define LINES_MAX 4096
+static struct {
+    char name[64];
+    char value[128];
+} lines[LINES_MAX];
+static size_t nlines;
+
+static void collect(void *ctx, const char *name, const char *fmt, ...)
+{
+    ck_assert_uint_lt(nlines, LINES_MAX);
+    snprintf(lines[nlines].name, sizeof(lines[nlines].name), "%s", name);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(lines[nlines].value, sizeof(lines[nlines].value), fmt, ap);
+    va_end(ap);
+    nlines++;
+}
+
+static int report(const char *args)
+{
+    nlines = 0;
+    return mp_stats_report(&src, args, strlen(args), collect, NULL);
+}
+
+/* The value of a stat the last report emitted exactly once. */
+static const char *stat_of(const char *name)
+{
+    const char *found = NULL;
+    for (size_t i = 0; i < nlines; i++) {
+        if (strcmp(lines[i].name, name) == 0) {
+            ck_assert_msg(found == NULL, "%s emitted twice", name);
+            found = lines[i].value;
+        }
+    }
+    ck_assert_msg(found != NULL, "%s not emitted", name);
+    return found;
+}
+
+static unsigned long long stat_u(const char *name)
+{
+    return strtoull(stat_of(name), NULL, 10);
+}
+
+static void setup(void)
+{
+    mp_config_defaults(&cfg);
+    cfg.mem_limit = 4 * MIB;
+    cfg.threads = 2;
+    struct mp_cache_config cc = test_cache_config(cfg.mem_limit);
+    test_cache_setup(c, &cc);
+    mp_clock_setup(&clk, WALL);
+    mp_clock_tick(&clk, WALL + 100);
+    ck_assert_int_eq(mp_stats_setup(&stats, NTHREADS), 0);
+    src = (struct mp_stats_source){.cfg = &cfg, .cache = c, .clock = &clk, .stats = &stats};
+    nlines = 0;
+}
+
+static void teardown(void)
+{
+    mp_stats_teardown(&stats);
+    mp_cache_teardown(c);
+}
+
+/* ---- counters ---------------------------------------------------------------------------------- */
+
+START_TEST(test_sum_adds_every_threads_block)
+{
+    MP_STAT_ADD(&stats.threads[0], cmd_get, 3);
+    MP_STAT_ADD(&stats.threads[1], cmd_get, 4);
+    MP_STAT_ADD(&stats.threads[2], cmd_get, 5);
+    MP_STAT_INC(&stats.threads[1], get_hits);
+    MP_STAT_ADD(&stats.threads[2], bytes_read, UINT64_C(1) << 40);
+    MP_STAT_INC(&stats.threads[0], curr_connections);
+    MP_STAT_INC(&stats.threads[0], curr_connections);
+    MP_STAT_DEC(&stats.threads[2], curr_connections); /* closed on another thread than it opened */
+    struct mp_stats_sum sum;
+    mp_stats_sum(&stats, &sum);
+    ck_assert_uint_eq(sum.cmd_get, 12);
+    ck_assert_uint_eq(sum.get_hits, 1);
+    ck_assert_uint_eq(sum.bytes_read, UINT64_C(1) << 40);
+    ck_assert_uint_eq(sum.curr_connections, 1);
+    ck_assert_uint_eq(sum.get_misses, 0);
+    ck_assert_uint_eq(sum.total_items, 0);
+}
+END_TEST
+
+START_TEST(test_reset_zeroes_counters_but_not_curr_connections)
+{
+    MP_STAT_ADD(&stats.threads[0], curr_connections, 3);
+    MP_STAT_ADD(&stats.threads[1], curr_connections, 2);
+    MP_STAT_ADD(&stats.threads[1], connection_structures, 4);
+    MP_STAT_ADD(&stats.threads[0], cmd_get, 10);
+    MP_STAT_ADD(&stats.threads[2], total_items, 7);
+    MP_STAT_ADD(&stats.threads[2], total_connections, 9);
+    mp_stats_reset(&stats);
+    struct mp_stats_sum sum;
+    mp_stats_sum(&stats, &sum);
+    ck_assert_uint_eq(sum.cmd_get, 0);
+    ck_assert_uint_eq(sum.total_items, 0);
+    ck_assert_uint_eq(sum.total_connections, 0);
+    ck_assert_uint_eq(sum.curr_connections, 5);
+    ck_assert_uint_eq(sum.connection_structures, 4);
+    /* the threads' own blocks were not written: counting goes on from the new zero */
+    ck_assert_uint_eq(atomic_load(&stats.threads[0].cmd_get), 10);
+    MP_STAT_ADD(&stats.threads[1], cmd_get, 2);
+    MP_STAT_DEC(&stats.threads[0], curr_connections);
+    mp_stats_sum(&stats, &sum);
+    ck_assert_uint_eq(sum.cmd_get, 2);
+    ck_assert_uint_eq(sum.curr_connections, 4);
+    /* a second reset starts over again */
+    mp_stats_reset(&stats);
+    mp_stats_sum(&stats, &sum);
+    ck_assert_uint_eq(sum.cmd_get, 0);
+    ck_assert_uint_eq(sum.curr_connections, 4);
+}
+END_TEST
+
+/* ---- the general report ------------------------------------------------------------------------ */
+
+START_TEST(test_general_report_emits_memcacheds_names_and_values)
+{
+    ck_assert_int_eq(set_str(c, "a", "1", 0, 102), MP_STORED);
+    ck_assert_int_eq(set_str(c, "bb", "22", 0, 102), MP_STORED);
+    ck_assert_int_eq(store_full(c, MP_SET, "ccc", "333", 3, 0, 9, 0, 0, 102, NULL), MP_STORED);
+    MP_STAT_ADD(&stats.threads[0], total_items, 3);
+    MP_STAT_ADD(&stats.threads[1], cmd_get, 6);
+    MP_STAT_ADD(&stats.threads[2], get_hits, 4);
+    MP_STAT_INC(&stats.threads[0], curr_connections);
+
+    ck_assert_int_eq(report(""), 0);
+    ck_assert_str_eq(lines[0].name, "pid");
+    ck_assert_uint_eq(stat_u("pid"), (unsigned long long)getpid());
+    ck_assert_str_eq(stat_of("uptime"), "100");
+    ck_assert_str_eq(stat_of("time"), "1700000100");
+    ck_assert_str_eq(stat_of("version"), MP_PROTO_VERSION);
+    ck_assert_str_eq(stat_of("pointer_size"), "64");
+    stat_of("rusage_user");
+    stat_of("rusage_system");
+    ck_assert_str_eq(stat_of("max_connections"), "1024");
+    ck_assert_str_eq(stat_of("curr_connections"), "1");
+    ck_assert_str_eq(stat_of("cmd_get"), "6");
+    ck_assert_str_eq(stat_of("get_hits"), "4");
+    ck_assert_str_eq(stat_of("get_misses"), "0");
+    ck_assert_str_eq(stat_of("curr_items"), "3");
+    ck_assert_str_eq(stat_of("total_items"), "3");
+    ck_assert_uint_eq(stat_u("bytes"), (25 + 1 + 1) + (25 + 2 + 2) + (25 + 4 + 3 + 3));
+    ck_assert_str_eq(stat_of("limit_maxbytes"), "4194304");
+    ck_assert_str_eq(stat_of("threads"), "2");
+    ck_assert_str_eq(stat_of("evictions"), "0");
+    ck_assert_str_eq(stat_of("reclaimed"), "0");
+    ck_assert_str_eq(stat_of("expired_unfetched"), "0");
+    ck_assert_str_eq(stat_of("evicted_unfetched"), "0");
+    ck_assert_str_eq(stat_of("total_malloced"), "1048576"); /* one page holds all three */
+    ck_assert_uint_eq(stat_u("hash_bytes"), mp_table_overhead(&c->table));
+    ck_assert_str_eq(stat_of("hash_is_expanding"), "0");
+    ck_assert_str_eq(stat_of("slabs_moved"), "0");
+}
+END_TEST
+
+START_TEST(test_general_report_counts_the_engines_evictions_and_reclaims)
+{
+    char key[32];
+    for (unsigned i = 0; i < 6000; i++) {
+        key_of(key, sizeof(key), "key:", i);
+        ck_assert_int_eq(set_fill(c, key, 1000, 'v', 0, 102), MP_STORED);
+    }
+    ck_assert_uint_gt(total_evictions(c), 0);
+    /* three items expire unread and are found dead by a get */
+    ck_assert_int_eq(set_str(c, "t1", "x", 110, 102), MP_STORED);
+    ck_assert_int_eq(set_str(c, "t2", "x", 110, 102), MP_STORED);
+    ck_assert_int_eq(set_str(c, "t3", "x", 110, 102), MP_STORED);
+    struct got g = {0};
+    enum mp_miss miss;
+    ck_assert_int_eq(get_key(c, "t1", 110, &g, &miss), MP_NOT_FOUND);
+    ck_assert_int_eq(get_key(c, "t2", 110, &g, &miss), MP_NOT_FOUND);
+    ck_assert_int_eq(get_key(c, "t3", 110, &g, &miss), MP_NOT_FOUND);
+    ck_assert_int_eq(report(""), 0);
+    ck_assert_uint_eq(stat_u("evictions"), total_evictions(c));
+    ck_assert_uint_eq(stat_u("evicted_unfetched"), total_evictions(c)); /* none was read */
+    ck_assert_str_eq(stat_of("reclaimed"), "3");
+    ck_assert_str_eq(stat_of("expired_unfetched"), "3");
+    ck_assert_uint_eq(stat_u("curr_items"), mp_table_count(&c->table));
+    ck_assert_uint_eq(stat_u("total_malloced"), 4 * MIB);
+    ck_assert_uint_eq(stat_u("bytes"), mp_table_bytes(&c->table));
+}
+END_TEST
+
+START_TEST(test_reset_also_zeroes_engine_counters_in_the_report)
+{
+    /* memcached's `stats reset` clears the item statistics too (item_stats_reset): evictions,
+     * reclaimed, expired_unfetched and evicted_unfetched read 0 afterwards. */
+    char key[32];
+    for (unsigned i = 0; i < 6000; i++) {
+        key_of(key, sizeof(key), "key:", i);
+        ck_assert_int_eq(set_fill(c, key, 1000, 'v', 0, 102), MP_STORED);
+    }
+    ck_assert_uint_gt(total_evictions(c), 0);
+    /* `stats reset` is both: the threads' counters and the engine's (cache.h) */
+    mp_stats_reset(&stats);
+    mp_cache_stats_reset(c);
+    ck_assert_int_eq(report(""), 0);
+    ck_assert_str_eq(stat_of("evictions"), "0");
+    ck_assert_str_eq(stat_of("evicted_unfetched"), "0");
+}
+END_TEST
+
+/* ---- other reports ----------------------------------------------------------------------------- */
+
+START_TEST(test_settings_report)
+{
+    ck_assert_int_eq(report("settings"), 0);
+    ck_assert_str_eq(stat_of("maxbytes"), "4194304");
+    ck_assert_str_eq(stat_of("maxconns"), "1024");
+    ck_assert_str_eq(stat_of("tcpport"), "11211");
+    ck_assert_str_eq(stat_of("udpport"), "0");
+    ck_assert_str_eq(stat_of("inter"), "127.0.0.1");
+    ck_assert_str_eq(stat_of("verbosity"), "0");
+    ck_assert_str_eq(stat_of("evictions"), "on");
+    ck_assert_str_eq(stat_of("domain_socket"), "NULL");
+    ck_assert_str_eq(stat_of("umask"), "700");
+    ck_assert_str_eq(stat_of("growth_factor"), "1.04");
+    ck_assert_str_eq(stat_of("chunk_size"), "32");
+    ck_assert_str_eq(stat_of("num_threads"), "2");
+    ck_assert_str_eq(stat_of("cas_enabled"), "yes");
+    ck_assert_str_eq(stat_of("tcp_backlog"), "1024");
+    ck_assert_str_eq(stat_of("binding_protocol"), "ascii");
+    ck_assert_str_eq(stat_of("item_size_max"), "1048576");
+    ck_assert_str_eq(stat_of("slab_page_size"), "1048576");
+    ck_assert_str_eq(stat_of("slab_reassign"), "yes");
+    ck_assert_str_eq(stat_of("slab_automove"), "1");
+    ck_assert_str_eq(stat_of("lru_maintainer_thread"), "yes");
+    ck_assert_str_eq(stat_of("hash_algorithm"), "xxh3");
+    /* no general stats in it */
+    for (size_t i = 0; i < nlines; i++)
+        ck_assert_str_ne(lines[i].name, "pid");
+}
+END_TEST
+
+START_TEST(test_settings_report_follows_the_config)
+{
+    cfg.automove_off = true;
+    cfg.unix_path = "/tmp/magpie.sock";
+    cfg.listen[1] = "10.0.0.1";
+    cfg.nlisten = 2;
+    ck_assert_int_eq(report("settings"), 0);
+    ck_assert_str_eq(stat_of("slab_automove"), "0");
+    ck_assert_str_eq(stat_of("domain_socket"), "/tmp/magpie.sock");
+    ck_assert_str_eq(stat_of("inter"), "127.0.0.1,10.0.0.1");
+}
+END_TEST
+
+START_TEST(test_slabs_report_lists_the_classes_in_use)
+{
+    ck_assert_int_eq(report("slabs"), 0);
+    ck_assert_str_eq(stat_of("active_slabs"), "0");
+    ck_assert_str_eq(stat_of("total_malloced"), "0");
+
+    char key[32];
+    for (unsigned i = 0; i < 10; i++) {
+        key_of(key, sizeof(key), "k", i);
+        ck_assert_int_eq(set_fill(c, key, 100, 'v', 0, 102), MP_STORED);
+    }
+    unsigned cls = class_of_shape(c, 2, 100);
+    struct mp_slab_class *sc = class_at(c, cls);
+    ck_assert_int_eq(report("slabs"), 0);
+    char name[64];
+#define SLAB(field) (snprintf(name, sizeof(name), "%u:%s", cls, field), stat_u(name))
+    ck_assert_uint_eq(SLAB("chunk_size"), sc->size);
+    ck_assert_uint_eq(SLAB("chunks_per_page"), sc->perpage);
+    ck_assert_uint_eq(SLAB("total_pages"), 1);
+    ck_assert_uint_eq(SLAB("total_chunks"), sc->perpage);
+    ck_assert_uint_eq(SLAB("used_chunks"), 10);
+    ck_assert_uint_eq(SLAB("free_chunks"), sc->perpage - 10);
+    ck_assert_uint_eq(SLAB("free_chunks_end"), sc->perpage - 10);
+#undef SLAB
+    ck_assert_str_eq(stat_of("active_slabs"), "1");
+    ck_assert_str_eq(stat_of("total_malloced"), "1048576");
+    ck_assert_uint_eq(nlines, 7 + 2);
+}
+END_TEST
+
+START_TEST(test_items_report_lists_the_classes_in_use)
+{
+    char key[32];
+    for (unsigned i = 0; i < 10; i++) {
+        key_of(key, sizeof(key), "k", i);
+        ck_assert_int_eq(set_fill(c, key, 100, 'v', 0, 102), MP_STORED);
+    }
+    unsigned cls = class_of_shape(c, 2, 100);
+    ck_assert_int_eq(report("items"), 0);
+    char name[64];
+#define ITEMS(field) (snprintf(name, sizeof(name), "items:%u:%s", cls, field), stat_of(name))
+    ck_assert_str_eq(ITEMS("number"), "10");
+    ck_assert_str_eq(ITEMS("evicted"), "0");
+    ck_assert_str_eq(ITEMS("evicted_nonzero"), "0");
+    ck_assert_str_eq(ITEMS("outofmemory"), "0");
+    ck_assert_str_eq(ITEMS("reclaimed"), "0");
+    ck_assert_str_eq(ITEMS("expired_unfetched"), "0");
+    ck_assert_str_eq(ITEMS("evicted_unfetched"), "0");
+#undef ITEMS
+    for (size_t i = 0; i < nlines; i++) {
+        char prefix[32];
+        snprintf(prefix, sizeof(prefix), "items:%u:", cls);
+        ck_assert_msg(strncmp(lines[i].name, prefix, strlen(prefix)) == 0, "%s", lines[i].name);
+    }
+}
+END_TEST
+
+START_TEST(test_sizes_report_says_disabled)
+{
+    ck_assert_int_eq(report("sizes"), 0);
+    ck_assert_uint_eq(nlines, 1);
+    ck_assert_str_eq(stat_of("sizes_status"), "disabled");
+}
+END_TEST
+
+START_TEST(test_unknown_argument_returns_minus_one_and_emits_nothing)
+{
+    ck_assert_int_eq(report("bogus"), -1);
+    ck_assert_uint_eq(nlines, 0);
+    ck_assert_int_eq(report("settingsx"), -1);
+    ck_assert_int_eq(report("item"), -1);
+    ck_assert_int_eq(report("reset"), -1); /* not a report: the caller resets */
+    ck_assert_uint_eq(nlines, 0);
+    /* a known report with more arguments after it is still that report */
+    ck_assert_int_eq(report("settings extra"), 0);
+    ck_assert_str_eq(stat_of("maxbytes"), "4194304");
+}
+END_TEST
+
+static Suite *stats_suite(void)
+{
+    Suite *s = suite_create("stats");
+    TCase *tc = tcase_create("counters");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_sum_adds_every_threads_block);
+    tcase_add_test(tc, test_reset_zeroes_counters_but_not_curr_connections);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("reports");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_general_report_emits_memcacheds_names_and_values);
+    tcase_add_test(tc, test_general_report_counts_the_engines_evictions_and_reclaims);
+    tcase_add_test(tc, test_reset_also_zeroes_engine_counters_in_the_report);
+    tcase_add_test(tc, test_settings_report);
+    tcase_add_test(tc, test_settings_report_follows_the_config);
+    tcase_add_test(tc, test_slabs_report_lists_the_classes_in_use);
+    tcase_add_test(tc, test_items_report_lists_the_classes_in_use);
+    tcase_add_test(tc, test_sizes_report_says_disabled);
+    tcase_add_test(tc, test_unknown_argument_returns_minus_one_and_emits_nothing);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(stats_suite());
+}

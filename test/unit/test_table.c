@@ -1,0 +1,303 @@
+/* Unit tests for table: the lock-striped hash table over slab items. */
+#include <check.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "magpie/slab.h"
+#include "magpie/table.h"
+
+static struct mp_slabs slabs;
+static struct mp_table table;
+
+static void make(unsigned stripe_bits, uint32_t initial_buckets)
+{
+    char err[256];
+    ck_assert_int_eq(mp_slab_setup(&slabs, 4 * MIB, MIB, 32, 1.04, err, sizeof(err)), 0);
+    ck_assert_int_eq(mp_table_setup(&table, &slabs, stripe_bits, initial_buckets), 0);
+}
+
+static void teardown(void)
+{
+    mp_table_teardown(&table);
+    mp_slab_teardown(&slabs);
+}
+
+/* A fresh item (refs 1, the caller's) holding key and value. */
+static struct mp_item *item_new(const char *key, const char *value, uint32_t flags)
+{
+    size_t nkey = strlen(key), nbytes = strlen(value);
+    unsigned cls = mp_slab_class_for(&slabs, mp_item_total(nkey, nbytes, flags));
+    ck_assert_uint_ne(cls, 0);
+    struct mp_item *it = mp_slab_alloc(&slabs, cls);
+    ck_assert_ptr_nonnull(it);
+    mp_item_init(it, key, nkey, flags, 0, (uint32_t)nbytes);
+    memcpy(mp_item_value(it), value, nbytes);
+    return it;
+}
+
+static void link_item(struct mp_item *it)
+{
+    uint64_t h = mp_table_hash(mp_item_key(it), it->nkey);
+    struct mp_stripe *st = mp_table_stripe(&table, h);
+    pthread_mutex_lock(&st->lock);
+    mp_table_link_locked(&table, st, h, it);
+    pthread_mutex_unlock(&st->lock);
+}
+
+static struct mp_item *find(const char *key)
+{
+    uint64_t h = mp_table_hash(key, strlen(key));
+    struct mp_stripe *st = mp_table_stripe(&table, h);
+    pthread_mutex_lock(&st->lock);
+    struct mp_item *it = mp_table_find_locked(&table, st, h, key, strlen(key));
+    pthread_mutex_unlock(&st->lock);
+    return it;
+}
+
+static bool unlink_item(struct mp_item *it)
+{
+    uint64_t h = mp_table_hash(mp_item_key(it), it->nkey);
+    struct mp_stripe *st = mp_table_stripe(&table, h);
+    pthread_mutex_lock(&st->lock);
+    bool last = mp_table_unlink_locked(&table, st, h, it);
+    pthread_mutex_unlock(&st->lock);
+    return last;
+}
+
+static bool replace_item(struct mp_item *old, struct mp_item *repl)
+{
+    uint64_t h = mp_table_hash(mp_item_key(old), old->nkey);
+    struct mp_stripe *st = mp_table_stripe(&table, h);
+    pthread_mutex_lock(&st->lock);
+    bool last = mp_table_replace_locked(&table, st, h, old, repl);
+    pthread_mutex_unlock(&st->lock);
+    return last;
+}
+
+START_TEST(test_linked_item_is_found_by_its_key)
+{
+    make(2, 4);
+    struct mp_item *it = item_new("alpha", "one", 0);
+    ck_assert_ptr_null(find("alpha"));
+    link_item(it);
+    ck_assert_ptr_eq(find("alpha"), it);
+    ck_assert(mp_item_linked(it));
+    ck_assert_uint_eq(atomic_load(&it->refs), 1); /* the caller's reference became the table's */
+    ck_assert_ptr_null(find("alph"));
+    ck_assert_ptr_null(find("alphaa"));
+    ck_assert_ptr_null(find("beta"));
+}
+END_TEST
+
+START_TEST(test_count_and_bytes_follow_links_and_unlinks)
+{
+    make(2, 4);
+    struct mp_item *a = item_new("a", "12345", 0);
+    struct mp_item *b = item_new("bb", "x", 7); /* flags take 4 bytes */
+    link_item(a);
+    link_item(b);
+    ck_assert_uint_eq(mp_table_count(&table), 2);
+    ck_assert_uint_eq(mp_table_bytes(&table), (25 + 1 + 5) + (25 + 4 + 2 + 1));
+    ck_assert(unlink_item(a));
+    mp_slab_free(&slabs, a);
+    ck_assert_uint_eq(mp_table_count(&table), 1);
+    ck_assert_uint_eq(mp_table_bytes(&table), 25 + 4 + 2 + 1);
+    ck_assert(unlink_item(b));
+    mp_slab_free(&slabs, b);
+    ck_assert_uint_eq(mp_table_count(&table), 0);
+    ck_assert_uint_eq(mp_table_bytes(&table), 0);
+}
+END_TEST
+
+START_TEST(test_unlink_drops_the_table_reference)
+{
+    make(2, 4);
+    struct mp_item *it = item_new("k", "v", 0);
+    link_item(it);
+    ck_assert(unlink_item(it)); /* the last reference: the caller frees */
+    ck_assert(!mp_item_linked(it));
+    ck_assert_uint_eq(atomic_load(&it->refs), 0);
+    ck_assert_ptr_null(find("k"));
+    mp_slab_free(&slabs, it);
+}
+END_TEST
+
+START_TEST(test_unlink_of_a_held_item_leaves_it_to_the_reader)
+{
+    make(2, 4);
+    struct mp_item *it = item_new("k", "v", 0);
+    link_item(it);
+    atomic_fetch_add(&it->refs, 1); /* a reader */
+    ck_assert(!unlink_item(it));
+    ck_assert_uint_eq(atomic_load(&it->refs), 1);
+    ck_assert_ptr_null(find("k"));
+    ck_assert_uint_eq(mp_table_count(&table), 0);
+    ck_assert_int_eq(memcmp(mp_item_value(it), "v", 1), 0);
+}
+END_TEST
+
+START_TEST(test_unlink_of_an_item_not_in_the_table_changes_nothing)
+{
+    make(2, 4);
+    struct mp_item *in = item_new("k", "v", 0);
+    struct mp_item *out = item_new("k", "w", 0); /* same key, never linked */
+    link_item(in);
+    ck_assert(!unlink_item(out));
+    ck_assert_uint_eq(atomic_load(&out->refs), 1);
+    ck_assert_ptr_eq(find("k"), in);
+    ck_assert_uint_eq(mp_table_count(&table), 1);
+}
+END_TEST
+
+START_TEST(test_replace_swaps_items_in_one_step)
+{
+    make(2, 4);
+    struct mp_item *old = item_new("key", "old", 0);
+    struct mp_item *repl = item_new("key", "a longer value", 0);
+    link_item(old);
+    ck_assert(replace_item(old, repl));
+    ck_assert_ptr_eq(find("key"), repl);
+    ck_assert(mp_item_linked(repl));
+    ck_assert(!mp_item_linked(old));
+    ck_assert_uint_eq(atomic_load(&old->refs), 0);
+    ck_assert_uint_eq(mp_table_count(&table), 1);
+    ck_assert_uint_eq(mp_table_bytes(&table), 25 + 3 + 14);
+    mp_slab_free(&slabs, old);
+}
+END_TEST
+
+START_TEST(test_replace_keeps_the_rest_of_the_chain)
+{
+    /* at 0.75 to 1.5 items per bucket many of these share a chain with others */
+    make(1, 1);
+    enum { N = 64 };
+    struct mp_item *items[N];
+    char key[32];
+    for (unsigned i = 0; i < N; i++) {
+        key_of(key, sizeof(key), "k", i);
+        items[i] = item_new(key, "v", 0);
+        link_item(items[i]);
+    }
+    for (unsigned i = 1; i < N; i += 2) {
+        key_of(key, sizeof(key), "k", i);
+        struct mp_item *repl = item_new(key, "new", 0);
+        ck_assert(replace_item(items[i], repl));
+        mp_slab_free(&slabs, items[i]);
+        items[i] = repl;
+    }
+    for (unsigned i = 0; i < N; i++) {
+        key_of(key, sizeof(key), "k", i);
+        ck_assert_ptr_eq(find(key), items[i]);
+    }
+    for (unsigned i = 0; i < N; i += 2)
+        ck_assert(unlink_item(items[i]));
+    for (unsigned i = 1; i < N; i += 2) {
+        key_of(key, sizeof(key), "k", i);
+        ck_assert_ptr_eq(find(key), items[i]);
+        ck_assert_int_eq(memcmp(mp_item_value(items[i]), "new", 3), 0);
+    }
+    ck_assert_uint_eq(mp_table_count(&table), N / 2);
+}
+END_TEST
+
+START_TEST(test_stripe_grows_past_its_load_factor_and_keeps_every_item)
+{
+    make(1, 4);
+    enum { N = 5000 };
+    static struct mp_item *items[N];
+    char key[32];
+    for (unsigned i = 0; i < N; i++) {
+        key_of(key, sizeof(key), "key:", i);
+        items[i] = item_new(key, "value", 0);
+        link_item(items[i]);
+    }
+    uint64_t resizes = 0;
+    for (unsigned s = 0; s < table.nstripes; s++) {
+        struct mp_stripe *st = &table.stripes[s];
+        resizes += st->resizes;
+        /* at most 1.5 items per bucket after the link that crossed it */
+        ck_assert_uint_le((uint64_t)atomic_load(&st->count) * 2, (uint64_t)(st->mask + 1) * 3);
+        ck_assert_uint_gt(st->mask + 1, 4);
+    }
+    ck_assert_uint_gt(resizes, 0);
+    ck_assert_uint_eq(mp_table_count(&table), N);
+    uint64_t bytes = 0;
+    for (unsigned i = 0; i < N; i++)
+        bytes += mp_item_total(key_of(key, sizeof(key), "key:", i), 5, 0);
+    ck_assert_uint_eq(mp_table_bytes(&table), bytes);
+    for (unsigned i = 0; i < N; i++) {
+        key_of(key, sizeof(key), "key:", i);
+        ck_assert_msg(find(key) == items[i], "%s lost after growth", key);
+    }
+    /* and unlinking every other one leaves the rest findable */
+    for (unsigned i = 0; i < N; i += 2)
+        ck_assert(unlink_item(items[i]));
+    for (unsigned i = 0; i < N; i++) {
+        key_of(key, sizeof(key), "key:", i);
+        ck_assert_ptr_eq(find(key), i % 2 ? items[i] : NULL);
+    }
+    ck_assert_uint_eq(mp_table_count(&table), N / 2);
+}
+END_TEST
+
+START_TEST(test_keys_spread_over_the_stripes_by_high_hash_bits)
+{
+    make(4, 16);
+    char key[32];
+    for (unsigned i = 0; i < 1600; i++) {
+        key_of(key, sizeof(key), "spread:", i);
+        link_item(item_new(key, "v", 0));
+    }
+    for (unsigned s = 0; s < table.nstripes; s++) {
+        uint32_t n = atomic_load(&table.stripes[s].count);
+        ck_assert_msg(n > 40 && n < 200, "stripe %u holds %u of 1600", s, n);
+    }
+    uint64_t h = mp_table_hash("spread:7", 8);
+    ck_assert_ptr_eq(mp_table_stripe(&table, h), &table.stripes[h >> 60]);
+}
+END_TEST
+
+START_TEST(test_overhead_counts_stripes_and_buckets)
+{
+    make(2, 8);
+    ck_assert_uint_eq(mp_table_overhead(&table), 4 * sizeof(struct mp_stripe) + 4 * 8 * sizeof(mp_handle_t));
+}
+END_TEST
+
+START_TEST(test_single_stripe_table_finds_its_items)
+{
+    /* stripe_bits 0: 2^0 = one stripe. */
+    make(0, 4);
+    struct mp_item *it = item_new("only", "v", 0);
+    link_item(it);
+    ck_assert_ptr_eq(find("only"), it);
+    ck_assert_uint_eq(mp_table_count(&table), 1);
+}
+END_TEST
+
+static Suite *table_suite(void)
+{
+    Suite *s = suite_create("table");
+    TCase *tc = tcase_create("table");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_linked_item_is_found_by_its_key);
+    tcase_add_test(tc, test_count_and_bytes_follow_links_and_unlinks);
+    tcase_add_test(tc, test_unlink_drops_the_table_reference);
+    tcase_add_test(tc, test_unlink_of_a_held_item_leaves_it_to_the_reader);
+    tcase_add_test(tc, test_unlink_of_an_item_not_in_the_table_changes_nothing);
+    tcase_add_test(tc, test_replace_swaps_items_in_one_step);
+    tcase_add_test(tc, test_replace_keeps_the_rest_of_the_chain);
+    tcase_add_test(tc, test_stripe_grows_past_its_load_factor_and_keeps_every_item);
+    tcase_add_test(tc, test_keys_spread_over_the_stripes_by_high_hash_bits);
+    tcase_add_test(tc, test_overhead_counts_stripes_and_buckets);
+    tcase_add_test(tc, test_single_stripe_table_finds_its_items);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(table_suite());
+}

@@ -226,6 +226,8 @@ static bool flush(struct mp_conn *c)
         return false;
     if (c->nsegs == 0)
         return true;
+    if (c->state == ST_GET || c->state == ST_GET_KEYS)
+        c->get_flushed = true; /* part of this get's replies is gone: it can no longer be undone */
     for (size_t i = 0; i < c->nsegs; i++) {
         const struct seg *s = &c->segs[i];
         c->bufs[i] = uv_buf_init((char *)(s->ext ? s->ext : c->obuf + s->off), (unsigned)s->len);
@@ -347,11 +349,8 @@ static bool step_get(struct mp_conn *c)
             return true;
         }
         get_one(c, key, nkey);
-        if (c->pending >= OUT_HIGH_WATER) {
-            c->get_flushed = true;
-            if (!flush(c))
-                return false; /* resumes from get_pos in on_write */
-        }
+        if (c->pending >= OUT_HIGH_WATER && !flush(c))
+            return false; /* resumes from get_pos in on_write */
     }
     if (c->get_more) {
         c->state = ST_GET_KEYS;
@@ -692,7 +691,6 @@ static bool step_get_keys(struct mp_conn *c)
     c->get_pos = req.keys;
     c->get_end = req.keys + req.nkeys;
     c->get_more = req.partial;
-    c->get_flushed = true; /* earlier parts may be written already */
     c->state = ST_GET;
     return true;
 }
@@ -829,7 +827,9 @@ static void process(struct mp_conn *c)
     }
     if (uv_is_closing(&c->h.handle))
         return;
-    bool done = flush(c);
+    /* A get whose line is still arriving keeps its replies (up to the high-water mark): if a key
+     * further on is refused, memcached answers that get with the error alone. */
+    bool done = c->state == ST_GET_KEYS && c->pending < OUT_HIGH_WATER ? true : flush(c);
     if (c->state == ST_CLOSING) {
         set_reading(c, false);
         if (done)

@@ -238,8 +238,8 @@ static void report_items(const struct mp_stats_source *src, mp_stats_emit_fn emi
         pthread_mutex_lock(&c->lock);
         struct mp_slab_class snap = *c;
         pthread_mutex_unlock(&c->lock);
-        if (snap.npages == 0)
-            continue;
+        if (snap.used == 0)
+            continue; /* memcached lists only classes that hold items */
 #define ITEM_STAT(field, val)                                                                                          \
     snprintf(name, sizeof(name), "items:%u:%s", i, field);                                                             \
     emit(ctx, name, "%llu", (unsigned long long)(val));

@@ -1,0 +1,291 @@
+"""Shared helpers for the integration suite: servers, connections, clients, checks.
+
+A test is a plain function `test_<behaviour>(fx)` in a `test_*.py` module. `fx` is a Fixture:
+it starts servers on free loopback ports and, when the test ends, closes every connection it
+opened and stops every server (SIGTERM, then SIGKILL after a timeout). A server that died during
+the test fails the test, with the tail of its output.
+
+Every wait here is bounded: socket operations by IO_TIMEOUT, polling loops by both an iteration
+count and a deadline.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+from pymemcache.client.base import Client
+
+HOST = "127.0.0.1"
+MEMCACHED = "/usr/bin/memcached"
+IO_TIMEOUT = 5.0
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+SENTINEL, SENTINEL_REPLY = b"mn\r\n", b"MN\r\n"
+
+
+class Closed(Exception):
+    """The server closed the connection while a reply was awaited; `received` is what came
+    before the close."""
+
+    def __init__(self, received):
+        super().__init__(f"connection closed by the server after {received[:300]!r}")
+        self.received = received
+
+
+def is_memcached(binary):
+    return os.path.basename(binary) == "memcached"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def server_argv(binary, port, threads=4, memory_mb=64, max_conns=1024, item_max=None, extra=()):
+    """The command line, with memcached's flags; memcached alone gets -U 0 (and -u root).
+    `extra` is appended as is."""
+    argv = [binary, "-p", str(port), "-l", HOST, "-t", str(threads), "-m", str(memory_mb),
+            "-c", str(max_conns)]
+    if item_max:
+        argv += ["-I", item_max]
+    if is_memcached(binary):
+        argv += ["-U", "0"] + (["-u", "root"] if os.geteuid() == 0 else [])
+    return argv + list(extra)
+
+
+def bounded(iterations, seconds):
+    """Yield 0, 1, ... at most `iterations` times and for at most `seconds`: the shape of every
+    loop in the suite."""
+    deadline = time.monotonic() + seconds
+    for i in range(iterations):
+        if time.monotonic() > deadline:
+            return
+        yield i
+
+
+def poll(probe, timeout, interval=0.05):
+    """Call probe() until it returns something truthy or `timeout` seconds pass; return the
+    last result."""
+    result = None
+    for _ in bounded(int(timeout / interval) + 1, timeout):
+        result = probe()
+        if result:
+            break
+        time.sleep(interval)
+    return result
+
+
+def run_threads(workers, timeout):
+    """Run each callable in its own thread and wait at most `timeout` seconds for all of them;
+    re-raise the first exception any of them raised."""
+    errors = []
+
+    def wrap(work):
+        try:
+            work()
+        except BaseException as exc:  # reported to the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=wrap, args=(w,), daemon=True) for w in workers]
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    if errors:
+        raise errors[0]
+    if any(t.is_alive() for t in threads):
+        raise AssertionError(f"worker threads still running after {timeout}s")
+
+
+class Server:
+    """One server process listening on a free port of 127.0.0.1."""
+
+    def __init__(self, binary, **opts):
+        self.output = tempfile.TemporaryFile()  # its stdout and stderr, shown if it dies
+        for _ in range(3):  # another process may take the free port before the server binds it
+            self.port = free_port()
+            self.argv = server_argv(binary, self.port, **opts)
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                         stdout=self.output, stderr=self.output)
+            if poll(self._ready, START_TIMEOUT, 0.01) and self.alive():
+                return
+            self._terminate()
+        message = f"server did not start: {' '.join(self.argv)}\n{self.tail()}"
+        self.output.close()
+        raise RuntimeError(message)
+
+    def _ready(self):
+        if not self.alive():
+            return True  # exited: stop waiting, the caller sees it
+        try:
+            socket.create_connection((HOST, self.port), timeout=IO_TIMEOUT).close()
+            return True
+        except OSError:
+            return False
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def tail(self, lines=20):
+        self.output.seek(0)
+        return b"\n".join(self.output.read().splitlines()[-lines:]).decode(errors="replace")
+
+    def _terminate(self):
+        """SIGTERM, then SIGKILL after STOP_TIMEOUT."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(STOP_TIMEOUT)
+
+    def stop(self):
+        self._terminate()
+        self.output.close()
+
+
+class Conn:
+    """A raw client connection. Replies accumulate in a buffer until a read takes them."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection((HOST, port), timeout=IO_TIMEOUT)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _take(self):
+        out, self.buf = self.buf, b""
+        return out
+
+    def _recv(self, timeout):
+        """One recv into the buffer; raises Closed on end of stream or reset."""
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            raise Closed(self._take())
+        self.buf += chunk
+
+    def read_until(self, done, timeout=IO_TIMEOUT):
+        """Read until done(buffer) is true; return and clear the buffer."""
+        deadline = time.monotonic() + timeout
+        for _ in bounded(1 << 20, timeout):
+            if done(self.buf):
+                break
+            try:
+                self._recv(deadline - time.monotonic())
+            except socket.timeout:
+                pass
+        if not done(self.buf):
+            raise AssertionError(f"no complete reply within {timeout}s; got {self.buf[:300]!r}")
+        return self._take()
+
+    def read_line(self, timeout=IO_TIMEOUT):
+        return self.read_until(lambda b: b.endswith(b"\r\n"), timeout)
+
+    def read_for(self, seconds):
+        """Whatever arrives within `seconds`, stopping early at a close: (data, closed)."""
+        deadline = time.monotonic() + seconds
+        for _ in bounded(1 << 20, seconds):
+            try:
+                self._recv(deadline - time.monotonic())
+            except socket.timeout:
+                break
+            except Closed as closed:
+                return closed.received, True
+        return self._take(), False
+
+    def request(self, data, timeout=IO_TIMEOUT):
+        """Send data followed by the `mn` sentinel and return every reply before the sentinel's.
+        (A value ending in "\\r\\nMN" would end the read early; no test stores one.)"""
+        self.send(data + SENTINEL)
+        out = self.read_until(
+            lambda b: b == SENTINEL_REPLY or b.endswith(b"\r\n" + SENTINEL_REPLY), timeout)
+        return out[:-len(SENTINEL_REPLY)]
+
+    def close(self):
+        self.sock.close()
+
+
+class Fixture:
+    """What a test receives: `binary` plus factories for servers, raw connections and
+    pymemcache clients, all cleaned up when the test ends."""
+
+    def __init__(self, binary):
+        self.binary = binary
+        self._servers, self._closers = [], []
+        self._default = None
+
+    def server(self, binary=None, **opts):
+        """A new server of `binary` (default: the one under test) with the given options
+        (threads, memory_mb, max_conns, item_max, extra)."""
+        srv = Server(binary or self.binary, **opts)
+        self._servers.append(srv)
+        return srv
+
+    @property
+    def default(self):
+        """The test's default server, started on first use."""
+        if self._default is None:
+            self._default = self.server()
+        return self._default
+
+    def conn(self, server=None):
+        c = Conn((server or self.default).port)
+        self._closers.append(c.close)
+        return c
+
+    def client(self, server=None):
+        c = Client((HOST, (server or self.default).port), connect_timeout=IO_TIMEOUT,
+                   timeout=IO_TIMEOUT, default_noreply=False)
+        self._closers.append(c.close)
+        return c
+
+    def teardown(self):
+        """Close everything and start stopping the servers; return a list of problems (servers
+        that died during the test)."""
+        for close in reversed(self._closers):
+            try:
+                close()
+            except OSError:
+                pass
+        problems = []
+        for srv in self._servers:
+            if not srv.alive():
+                problems.append(f"server {' '.join(srv.argv)} exited during the test with "
+                                f"status {srv.proc.returncode}:\n{srv.tail()}")
+            stop_in_background(srv)
+        return problems
+
+
+# memcached takes up to a second to exit after SIGTERM (it waits for its clock tick), so
+# servers are stopped in background threads while the next test runs.
+_stoppers = []
+
+
+def stop_in_background(srv):
+    thread = threading.Thread(target=srv.stop, daemon=True)
+    thread.start()
+    _stoppers.append(thread)
+
+
+def wait_for_stopped_servers():
+    deadline = time.monotonic() + 2 * STOP_TIMEOUT + 1
+    for thread in _stoppers:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def expect(actual, expected, what="value"):
+    if actual != expected:
+        raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}")

@@ -1,0 +1,126 @@
+"""The FROM scratch image: built with `make image`, run with podman as a sidecar would run it.
+
+Podman and runc are installed when missing (with sudo when not root); when that fails the test
+fails and says why. test/container/containers.conf is what podman needs on these hosts (runc,
+cgroupfs, file limits it can set). Everything started here is removed by name at the end.
+Magpie only: against memcached there is no image to test.
+"""
+
+import os
+import shutil
+import subprocess
+import time
+
+from pymemcache.client.base import Client
+
+import harness
+from harness import expect
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONTAINERS_CONF = os.path.join(REPO, "test", "container", "containers.conf")
+INSTALL_TIMEOUT = 900
+BUILD_TIMEOUT = 900
+PODMAN_TIMEOUT = 120
+MAX_IMAGE_BYTES = 5 * 1000 * 1000
+
+
+def run(argv, timeout=PODMAN_TIMEOUT, check=True):
+    """Run a command with the project's podman configuration; CompletedProcess, text output."""
+    env = dict(os.environ, CONTAINERS_CONF=CONTAINERS_CONF)
+    try:
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{' '.join(argv)} did not finish within {timeout}s")
+    if check and result.returncode != 0:
+        # podman's "unable to get systemd connection" lines are noise here; show the rest
+        raise AssertionError(f"{' '.join(argv)} exited {result.returncode}:\n"
+                             f"{result.stdout[-1500:]}{result.stderr[-1500:]}")
+    return result
+
+
+def ensure_podman():
+    if shutil.which("podman") and shutil.which("runc"):
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for argv in (sudo + ["apt-get", "update", "-qq"],
+                 sudo + ["apt-get", "install", "-y", "-qq", "podman", "runc"]):
+        try:
+            result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                    env=env, timeout=INSTALL_TIMEOUT)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise AssertionError(f"cannot install podman and runc: {' '.join(argv)}: {exc}")
+        if result.returncode != 0:
+            raise AssertionError(f"cannot install podman and runc: {' '.join(argv)} exited "
+                                 f"{result.returncode}: {result.stderr[-1000:]}")
+    if not (shutil.which("podman") and shutil.which("runc")):
+        raise AssertionError("apt-get installed podman and runc, yet they are not on PATH")
+
+
+def connectable(port):
+    try:
+        harness.Conn(port).close()
+        return True
+    except OSError:
+        return False
+
+
+def inspect(kind, name, template):
+    return run(["podman", kind, "inspect", "--format", template, name]).stdout.strip()
+
+
+def test_image_builds_small_runs_as_nobody_serves_probes_and_stops_cleanly(fx):
+    if harness.is_memcached(fx.binary):
+        return  # the image is Magpie's
+    ensure_podman()
+    image = f"magpie-test:{os.getpid()}"
+    port = harness.free_port()
+    name = f"magpie-test-{os.getpid()}-{port}"
+    try:
+        run(["make", "-C", REPO, "--no-print-directory", "image", f"IMAGE={image}"],
+            timeout=BUILD_TIMEOUT)
+
+        size = int(inspect("image", image, "{{.Size}}"))
+        if size > MAX_IMAGE_BYTES:
+            raise AssertionError(f"image is {size} bytes, over {MAX_IMAGE_BYTES}")
+        expect(inspect("image", image, "{{.Config.User}}"), "65534:65534", "configured user")
+
+        run(["podman", "run", "-d", "--name", name, "--network", "host", image,
+             "-l", harness.HOST, "-p", str(port)])
+        listening = harness.poll(lambda: connectable(port), harness.START_TIMEOUT)
+        if not listening:
+            logs = run(["podman", "logs", name], check=False)
+            raise AssertionError(f"nothing listens on port {port}:\n{logs.stdout}{logs.stderr}")
+
+        pid = int(inspect("container", name, "{{.State.Pid}}"))
+        with open(f"/proc/{pid}/status") as status:
+            ids = {line.split(":")[0]: line.split()[1:] for line in status
+                   if line.startswith(("Uid:", "Gid:"))}
+        expect((ids["Uid"][0], ids["Gid"][0]), ("65534", "65534"), "uid and gid of the server")
+
+        client = Client((harness.HOST, port), connect_timeout=harness.IO_TIMEOUT,
+                        timeout=harness.IO_TIMEOUT, default_noreply=False)
+        try:
+            expect(client.set("in:container", b"from the image"), True, "set")
+            expect(client.get("in:container"), b"from the image", "get")
+        finally:
+            client.close()
+
+        healthy = run(["podman", "exec", name, "/magpie", "--health", f"{harness.HOST}:{port}"],
+                      check=False)
+        expect(healthy.returncode, 0, f"--health on the server's port ({healthy.stderr[-300:]!r})")
+        nobody = harness.free_port()
+        unhealthy = run(["podman", "exec", name, "/magpie", "--health", f"{harness.HOST}:{nobody}"],
+                        check=False)
+        expect(unhealthy.returncode, 1, "--health on a port nothing listens on")
+
+        started = time.monotonic()
+        run(["podman", "stop", "-t", "3", name])
+        elapsed = time.monotonic() - started
+        if elapsed >= 3.0:
+            raise AssertionError(f"podman stop -t 3 took {elapsed:.2f}s: SIGTERM was not obeyed")
+        expect(inspect("container", name, "{{.State.ExitCode}}"), "0", "the container's exit code")
+    finally:
+        run(["podman", "rm", "-f", "--ignore", name], check=False)
+        run(["podman", "rmi", "-f", image], check=False)

@@ -991,6 +991,12 @@ void mp_conn_list_close_idle(struct mp_conn_list *list, uint32_t t, uint32_t tim
     }
 }
 
+void mp_conn_list_close_now(struct mp_conn_list *list)
+{
+    for (struct mp_conn *c = list->head; c; c = c->next)
+        close_conn(c);
+}
+
 void mp_conn_list_init(struct mp_conn_list *list)
 {
     memset(list, 0, sizeof(*list));

@@ -17,9 +17,12 @@ static void close_handle(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-/* The shutdown deadline: whatever is still open now is closed without waiting for its writes. */
+/* The shutdown deadline: whatever is still open now is closed without waiting for its writes
+ * (connections first, through their own close, which frees them). */
 static void on_deadline(uv_timer_t *t)
 {
+    struct mp_worker *w = t->data;
+    mp_conn_list_close_now(&w->conns);
     uv_walk(t->loop, close_handle, NULL);
 }
 

@@ -62,6 +62,9 @@ void mp_conn_list_close_idle(struct mp_conn_list *list, uint32_t now, uint32_t t
 /* Shut down every connection of a list. */
 void mp_conn_list_shutdown(struct mp_conn_list *list);
 
+/* Close every connection of a list at once, pending writes or not (the shutdown deadline). */
+void mp_conn_list_close_now(struct mp_conn_list *list);
+
 void mp_conn_list_init(struct mp_conn_list *list);
 void mp_conn_list_deinit(struct mp_conn_list *list);
 

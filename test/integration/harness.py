@@ -124,7 +124,16 @@ class Server:
         if not self.alive():
             return True  # exited: stop waiting, the caller sees it
         try:
-            socket.create_connection((HOST, self.port), timeout=IO_TIMEOUT).close()
+            # A whole round trip, not just a connect: the server has then accepted and counted
+            # this probe before any test reads its connection statistics.
+            with socket.create_connection((HOST, self.port), timeout=IO_TIMEOUT) as probe:
+                probe.sendall(b"version\r\n")
+                reply = b""
+                while not reply.endswith(b"\r\n"):
+                    chunk = probe.recv(256)
+                    if not chunk:
+                        return False
+                    reply += chunk
             return True
         except OSError:
             return False

@@ -121,12 +121,12 @@ integration: $(BUILD)/magpie
 # ASan's quarantine keeps freed memory for a while; a small one keeps the RSS bounds of the
 # hostile-input tests meaningful.
 asan: test-deps
-	@ASAN_OPTIONS="quarantine_size_mb=16:detect_leaks=1" \
+	@ASAN_OPTIONS="quarantine_size_mb=16:detect_leaks=1" MAGPIE_SANITIZER=address \
 	  $(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" TEST_FUZZ_SECONDS=0 \
 	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
 
 tsan: test-deps
-	@$(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread" TEST_FUZZ_SECONDS=0 \
+	@MAGPIE_SANITIZER=thread TSAN_OPTIONS="halt_on_error=1" $(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread" TEST_FUZZ_SECONDS=0 \
 	  test
 
 ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru table slab item num clock)

@@ -70,6 +70,15 @@ void mp_stats_reset(struct mp_stats *s)
     pthread_mutex_unlock(&s->reset_lock);
 }
 
+/* A class's fields as of one moment (its mutex is copied too, and not used). */
+static struct mp_slab_class snapshot(struct mp_slab_class *c)
+{
+    pthread_mutex_lock(&c->lock);
+    struct mp_slab_class snap = *c;
+    pthread_mutex_unlock(&c->lock);
+    return snap;
+}
+
 /* Engine-wide figures from the slab classes. */
 struct class_totals {
     uint64_t evictions, evicted_unfetched, reclaimed, expired_unfetched, outofmemory, moved, pages;
@@ -79,16 +88,14 @@ static void class_totals(struct mp_slabs *slabs, struct class_totals *t)
 {
     memset(t, 0, sizeof(*t));
     for (unsigned i = 1; i <= slabs->nclasses; i++) {
-        struct mp_slab_class *c = &slabs->classes[i];
-        pthread_mutex_lock(&c->lock);
-        t->evictions += c->evictions;
-        t->evicted_unfetched += c->evicted_unfetched;
-        t->reclaimed += c->reclaimed;
-        t->expired_unfetched += c->expired_unfetched;
-        t->outofmemory += c->outofmemory;
-        t->moved += c->pages_moved_out;
-        t->pages += c->npages;
-        pthread_mutex_unlock(&c->lock);
+        struct mp_slab_class c = snapshot(&slabs->classes[i]);
+        t->evictions += c.evictions;
+        t->evicted_unfetched += c.evicted_unfetched;
+        t->reclaimed += c.reclaimed;
+        t->expired_unfetched += c.expired_unfetched;
+        t->outofmemory += c.outofmemory;
+        t->moved += c.pages_moved_out;
+        t->pages += c.npages;
     }
 }
 
@@ -203,10 +210,7 @@ static void report_slabs(const struct mp_stats_source *src, mp_stats_emit_fn emi
     uint64_t pages = 0;
     char name[64];
     for (unsigned i = 1; i <= slabs->nclasses; i++) {
-        struct mp_slab_class *c = &slabs->classes[i];
-        pthread_mutex_lock(&c->lock);
-        struct mp_slab_class snap = *c;
-        pthread_mutex_unlock(&c->lock);
+        struct mp_slab_class snap = snapshot(&slabs->classes[i]);
         if (snap.npages == 0)
             continue;
         active++;
@@ -234,10 +238,7 @@ static void report_items(const struct mp_stats_source *src, mp_stats_emit_fn emi
     struct mp_slabs *slabs = &src->cache->slabs;
     char name[64];
     for (unsigned i = 1; i <= slabs->nclasses; i++) {
-        struct mp_slab_class *c = &slabs->classes[i];
-        pthread_mutex_lock(&c->lock);
-        struct mp_slab_class snap = *c;
-        pthread_mutex_unlock(&c->lock);
+        struct mp_slab_class snap = snapshot(&slabs->classes[i]);
         if (snap.used == 0)
             continue; /* memcached lists only classes that hold items */
 #define ITEM_STAT(field, val)                                                                                          \

@@ -8,7 +8,7 @@
 
 #include "magpie/log.h"
 
-#define SHUTDOWN_GRACE_MS 900
+#define SHUTDOWN_GRACE_MS 600 /* of the second a shutdown may take; the rest is margin */
 
 static void close_handle(uv_handle_t *h, void *arg)
 {

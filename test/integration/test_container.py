@@ -111,8 +111,8 @@ def test_image_builds_small_runs_as_nobody_serves_probes_and_stops_cleanly(fx):
                       check=False)
         expect(healthy.returncode, 0, f"--health on the server's port ({healthy.stderr[-300:]!r})")
         nobody = harness.free_port()
-        unhealthy = run(["podman", "exec", name, "/magpie", "--health", f"{harness.HOST}:{nobody}"],
-                        check=False)
+        unhealthy = run(["podman", "exec", name, "/magpie", "--health",
+                         f"{harness.HOST}:{nobody}"], check=False)
         expect(unhealthy.returncode, 1, "--health on a port nothing listens on")
 
         started = time.monotonic()

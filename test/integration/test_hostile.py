@@ -6,6 +6,7 @@ After every scenario the server must still be alive, a fresh client must store a
 value, and the server's resident memory must stay within 1.25 x -m + 16 MiB.
 """
 
+import os
 import random
 import socket
 import struct
@@ -16,8 +17,18 @@ from harness import expect
 
 MEMORY_MB = 64
 RSS_LIMIT = int(1.25 * MEMORY_MB * 2**20) + 16 * 2**20
+# `make asan` and `make tsan` set MAGPIE_SANITIZER: shadow memory and the sanitizers' allocators
+# inflate RSS several times over, so the RSS bound is checked in the plain build (`make test`)
+# and the sanitizer runs check everything else.
+RSS_CHECKED = not os.environ.get("MAGPIE_SANITIZER")
 LARGE = 500 * 1024
 CRLF = b"\r\n"
+CONTROL_BYTES = b"\x00\x01\x07\x1b\x7f\r\n\t"
+BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
+BAD_TOKEN = b"CLIENT_ERROR bad token in command line format\r\n"
+BAD_DELTA = b"CLIENT_ERROR invalid numeric delta argument\r\n"
+BAD_EXPTIME = b"CLIENT_ERROR invalid exptime argument\r\n"
+BAD_META_FLAG = b"CLIENT_ERROR invalid or duplicate flag\r\n"
 
 
 def rss(srv):
@@ -31,8 +42,9 @@ def rss(srv):
 
 def check_rss(srv, what):
     used = rss(srv)
-    if used > RSS_LIMIT:
-        raise AssertionError(f"{what}: RSS {used >> 20} MiB is over the {RSS_LIMIT >> 20} MiB bound")
+    if RSS_CHECKED and used > RSS_LIMIT:
+        raise AssertionError(f"{what}: RSS {used >> 20} MiB is over the "
+                             f"{RSS_LIMIT >> 20} MiB bound")
 
 
 def check_healthy(fx, srv, what):
@@ -118,7 +130,7 @@ def test_random_binary_garbage_does_not_hurt_the_server(fx):
                 else:  # a real command with NUL and control bytes spliced in
                     data = bytearray(rng.choice(commands))
                     for _ in range(rng.randrange(1, 4)):
-                        data.insert(rng.randrange(len(data)), rng.choice(b"\x00\x01\x07\x1b\x7f\r\n\t"))
+                        data.insert(rng.randrange(len(data)), rng.choice(CONTROL_BYTES))
                     data = bytes(data)
                 c.send(data)
             c.read_for(0.02)
@@ -132,7 +144,8 @@ def test_nul_and_control_bytes_inside_commands_get_memcacheds_replies(fx):
     srv = hostile_server(fx)
     c = fx.conn(srv)
     for request, reply in [
-            (b"set k\x01y 0 0 1\r\nx\r\nget k\x01y\r\n", b"STORED\r\nVALUE k\x01y 0 1\r\nx\r\nEND\r\n"),
+            (b"set k\x01y 0 0 1\r\nx\r\nget k\x01y\r\n",
+             b"STORED\r\nVALUE k\x01y 0 1\r\nx\r\nEND\r\n"),
             (b"get\x00 k\r\n", b"ERROR\r\n"),
             (b"\x00\x00\x00\r\n", b"ERROR\r\n"),
             (b"\x7f\x1b[A\r\n", b"ERROR\r\n"),
@@ -146,39 +159,38 @@ def test_nul_and_control_bytes_inside_commands_get_memcacheds_replies(fx):
 
 
 ABSURD_NUMBERS = [
-    (b"set k 0 0 99999999999999999999\r\nx\r\n", b"CLIENT_ERROR bad command line format\r\nERROR\r\n"),
-    (b"set k 0 0 -1\r\nx\r\n", b"CLIENT_ERROR bad command line format\r\nERROR\r\n"),
-    (b"set k 0 0 2147483648\r\nx\r\n", b"CLIENT_ERROR bad command line format\r\nERROR\r\n"),
-    (b"set k -1 0 1\r\nx\r\n", b"CLIENT_ERROR bad command line format\r\nERROR\r\n"),
-    (b"set k 18446744073709551616 0 1\r\nx\r\n", b"CLIENT_ERROR bad command line format\r\nERROR\r\n"),
+    (b"set k 0 0 99999999999999999999\r\nx\r\n", BAD_FORMAT + b"ERROR\r\n"),
+    (b"set k 0 0 -1\r\nx\r\n", BAD_FORMAT + b"ERROR\r\n"),
+    (b"set k 0 0 2147483648\r\nx\r\n", BAD_FORMAT + b"ERROR\r\n"),
+    (b"set k -1 0 1\r\nx\r\n", BAD_FORMAT + b"ERROR\r\n"),
+    (b"set k 18446744073709551616 0 1\r\nx\r\n", BAD_FORMAT + b"ERROR\r\n"),
     (b"set k 4294967295 0 1\r\nx\r\nget k\r\n", b"STORED\r\nVALUE k 4294967295 1\r\nx\r\nEND\r\n"),
-    (b"set k 0 99999999999999999999 1\r\nx\r\n", b"CLIENT_ERROR bad command line format\r\nERROR\r\n"),
+    (b"set k 0 99999999999999999999 1\r\nx\r\n", BAD_FORMAT + b"ERROR\r\n"),
     (b"set k 0 -1 1\r\nx\r\nget k\r\n", b"STORED\r\nEND\r\n"),
     (b"set n 0 0 20\r\n18446744073709551615\r\nincr n 1\r\n", b"STORED\r\n0\r\n"),
-    (b"incr n 18446744073709551616\r\n", b"CLIENT_ERROR invalid numeric delta argument\r\n"),
+    (b"incr n 18446744073709551616\r\n", BAD_DELTA),
     (b"set n 0 0 1\r\n5\r\nincr n 18446744073709551615\r\ndecr n 18446744073709551615\r\n",
      b"STORED\r\n4\r\n0\r\n"),
-    (b"decr n 99999999999999999999\r\nincr n -1\r\n",
-     b"CLIENT_ERROR invalid numeric delta argument\r\nCLIENT_ERROR invalid numeric delta argument\r\n"),
+    (b"decr n 99999999999999999999\r\nincr n -1\r\n", BAD_DELTA + BAD_DELTA),
     (b"set n 0 0 21\r\n184467440737095516150\r\nincr n 1\r\n",
      b"STORED\r\nCLIENT_ERROR cannot increment or decrement non-numeric value\r\n"),
-    (b"cas k 0 0 1 18446744073709551616\r\nx\r\n", b"CLIENT_ERROR bad command line format\r\nERROR\r\n"),
-    (b"cas k 0 0 1 -1\r\nx\r\n", b"CLIENT_ERROR bad command line format\r\nERROR\r\n"),
+    (b"cas k 0 0 1 18446744073709551616\r\nx\r\n", BAD_FORMAT + b"ERROR\r\n"),
+    (b"cas k 0 0 1 -1\r\nx\r\n", BAD_FORMAT + b"ERROR\r\n"),
     (b"set k 0 0 1\r\nx\r\ncas k 0 0 1 18446744073709551615\r\ny\r\n", b"STORED\r\nEXISTS\r\n"),
-    (b"touch k 99999999999999999999\r\n", b"CLIENT_ERROR invalid exptime argument\r\n"),
-    (b"gat 99999999999999999999 k\r\n", b"CLIENT_ERROR invalid exptime argument\r\n"),
-    (b"flush_all 99999999999999999999\r\n", b"CLIENT_ERROR invalid exptime argument\r\n"),
-    (b"verbosity 99999999999999999999\r\n", b"CLIENT_ERROR bad command line format\r\n"),
-    (b"mg k v N99999999999999999999\r\n", b"CLIENT_ERROR bad token in command line format\r\n"),
-    (b"mg k T99999999999999999999\r\n", b"CLIENT_ERROR bad token in command line format\r\n"),
-    (b"mg k v R99999999999999999999\r\n", b"CLIENT_ERROR bad token in command line format\r\n"),
+    (b"touch k 99999999999999999999\r\n", BAD_EXPTIME),
+    (b"gat 99999999999999999999 k\r\n", BAD_EXPTIME),
+    (b"flush_all 99999999999999999999\r\n", BAD_EXPTIME),
+    (b"verbosity 99999999999999999999\r\n", BAD_FORMAT),
+    (b"mg k v N99999999999999999999\r\n", BAD_TOKEN),
+    (b"mg k T99999999999999999999\r\n", BAD_TOKEN),
+    (b"mg k v R99999999999999999999\r\n", BAD_TOKEN),
     (b"mg k E18446744073709551616 v\r\n", b"CLIENT_ERROR invalid flag\r\n"),
-    (b"ma k D99999999999999999999\r\n", b"CLIENT_ERROR invalid or duplicate flag\r\n"),
-    (b"ma k N0 J99999999999999999999\r\n", b"CLIENT_ERROR invalid or duplicate flag\r\n"),
-    (b"ms k 99999999999999999999\r\nx\r\n", b"CLIENT_ERROR bad command line format\r\nERROR\r\n"),
-    (b"ms k 1 C18446744073709551616\r\nx\r\n", b"CLIENT_ERROR bad token in command line format\r\n"),
-    (b"ms k 1 T99999999999999999999\r\nx\r\n", b"CLIENT_ERROR bad token in command line format\r\n"),
-    (b"md k C99999999999999999999\r\n", b"CLIENT_ERROR invalid or duplicate flag\r\n"),
+    (b"ma k D99999999999999999999\r\n", BAD_META_FLAG),
+    (b"ma k N0 J99999999999999999999\r\n", BAD_META_FLAG),
+    (b"ms k 99999999999999999999\r\nx\r\n", BAD_FORMAT + b"ERROR\r\n"),
+    (b"ms k 1 C18446744073709551616\r\nx\r\n", BAD_TOKEN),
+    (b"ms k 1 T99999999999999999999\r\nx\r\n", BAD_TOKEN),
+    (b"md k C99999999999999999999\r\n", BAD_META_FLAG),
 ]
 
 
@@ -213,42 +225,92 @@ def test_get_with_20000_keys_answers_every_key_then_end(fx):
                         for k in stored[start:start + 1000]))
     expect(c.request(b""), b"", "noreply sets answer nothing")
     reply = c.request(b"get " + b" ".join(keys) + b"\r\n", timeout=10.0)
-    expected = b"".join(b"VALUE %s 0 %d\r\nv-%s\r\n" % (k, len(k) + 2, k) for k in stored) + b"END\r\n"
+    expected = b"".join(b"VALUE %s 0 %d\r\nv-%s\r\n" % (k, len(k) + 2, k)
+                        for k in stored) + b"END\r\n"
     expect(reply.count(b"VALUE "), len(stored), "VALUE lines")
     expect(reply == expected, True, "the whole reply, in key order, ending in END")
     check_healthy(fx, srv, "a 20,000-key get")
 
 
+def test_get_of_20000_16k_values_read_late_is_held_back_and_complete(fx):
+    srv = hostile_server(fx)
+    c = fx.conn(srv)
+    keys = [b"mid:%04d" % i for i in range(2000)]
+    value = b"m" * 16000  # the largest size that is copied into the reply rather than pinned
+    for start in range(0, len(keys), 100):
+        c.send(b"".join(b"set %s 0 0 %d noreply\r\n%s\r\n" % (k, len(value), value)
+                        for k in keys[start:start + 100]))
+    expect(c.request(b""), b"", "noreply sets answer nothing")
+    asked = keys * 10  # 20,000 keys, 320 MB of replies: five times -m
+    reader = socket.create_connection((harness.HOST, srv.port), timeout=harness.IO_TIMEOUT)
+    try:
+        reader.sendall(b"get " + b" ".join(asked) + b"\r\n")
+        peak = 0
+        for _ in harness.bounded(20, 2.0):  # the reader sits on its replies for a second
+            peak = max(peak, rss(srv))
+            time.sleep(0.05)
+        expected = sum(len(b"VALUE %s 0 %d\r\n" % (k, len(value))) + len(value) + 2
+                       for k in asked) + len(b"END\r\n")
+        received, tail = 0, b""
+        for _ in harness.bounded(1 << 20, 20.0):
+            chunk = reader.recv(1 << 20)
+            if not chunk:
+                break
+            received += len(chunk)
+            tail = (tail + chunk)[-5:]
+            peak = max(peak, rss(srv))
+            if received >= expected:
+                break
+        expect((received, tail), (expected, b"END\r\n"), "bytes of the reply and its end")
+    finally:
+        reader.close()
+    if RSS_CHECKED and peak > RSS_LIMIT:
+        raise AssertionError(f"RSS peaked at {peak >> 20} MiB (bound {RSS_LIMIT >> 20} MiB)")
+    check_healthy(fx, srv, "a 320 MB multiget read late")
+
+
 def test_values_dropped_halfway_leak_neither_memory_nor_connections(fx):
     srv = hostile_server(fx)
     watcher = fx.conn(srv)
-    baseline, _ = settled_stats(watcher)
+    baseline, total_before = settled_stats(watcher)
     half = b"h" * 50000
     for batch in harness.bounded(10, 20.0):
-        conns = [harness.Conn(srv.port) for _ in range(100)]
-        for i, c in enumerate(conns):
-            c.send(b"set half:%d 0 0 100000\r\n%s" % (batch * 100 + i, half))
-        for c in conns:
-            c.close()
-    wait_for_stat(watcher, "curr_connections", baseline)
+        conns = []
+        try:
+            for i in range(100):
+                conns.append(harness.Conn(srv.port))
+                conns[-1].send(b"set half:%d 0 0 100000\r\n%s" % (batch * 100 + i, half))
+        finally:
+            for c in conns:
+                c.close()
+    wait_for_stat(watcher, "total_connections", total_before + 1000)  # all accepted,
+    wait_for_stat(watcher, "curr_connections", baseline)  # and all closed
     expect(watcher.request(b"get half:0 half:999\r\n"), b"END\r\n", "half-sent values stored")
+    # the items being read into were freed with their connections
+    harness.poll(lambda: used_chunks(watcher) == 0, 5.0)
+    expect(used_chunks(watcher), 0, "chunks in use after the half-sent values (stats slabs)")
     check_healthy(fx, srv, "1,000 values dropped halfway")
 
 
 def test_2000_connections_opened_and_dropped_leave_nothing_behind(fx):
-    srv = hostile_server(fx)
+    # Room for all 2,000: a slow (sanitized) server may not have seen earlier batches close yet,
+    # and refusing those over -c is the limit working, not what this test is about.
+    srv = hostile_server(fx, max_conns=4096)
     watcher = fx.conn(srv)
     baseline, total_before = settled_stats(watcher)
-    for batch in harness.bounded(8, 20.0):
-        conns = [socket.create_connection((harness.HOST, srv.port), timeout=harness.IO_TIMEOUT)
-                 for _ in range(250)]
-        for i, s in enumerate(conns):
-            if i % 2:
-                s.sendall(b"get partial:%d" % i)  # a command cut off before its newline
-        for s in conns:
-            s.close()
-    wait_for_stat(watcher, "curr_connections", baseline)
-    expect(stat(watcher, "total_connections") - total_before, 2000, "connections accepted")
+    for _ in harness.bounded(8, 20.0):
+        conns = []
+        try:
+            for i in range(250):
+                conns.append(socket.create_connection((harness.HOST, srv.port),
+                                                      timeout=harness.IO_TIMEOUT))
+                if i % 2:
+                    conns[-1].sendall(b"get partial:%d" % i)  # cut off before its newline
+        finally:
+            for s in conns:
+                s.close()
+    wait_for_stat(watcher, "total_connections", total_before + 2000)  # all accepted,
+    wait_for_stat(watcher, "curr_connections", baseline)  # and all closed
     check_healthy(fx, srv, "2,000 connections dropped")
 
 
@@ -278,6 +340,28 @@ def test_clients_that_never_read_large_values_are_held_back(fx):
     big = random.Random(7).randbytes(LARGE)
     expect(c.request(b"set big 0 0 %d\r\n%s\r\n" % (LARGE, big)), b"STORED\r\n", "set big")
     flooders = [socket.create_connection((harness.HOST, srv.port)) for _ in range(4)]
+    try:
+        peak, sent = flood_without_reading(srv, flooders)
+        # the server is still serving others while the flooders sit on their replies
+        served = fx.client(srv)
+        expect(served.set("while:flooded", b"still here"), True, "set while flooded")
+        expect(served.get("while:flooded"), b"still here", "get while flooded")
+        expect(served.get("big"), big, "a large get while flooded")
+        for _ in harness.bounded(20, 1.0):
+            peak = max(peak, rss(srv))
+            time.sleep(0.05)
+    finally:
+        for s in flooders:
+            s.close()
+    if RSS_CHECKED and peak > RSS_LIMIT:
+        raise AssertionError(f"RSS peaked at {peak >> 20} MiB (bound {RSS_LIMIT >> 20} MiB) "
+                             f"with {sent // len(b'get big' + CRLF)} unread gets of {LARGE} bytes")
+    check_healthy(fx, srv, "clients that never read")
+
+
+def flood_without_reading(srv, flooders):
+    """Pipeline `get big` on every flooder, never reading, until none can send more: the server
+    has stopped reading them. Returns (peak RSS meanwhile, bytes sent)."""
     for s in flooders:
         s.setblocking(False)
     burst = b"get big\r\n" * 1000  # half a gigabyte of replies per burst
@@ -293,22 +377,8 @@ def test_clients_that_never_read_large_values_are_held_back(fx):
                 pass
         peak = max(peak, rss(srv))
         if not progress:
-            break  # every flooder is stuck: the server stopped reading them
-    # the server is still serving others while the flooders sit on their replies
-    served = fx.client(srv)
-    expect(served.set("while:flooded", b"still here"), True, "set while flooded")
-    expect(served.get("while:flooded"), b"still here", "get while flooded")
-    expect(served.get("big"), big, "a large get while flooded")
-    for _ in harness.bounded(20, 1.0):
-        peak = max(peak, rss(srv))
-        time.sleep(0.05)
-    gets_sent = sum(sent) // len(b"get big\r\n")
-    if peak > RSS_LIMIT:
-        raise AssertionError(f"RSS peaked at {peak >> 20} MiB (bound {RSS_LIMIT >> 20} MiB) "
-                             f"with {gets_sent} unread gets of {LARGE} bytes pending")
-    for s in flooders:
-        s.close()
-    check_healthy(fx, srv, "clients that never read")
+            break  # every flooder is stuck
+    return peak, sum(sent)
 
 
 def test_readers_dropped_mid_reply_release_the_values_they_were_sent(fx):
@@ -340,8 +410,9 @@ def test_readers_dropped_mid_reply_release_the_values_they_were_sent(fx):
         sizes = [rng.randrange(60000, 100000) for _ in range(20)]
         if batch_no * 20 * 80000 > 1.5 * MEMORY_MB * 2**20:
             break
-        reply = watcher.request(b"".join(b"set after:%d:%d 0 0 %d\r\n%s\r\n" % (batch_no, i, n, b"a" * n)
-                                         for i, n in enumerate(sizes)), timeout=10.0)
+        sets = b"".join(b"set after:%d:%d 0 0 %d\r\n%s\r\n" % (batch_no, i, n, b"a" * n)
+                        for i, n in enumerate(sizes))
+        reply = watcher.request(sets, timeout=10.0)
         if not harness.is_memcached(fx.binary):  # memcached may fail a store while pages move
             expect(reply, b"STORED\r\n" * len(sizes), f"batch {batch_no} of 20 sets of 60-100 KB")
     check_healthy(fx, srv, "readers dropped mid-reply")
@@ -403,7 +474,7 @@ def test_eleventh_connection_gets_too_many_open_connections_and_is_closed(fx):
         expect(stat(conns[0], "rejected_connections"), 1, "rejected_connections")
         conns.pop().close()
         conns.pop().close()
-        time.sleep(0.2)  # the server notices the closes; then there is room for a fresh client
+        wait_for_stat(conns[0], "curr_connections", 8)  # room again, for a fresh client
         check_healthy(fx, srv, "the connection limit")
     finally:
         for c in conns:

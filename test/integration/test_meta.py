@@ -158,8 +158,8 @@ SESSIONS = {
     ],
     "mn and pipelined quiet commands": [
         b"mn\r\n",
-        b"ms q1 1 q\r\na\r\nms q2 1 q\r\nb\r\nmg q1 v q k\r\nmg q-miss v q k\r\nmg q2 v q k\r\nmd q1 q\r\n"
-        b"md q1 q\r\nmg q1 v q\r\n",
+        b"ms q1 1 q\r\na\r\nms q2 1 q\r\nb\r\nmg q1 v q k\r\nmg q-miss v q k\r\n"
+        b"mg q2 v q k\r\nmd q1 q\r\nmd q1 q\r\nmg q1 v q\r\n",
     ],
     "error replies": [
         b"mg\r\n",
@@ -393,7 +393,8 @@ def check_one_winner(replies, what, also=()):
     expect((len(winners), len(losers)), (1, len(replies) - 1),
            f"{what}: (W, Z) replies among {len(replies)}; e.g. {sorted(set(replies))[:4]!r}")
     for flag in also:
-        expect(all(flag in flags_of(r) for r in replies), True, f"{what}: every reply has {flag!r}")
+        expect(all(flag in flags_of(r) for r in replies), True,
+               f"{what}: every reply has {flag!r}")
 
 
 def servers_for_stampede(fx):

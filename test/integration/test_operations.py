@@ -52,18 +52,26 @@ def stats(conn, which=b""):
 
 def test_verbose_logs_connection_events_but_not_commands(fx):
     srv = fx.server(extra=["-v"])
+    magpie = not harness.is_memcached(fx.binary)  # memcached logs no connection events at -v
+
+    def events(kind):
+        return len(re.findall(rf"magpie: conn \d+: {kind}\n", output_of(srv)))
+    if magpie:  # the harness's readiness probe came and went first
+        harness.poll(lambda: events("new tcp connection") == events("closed") > 0, 3.0)
+        before = events("new tcp connection")
+        expect(events("closed"), before, "connections logged as closed before the test's")
     c = fx.conn(srv)
     expect(c.request(b"set vkey 0 0 1\r\nx\r\n"), b"STORED\r\n")
-    local_port = c.sock.getsockname()[1]
+    if magpie:
+        expect(events("new tcp connection"), before + 1, "connections logged as new")
     c.close()
-    if not harness.is_memcached(fx.binary):  # memcached logs no connection events at -v
-        opened = wait_for_output(srv, r"magpie: conn (\d+): new tcp connection\n")
-        wait_for_output(srv, rf"magpie: conn {opened.group(1)}: closed\n")
-    # a later connection proves the log has caught up with the first one's commands
+    if magpie:
+        harness.poll(lambda: events("closed") == before + 1, 3.0)
+        expect(events("closed"), before + 1, "connections logged as closed")
+    # a later connection's reply proves the log has caught up with the first one's commands
     fx.conn(srv).request(b"version\r\n")
     time.sleep(0.2)
-    log = output_of(srv)
-    expect(re.search(r"<\d+ set vkey", log), None, f"-v logged a command (client port {local_port})")
+    expect(re.search(r"<\d+ set vkey", output_of(srv)), None, "a command logged at -v")
 
 
 def test_very_verbose_logs_every_command(fx):
@@ -121,7 +129,10 @@ def test_help_exits_0_with_usage(fx):
 def test_version_flag_exits_0_with_the_version(fx):
     result = run_binary(fx.binary, "-V")
     expect(result.returncode, 0, "exit status")
-    expected = rb"memcached 1\.6\.\d+\n" if harness.is_memcached(fx.binary) else rb"magpie \d+\.\d+\.\d+\n"
+    if harness.is_memcached(fx.binary):
+        expected = rb"memcached 1\.6\.\d+\n"
+    else:
+        expected = rb"magpie \d+\.\d+\.\d+\n"
     expect(bool(re.fullmatch(expected, result.stdout)), True, f"-V output {result.stdout!r}")
 
 
@@ -143,7 +154,8 @@ def test_sigterm_with_a_client_connected_exits_0_within_a_second(fx):
         # memcached notices the signal on its once-a-second clock tick: allow it two
         limit = 2.0 if harness.is_memcached(fx.binary) else 1.0
         if elapsed >= limit:
-            raise AssertionError(f"exit took {elapsed:.2f}s after SIGTERM, expected under {limit}s")
+            raise AssertionError(f"exit took {elapsed:.2f}s after SIGTERM, "
+                                 f"expected under {limit}s")
         data, closed = c.read_for(1.0)
         expect((data, closed), (b"", True), "the connected client sees the connection closed")
     finally:

@@ -25,9 +25,9 @@ def curr_items(conn):
 
 def pool_client(servers):
     """A HashClient that drops a node at its first connection failure and keeps it dropped."""
-    return HashClient([(harness.HOST, s.port) for s in servers], connect_timeout=harness.IO_TIMEOUT,
-                      timeout=harness.IO_TIMEOUT, ignore_exc=True, retry_attempts=0,
-                      dead_timeout=600, default_noreply=False)
+    return HashClient([(harness.HOST, s.port) for s in servers],
+                      connect_timeout=harness.IO_TIMEOUT, timeout=harness.IO_TIMEOUT,
+                      ignore_exc=True, retry_attempts=0, dead_timeout=600, default_noreply=False)
 
 
 def fill(client):
@@ -54,7 +54,8 @@ def test_hash_client_spreads_keys_evenly_over_three_nodes(fx):
     expect(sum(counts), len(KEYS), f"items over all nodes {counts}")
     for count in counts:
         if not 0.20 * len(KEYS) <= count <= 0.45 * len(KEYS):
-            raise AssertionError(f"node holds {count} of {len(KEYS)} keys, outside 20%..45%: {counts}")
+            raise AssertionError(f"a node holds {count} of {len(KEYS)} keys, outside 20%..45%: "
+                                 f"{counts}")
 
 
 def test_losing_a_node_loses_only_its_keys(fx):
@@ -71,7 +72,8 @@ def test_losing_a_node_loses_only_its_keys(fx):
             on_doomed.update(direct.get_many(KEYS[start:start + BATCH]))
         direct.close()
         kept = {k.encode(): value_of(k) for k in KEYS if k not in on_doomed}
-        expect(0 < len(on_doomed) < len(KEYS), True, f"the doomed node holds {len(on_doomed)} keys")
+        expect(0 < len(on_doomed) < len(KEYS), True,
+               f"the doomed node holds {len(on_doomed)} keys")
 
         doomed.proc.send_signal(signal.SIGTERM)
         expect(doomed.proc.wait(harness.STOP_TIMEOUT), 0, "exit status of the stopped node")

@@ -2,8 +2,9 @@
 #
 #   make            build build/magpie (installs missing Debian build packages first)
 #   make run        start it in the foreground on 127.0.0.1:11211
-#   make test       unit tests (Check) and the integration suite against the real binary
-#   make asan/tsan  the same tests under AddressSanitizer+UBSan / ThreadSanitizer
+#   make test       format check; unit (Check), fuzz and integration tests; then again under
+#                   AddressSanitizer+UBSan and ThreadSanitizer (make check: the plain pass only)
+#   make asan/tsan  one sanitizer pass
 #   make bench      bench/compare against memcached; make bench-memory: bench/memory, bench/hitratio
 #   make format     clang-format the sources; make format-check fails on a difference
 
@@ -54,7 +55,7 @@ deps_stats := stats cache lru table slab item num clock config log
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
 .PHONY: all deps test-deps run test unit integration asan tsan bench bench-memory format format-check \
-        install clean static image fuzz fuzz-deps
+        install clean static image fuzz fuzz-deps check
 all: deps $(BUILD)/magpie
 
 deps:
@@ -102,10 +103,20 @@ image: deps
 run: all
 	./$(BUILD)/magpie -p 11211 -l 127.0.0.1
 
-# Unit tests, a short fuzz run, then the integration suite, whose last line is "N passed, N failed".
+# `make test` is everything CI runs: the formatting check, then the suites three times over,
+#   plain:  unit tests, a short fuzz run (the fuzzers are built with ASan and UBSan), integration
+#   asan:   unit and integration tests with AddressSanitizer and UBSan
+#   tsan:   unit and integration tests with ThreadSanitizer
+# about 5 minutes on 2 cores. `make check` is the plain pass alone; each suite ends with Check's
+# summary lines and the integration runner's "N passed, N failed".
 TEST_FUZZ_SECONDS ?= 10
 test: test-deps fuzz-deps
 	@$(MAKE) --no-print-directory format-check
+	@$(MAKE) --no-print-directory check
+	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory tsan
+
+check: test-deps
 	@$(MAKE) --no-print-directory $(BUILD)/magpie $(UNIT_BINS)
 	@$(MAKE) --no-print-directory unit
 	@if [ "$(TEST_FUZZ_SECONDS)" != 0 ]; then $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS); fi
@@ -117,17 +128,20 @@ unit: $(UNIT_BINS)
 integration: $(BUILD)/magpie
 	$(PYTHON) test/integration/run.py --bin $(BUILD)/magpie $(IT_ARGS)
 
-# The fuzzers already run under ASan and UBSan in `make test`; the sanitizer builds skip them.
-# ASan's quarantine keeps freed memory for a while; a small one keeps the RSS bounds of the
-# hostile-input tests meaningful.
+# The sanitizer passes skip the fuzzers, which already run under ASan and UBSan. ASan's
+# quarantine keeps freed memory for a while: a small one keeps memory use close to the real
+# server's. MAGPIE_SANITIZER tells the tests that RSS bounds do not apply (shadow memory).
 asan: test-deps
+	@echo "== make asan: unit and integration tests under AddressSanitizer and UBSan"
 	@ASAN_OPTIONS="quarantine_size_mb=16:detect_leaks=1" MAGPIE_SANITIZER=address \
 	  $(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" TEST_FUZZ_SECONDS=0 \
-	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" check
 
 tsan: test-deps
-	@MAGPIE_SANITIZER=thread TSAN_OPTIONS="halt_on_error=1" $(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread" TEST_FUZZ_SECONDS=0 \
-	  test
+	@echo "== make tsan: unit and integration tests under ThreadSanitizer"
+	@MAGPIE_SANITIZER=thread TSAN_OPTIONS="halt_on_error=1" \
+	  $(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread" TEST_FUZZ_SECONDS=0 \
+	  check
 
 ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru table slab item num clock)
 $(BUILD)/bench_engine: bench/engine.c $(ENGINE_OBJS)

@@ -58,7 +58,6 @@ struct mp_conn {
     bool reading;
     bool writing;
     bool close_after_write;
-    bool counted;                 /* holds a place in env->nconns */
     _Atomic uint32_t last_active; /* read by `stats conns` on other workers */
     _Atomic uint8_t shown_state;  /* the state `stats conns` reports, set once per process() */
     char addr[64];                /* "tcp:host:port" or "unix:path", fixed at creation */
@@ -862,8 +861,7 @@ static void on_close(uv_handle_t *h)
         c->next->prev = c->prev;
     c->list->count--;
     pthread_mutex_unlock(&c->list->lock);
-    if (c->counted)
-        atomic_fetch_sub_explicit(c->env->nconns, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(c->env->nconns, 1, memory_order_relaxed); /* its place under -c */
     MP_STAT_DEC(c->st, curr_connections);
     MP_STAT_DEC(c->st, connection_structures);
     mp_log(MP_LOG_CONN, "conn %d: closed", c->fd);
@@ -938,7 +936,6 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
     c->env = env;
     c->st = st;
     c->fd = fd;
-    c->counted = true;
     c->list = list;
     atomic_store_explicit(&c->last_active, now(c), memory_order_relaxed);
     peer_name(c, fd, is_unix);

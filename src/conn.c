@@ -980,7 +980,8 @@ void mp_conn_list_close_idle(struct mp_conn_list *list, uint32_t t, uint32_t tim
 {
     for (struct mp_conn *c = list->head; c; c = c->next) {
         uint32_t idle = t - atomic_load_explicit(&c->last_active, memory_order_relaxed);
-        if (idle >= timeout && !uv_is_closing(&c->h.handle)) {
+        /* more than `timeout` whole seconds, as memcached counts: at least `timeout` real ones */
+        if (idle > timeout && !uv_is_closing(&c->h.handle)) {
             MP_STAT_INC(c->st, idle_kicks);
             mp_log(MP_LOG_CONN, "conn %d: idle for %u s, closing", c->fd, idle);
             close_conn(c);

@@ -56,18 +56,6 @@ void mp_cache_unlock(struct mp_cache_lock *lk)
     pthread_mutex_unlock(&lk->st->lock);
 }
 
-static struct mp_cache_lock lock_key(struct mp_cache *c, const char *key, size_t nkey)
-{
-    struct mp_cache_lock l;
-    mp_cache_lock_key(c, key, nkey, &l);
-    return l;
-}
-
-static void unlock_key(struct mp_cache_lock *l)
-{
-    mp_cache_unlock(l);
-}
-
 /* Unlink an item; the chunk goes back to its class if that was the last reference. The caller
  * holds the stripe lock (stripe, then class: the order of table.h). */
 static void unlink_item(struct mp_cache *c, struct mp_cache_lock *l, struct mp_item *it, bool dead)
@@ -137,20 +125,22 @@ void mp_cache_set_exptime_locked(struct mp_item *it, uint32_t exptime)
 enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, uint32_t now, mp_cache_hit_fn fn,
                             void *ctx, enum mp_miss *miss)
 {
-    struct mp_cache_lock l = lock_key(c, key, nkey);
+    struct mp_cache_lock l;
+    mp_cache_lock_key(c, key, nkey, &l);
     struct mp_item *it = find_live(c, &l, key, nkey, now, miss);
     if (it) {
         mp_item_touch_clock(it);
         fn(ctx, it);
     }
-    unlock_key(&l);
+    mp_cache_unlock(&l);
     return it ? MP_OK : MP_NOT_FOUND;
 }
 
 enum mp_result mp_cache_touch(struct mp_cache *c, const char *key, size_t nkey, uint32_t exptime, uint32_t now,
                               mp_cache_hit_fn fn, void *ctx)
 {
-    struct mp_cache_lock l = lock_key(c, key, nkey);
+    struct mp_cache_lock l;
+    mp_cache_lock_key(c, key, nkey, &l);
     struct mp_item *it = find_live(c, &l, key, nkey, now, NULL);
     if (it) {
         mp_cache_set_exptime_locked(it, exptime);
@@ -158,7 +148,7 @@ enum mp_result mp_cache_touch(struct mp_cache *c, const char *key, size_t nkey, 
         if (fn)
             fn(ctx, it);
     }
-    unlock_key(&l);
+    mp_cache_unlock(&l);
     return it ? (fn ? MP_OK : MP_TOUCHED) : MP_NOT_FOUND;
 }
 
@@ -274,7 +264,8 @@ enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **itp, struct m
     *itp = NULL;
     enum mp_result res = MP_STORED;
     st->cas_out = 0;
-    struct mp_cache_lock l = lock_key(c, mp_item_key(it), it->nkey);
+    struct mp_cache_lock l;
+    mp_cache_lock_key(c, mp_item_key(it), it->nkey, &l);
     struct mp_item *old = find_live(c, &l, mp_item_key(it), it->nkey, now, NULL);
     bool store;
     if (old) {
@@ -284,7 +275,7 @@ enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **itp, struct m
         res = st->op == MP_CAS ? MP_NOT_FOUND : MP_NOT_STORED;
     }
     if (!store) {
-        unlock_key(&l);
+        mp_cache_unlock(&l);
         mp_cache_item_release(c, &it);
         return res;
     }
@@ -293,7 +284,7 @@ enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **itp, struct m
     bool free_old = old && mp_table_replace_locked(&c->table, l.st, l.hash, old, it);
     if (!old)
         mp_table_link_locked(&c->table, l.st, l.hash, it);
-    unlock_key(&l);
+    mp_cache_unlock(&l);
     if (free_old)
         mp_slab_free(&c->slabs, old);
     return MP_STORED;
@@ -301,20 +292,22 @@ enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **itp, struct m
 
 void mp_cache_forget(struct mp_cache *c, const char *key, size_t nkey)
 {
-    struct mp_cache_lock l = lock_key(c, key, nkey);
+    struct mp_cache_lock l;
+    mp_cache_lock_key(c, key, nkey, &l);
     struct mp_item *it = mp_table_find_locked(&c->table, l.st, l.hash, key, nkey);
     if (it)
         unlink_item(c, &l, it, false);
-    unlock_key(&l);
+    mp_cache_unlock(&l);
 }
 
 enum mp_result mp_cache_delete(struct mp_cache *c, const char *key, size_t nkey, uint32_t now)
 {
-    struct mp_cache_lock l = lock_key(c, key, nkey);
+    struct mp_cache_lock l;
+    mp_cache_lock_key(c, key, nkey, &l);
     struct mp_item *it = find_live(c, &l, key, nkey, now, NULL);
     if (it)
         unlink_item(c, &l, it, false);
-    unlock_key(&l);
+    mp_cache_unlock(&l);
     return it ? MP_DELETED : MP_NOT_FOUND;
 }
 
@@ -357,10 +350,11 @@ enum mp_result mp_cache_arith_locked(struct mp_cache *c, struct mp_cache_lock *l
 enum mp_result mp_cache_arith(struct mp_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta, uint32_t now,
                               uint64_t *value)
 {
-    struct mp_cache_lock l = lock_key(c, key, nkey);
+    struct mp_cache_lock l;
+    mp_cache_lock_key(c, key, nkey, &l);
     struct mp_item *it = find_live(c, &l, key, nkey, now, NULL);
     enum mp_result res = it ? mp_cache_arith_locked(c, &l, &it, incr, delta, now, value) : MP_NOT_FOUND;
-    unlock_key(&l);
+    mp_cache_unlock(&l);
     return res;
 }
 

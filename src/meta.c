@@ -75,6 +75,17 @@ static void put_ttl(struct line *l, const struct mp_item *it, uint32_t now)
         put_u64(l, (uint32_t)(exp - now));
 }
 
+/* The reply's code: "VA <n>" when the value follows (v), else "HD". */
+static void put_head(struct line *l, bool value, uint64_t n)
+{
+    if (value) {
+        put_str(l, "VA ");
+        put_u64(l, n);
+    } else {
+        put_str(l, "HD");
+    }
+}
+
 static void send_line(const struct mp_meta_out *o, struct line *l)
 {
     put(l, "\r\n", 2);
@@ -164,12 +175,7 @@ void mp_meta_get(const struct mp_meta_env *e, const struct mp_request *req, cons
     }
     bool fetched = mp_item_fetched(it);
     struct line l = {.n = 0};
-    if (m->value) {
-        put_str(&l, "VA ");
-        put_u64(&l, it->nbytes);
-    } else {
-        put_str(&l, "HD");
-    }
+    put_head(&l, m->value, it->nbytes);
     for (size_t i = 0; i < m->ntoks; i++) {
         switch (m->toks[i][0]) {
         case 'T': mp_cache_set_exptime_locked(it, ttl(e, m->exptime, now)); break;
@@ -307,12 +313,7 @@ void mp_meta_arith(const struct mp_meta_env *e, const struct mp_request *req, co
     char digits[20];
     size_t nd = mp_num_format(digits, value);
     struct line l = {.n = 0};
-    if (m->value) {
-        put_str(&l, "VA ");
-        put_u64(&l, nd);
-    } else {
-        put_str(&l, "HD");
-    }
+    put_head(&l, m->value, nd);
     for (size_t i = 0; i < m->ntoks; i++) {
         switch (m->toks[i][0]) {
         case 'c':

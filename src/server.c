@@ -136,13 +136,6 @@ static void on_accept(uv_poll_t *p, int status, int events)
     }
 }
 
-static void close_handle(uv_handle_t *h, void *arg)
-{
-    (void)arg;
-    if (!uv_is_closing(h))
-        uv_close(h, NULL);
-}
-
 /* ---- lifecycle ------------------------------------------------------------------------------- */
 
 static void on_tick(uv_timer_t *t)
@@ -292,7 +285,7 @@ void mp_server_teardown(struct mp_server *srv)
         unlink(srv->cfg->unix_path);
     if (srv->loop_ready) {
         /* After a failed setup handles may still be open: close them and let their callbacks run. */
-        uv_walk(&srv->loop, close_handle, NULL);
+        mp_worker_close_handles(&srv->loop);
         uv_run(&srv->loop, UV_RUN_DEFAULT);
         uv_loop_close(&srv->loop);
     }

@@ -17,13 +17,18 @@ static void close_handle(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+void mp_worker_close_handles(uv_loop_t *loop)
+{
+    uv_walk(loop, close_handle, NULL);
+}
+
 /* The shutdown deadline: whatever is still open now is closed without waiting for its writes
  * (connections first, through their own close, which frees them). */
 static void on_deadline(uv_timer_t *t)
 {
     struct mp_worker *w = t->data;
     mp_conn_list_close_now(&w->conns);
-    uv_walk(t->loop, close_handle, NULL);
+    mp_worker_close_handles(t->loop);
 }
 
 static void on_idle_check(uv_timer_t *t)
@@ -70,7 +75,7 @@ static void *worker_main(void *arg)
     struct mp_worker *w = arg;
     uv_run(&w->loop, UV_RUN_DEFAULT);
     /* Close anything left (the deadline timer) and let the close callbacks run. */
-    uv_walk(&w->loop, close_handle, NULL);
+    mp_worker_close_handles(&w->loop);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
     return NULL;

@@ -47,4 +47,8 @@ void mp_worker_hand(struct mp_worker *w, int fd, bool is_unix);
 void mp_worker_stop(struct mp_worker *w);
 void mp_worker_join(struct mp_worker *w);
 
+/* Close every handle of a loop not already closing, without callbacks (handles that need one,
+ * connections, are closed through conn.h first). The server's own loop uses it too. */
+void mp_worker_close_handles(uv_loop_t *loop);
+
 #endif

@@ -41,7 +41,7 @@ void mp_cache_item_release(struct mp_cache *c, struct mp_item **itp)
     struct mp_item *it = *itp;
     *itp = NULL;
     if (it && atomic_fetch_sub_explicit(&it->refs, 1, memory_order_acq_rel) == 1)
-        mp_slab_free(&c->slabs, it);
+        mp_slab_cache_free(&c->slabs, it);
 }
 
 void mp_cache_lock_key(struct mp_cache *c, const char *key, size_t nkey, struct mp_cache_lock *lk)
@@ -63,13 +63,15 @@ static void unlink_item(struct mp_cache *c, struct mp_cache_lock *l, struct mp_i
     bool fetched = mp_item_fetched(it);
     if (!mp_table_unlink_locked(&c->table, l->st, l->hash, it))
         return;
+    if (!dead) {
+        mp_slab_cache_free(&c->slabs, it);
+        return;
+    }
     unsigned cls = mp_slab_class_of(&c->slabs, it);
     struct mp_slab_class *sc = &c->slabs.classes[cls];
     pthread_mutex_lock(&sc->lock);
-    if (dead) {
-        sc->reclaimed++;
-        sc->expired_unfetched += !fetched;
-    }
+    sc->reclaimed++;
+    sc->expired_unfetched += !fetched;
     mp_slab_free_locked(&c->slabs, cls, it);
     pthread_mutex_unlock(&sc->lock);
 }
@@ -152,9 +154,13 @@ enum mp_result mp_cache_touch(struct mp_cache *c, const char *key, size_t nkey, 
     return it ? (fn ? MP_OK : MP_TOUCHED) : MP_NOT_FOUND;
 }
 
-/* A chunk of class cls: a free one, else the CLOCK's victim, else a page taken from another class. */
+/* A chunk of class cls: a free one (this thread's first), else the CLOCK's victim, else a page
+ * taken from another class. */
 static struct mp_item *alloc_chunk(struct mp_cache *c, unsigned cls, uint32_t now)
 {
+    struct mp_item *fresh = mp_slab_cache_alloc(&c->slabs, cls);
+    if (fresh)
+        return fresh;
     struct mp_slab_class *sc = &c->slabs.classes[cls];
     for (int attempt = 0; attempt < 2; attempt++) {
         pthread_mutex_lock(&sc->lock);
@@ -286,7 +292,7 @@ enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **itp, struct m
         mp_table_link_locked(&c->table, l.st, l.hash, it);
     mp_cache_unlock(&l);
     if (free_old)
-        mp_slab_free(&c->slabs, old);
+        mp_slab_cache_free(&c->slabs, old);
     return MP_STORED;
 }
 
@@ -342,7 +348,7 @@ enum mp_result mp_cache_arith_locked(struct mp_cache *c, struct mp_cache_lock *l
     memcpy(mp_item_value(repl), digits, n);
     repl->cas = mp_epoch_next_cas(&c->epoch, now);
     if (mp_table_replace_locked(&c->table, lk->st, lk->hash, it, repl))
-        mp_slab_free(&c->slabs, it);
+        mp_slab_cache_free(&c->slabs, it);
     *itp = repl;
     return MP_OK;
 }

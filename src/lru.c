@@ -153,6 +153,8 @@ static int evacuate_locked(struct mp_lru *l, unsigned cls, uint32_t page, uint32
 {
     struct mp_slabs *s = l->slabs;
     struct mp_slab_class *c = &s->classes[cls];
+    /* Chunks in threads' magazines go back to the free list, so they count as free below. */
+    mp_slab_cache_drain_locked(s, cls);
     uint32_t n = page_chunks(c, page);
     for (uint32_t i = 0; i < n; i++) {
         struct mp_item *it = chunk_at(s, c, page, i);

@@ -39,6 +39,8 @@ static int lay_out_classes(struct mp_slabs *s, size_t min_chunk, double factor, 
         c->bump_page = MP_SLAB_NONE;
         c->hand_page = MP_SLAB_NONE;
         mp_lock_init(&c->lock);
+        uint32_t cap = MP_SLAB_MAG_BYTES / c->size;
+        s->mag_cap[i] = (uint8_t)(cap < 4 ? 0 : cap > MP_SLAB_MAG_MAX ? MP_SLAB_MAG_MAX : cap);
     }
     return 0;
 }
@@ -46,7 +48,10 @@ static int lay_out_classes(struct mp_slabs *s, size_t min_chunk, double factor, 
 int mp_slab_setup(struct mp_slabs *s, size_t mem_limit, size_t item_max, size_t min_chunk, double factor, char *err,
                   size_t errlen)
 {
+    static _Atomic uint64_t arenas;
     memset(s, 0, sizeof(*s));
+    s->id = atomic_fetch_add_explicit(&arenas, 1, memory_order_relaxed) + 1;
+    pthread_mutex_init(&s->caches_lock, NULL);
     s->item_max = item_max;
     s->page_size = item_max > MIB ? (uint32_t)align_up(item_max) : MIB;
     size_t npages = mem_limit / s->page_size;
@@ -87,6 +92,13 @@ int mp_slab_setup(struct mp_slabs *s, size_t mem_limit, size_t item_max, size_t 
 
 void mp_slab_teardown(struct mp_slabs *s)
 {
+    while (s->caches) {
+        struct mp_slab_cache *tc = s->caches;
+        s->caches = tc->next;
+        pthread_mutex_destroy(&tc->lock);
+        free(tc);
+    }
+    pthread_mutex_destroy(&s->caches_lock);
     if (s->arena)
         munmap(s->arena, s->arena_size);
     free((void *)s->page_class);
@@ -198,6 +210,152 @@ void mp_slab_free(struct mp_slabs *s, struct mp_item *it)
     pthread_mutex_lock(&c->lock);
     mp_slab_free_locked(s, cls, it);
     pthread_mutex_unlock(&c->lock);
+}
+
+/* The calling thread's cache for this arena, made on its first use; NULL when out of memory. */
+static __thread struct {
+    uint64_t arena;
+    struct mp_slab_cache *cache;
+} this_thread;
+
+static struct mp_slab_cache *thread_cache(struct mp_slabs *s)
+{
+    if (this_thread.arena == s->id)
+        return this_thread.cache;
+    pthread_t me = pthread_self();
+    pthread_mutex_lock(&s->caches_lock);
+    struct mp_slab_cache *tc = s->caches;
+    while (tc && !pthread_equal(tc->owner, me))
+        tc = tc->next;
+    if (!tc) {
+        tc = calloc(1, sizeof(*tc) + (s->nclasses + 1) * sizeof(tc->mags[0]));
+        if (tc) {
+            pthread_mutex_init(&tc->lock, NULL);
+            tc->owner = me;
+            tc->next = s->caches;
+            s->caches = tc;
+        }
+    }
+    pthread_mutex_unlock(&s->caches_lock);
+    if (tc) {
+        this_thread.arena = s->id;
+        this_thread.cache = tc;
+    }
+    return tc;
+}
+
+/* Put chunks freed by a thread on their class's free list. The caller holds the class lock. */
+static void free_all_locked(struct mp_slabs *s, unsigned cls, const mp_handle_t *chunk, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        mp_slab_free_locked(s, cls, mp_slab_item(s, chunk[i]));
+}
+
+struct mp_item *mp_slab_cache_alloc(struct mp_slabs *s, unsigned cls)
+{
+    unsigned cap = s->mag_cap[cls];
+    struct mp_slab_cache *tc = cap ? thread_cache(s) : NULL;
+    if (!tc)
+        return mp_slab_alloc(s, cls);
+    struct mp_slab_mag *m = &tc->mags[cls];
+    struct mp_item *it = NULL;
+    mp_handle_t chunk[MP_SLAB_MAG_MAX];
+    uint32_t nfreed = 0;
+    pthread_mutex_lock(&tc->lock);
+    if (m->nready) {
+        it = mp_slab_item(s, m->ready[--m->nready]);
+    } else {
+        nfreed = m->nfreed;
+        memcpy(chunk, m->freed, nfreed * sizeof(chunk[0]));
+        m->nfreed = 0;
+    }
+    pthread_mutex_unlock(&tc->lock);
+    if (it) {
+        atomic_store_explicit(&it->refs, 1, memory_order_relaxed);
+        return it;
+    }
+    /* Empty: under one class lock, this thread's freed chunks go to the free list, and one chunk
+     * for the caller and half a magazine to keep come off it (the freed ones first). */
+    uint32_t n = 0;
+    struct mp_slab_class *c = &s->classes[cls];
+    pthread_mutex_lock(&c->lock);
+    free_all_locked(s, cls, chunk, nfreed);
+    it = mp_slab_alloc_locked(s, cls);
+    while (it && n < cap / 2) {
+        struct mp_item *more = mp_slab_alloc_locked(s, cls);
+        if (!more)
+            break;
+        atomic_store_explicit(&more->refs, 0, memory_order_relaxed);
+        chunk[n++] = mp_slab_handle(s, more);
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (n) {
+        /* Only this thread adds to its magazine, and it was empty: there is room. */
+        pthread_mutex_lock(&tc->lock);
+        memcpy(&m->ready[m->nready], chunk, n * sizeof(chunk[0]));
+        m->nready += n;
+        pthread_mutex_unlock(&tc->lock);
+    }
+    return it;
+}
+
+void mp_slab_cache_free(struct mp_slabs *s, struct mp_item *it)
+{
+    unsigned cls = mp_slab_class_of(s, it);
+    unsigned cap = s->mag_cap[cls];
+    struct mp_slab_cache *tc = cap ? thread_cache(s) : NULL;
+    if (!tc) {
+        mp_slab_free(s, it);
+        return;
+    }
+    struct mp_slab_mag *m = &tc->mags[cls];
+    mp_handle_t spill[MP_SLAB_MAG_MAX];
+    uint32_t nspill = 0;
+    pthread_mutex_lock(&tc->lock);
+    if (m->nfreed == cap) {
+        nspill = m->nfreed;
+        memcpy(spill, m->freed, nspill * sizeof(spill[0]));
+        m->nfreed = 0;
+    }
+    m->freed[m->nfreed++] = mp_slab_handle(s, it);
+    pthread_mutex_unlock(&tc->lock);
+    if (nspill) {
+        struct mp_slab_class *c = &s->classes[cls];
+        pthread_mutex_lock(&c->lock);
+        free_all_locked(s, cls, spill, nspill);
+        pthread_mutex_unlock(&c->lock);
+    }
+}
+
+void mp_slab_cache_drain_locked(struct mp_slabs *s, unsigned cls)
+{
+    if (!s->mag_cap[cls])
+        return;
+    pthread_mutex_lock(&s->caches_lock);
+    for (struct mp_slab_cache *tc = s->caches; tc; tc = tc->next) {
+        pthread_mutex_lock(&tc->lock);
+        struct mp_slab_mag *m = &tc->mags[cls];
+        free_all_locked(s, cls, m->ready, m->nready);
+        free_all_locked(s, cls, m->freed, m->nfreed);
+        m->nready = m->nfreed = 0;
+        pthread_mutex_unlock(&tc->lock);
+    }
+    pthread_mutex_unlock(&s->caches_lock);
+}
+
+uint64_t mp_slab_used_locked(struct mp_slabs *s, unsigned cls)
+{
+    uint64_t cached = 0;
+    if (s->mag_cap[cls]) {
+        pthread_mutex_lock(&s->caches_lock);
+        for (struct mp_slab_cache *tc = s->caches; tc; tc = tc->next) {
+            pthread_mutex_lock(&tc->lock);
+            cached += tc->mags[cls].nready + tc->mags[cls].nfreed;
+            pthread_mutex_unlock(&tc->lock);
+        }
+        pthread_mutex_unlock(&s->caches_lock);
+    }
+    return s->classes[cls].used - cached;
 }
 
 void mp_slab_page_release_locked(struct mp_slabs *s, unsigned cls, uint32_t page)

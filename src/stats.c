@@ -70,11 +70,14 @@ void mp_stats_reset(struct mp_stats *s)
     pthread_mutex_unlock(&s->reset_lock);
 }
 
-/* A class's fields as of one moment (its mutex is copied too, and not used). */
-static struct mp_slab_class snapshot(struct mp_slab_class *c)
+/* A class's fields as of one moment (its mutex is copied too, and not used); `used` counts only
+ * chunks holding items, not those in threads' caches. */
+static struct mp_slab_class snapshot(struct mp_slabs *slabs, unsigned cls)
 {
+    struct mp_slab_class *c = &slabs->classes[cls];
     pthread_mutex_lock(&c->lock);
     struct mp_slab_class snap = *c;
+    snap.used = mp_slab_used_locked(slabs, cls);
     pthread_mutex_unlock(&c->lock);
     return snap;
 }
@@ -88,7 +91,7 @@ static void class_totals(struct mp_slabs *slabs, struct class_totals *t)
 {
     memset(t, 0, sizeof(*t));
     for (unsigned i = 1; i <= slabs->nclasses; i++) {
-        struct mp_slab_class c = snapshot(&slabs->classes[i]);
+        struct mp_slab_class c = snapshot(slabs, i);
         t->evictions += c.evictions;
         t->evicted_unfetched += c.evicted_unfetched;
         t->reclaimed += c.reclaimed;
@@ -210,7 +213,7 @@ static void report_slabs(const struct mp_stats_source *src, mp_stats_emit_fn emi
     uint64_t pages = 0;
     char name[64];
     for (unsigned i = 1; i <= slabs->nclasses; i++) {
-        struct mp_slab_class snap = snapshot(&slabs->classes[i]);
+        struct mp_slab_class snap = snapshot(slabs, i);
         if (snap.npages == 0)
             continue;
         active++;
@@ -238,7 +241,7 @@ static void report_items(const struct mp_stats_source *src, mp_stats_emit_fn emi
     struct mp_slabs *slabs = &src->cache->slabs;
     char name[64];
     for (unsigned i = 1; i <= slabs->nclasses; i++) {
-        struct mp_slab_class snap = snapshot(&slabs->classes[i]);
+        struct mp_slab_class snap = snapshot(slabs, i);
         if (snap.used == 0)
             continue; /* memcached lists only classes that hold items */
 #define ITEM_STAT(field, val)                                                                                          \

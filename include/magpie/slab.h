@@ -10,10 +10,27 @@
  * the page size; chunks are 8-byte aligned. Pages are -I bytes (1 MiB by default) and belong to
  * one class at a time; a page can be taken back (evacuated by lru.h) and given to another class.
  *
+ * Thread caches: each thread that stores or frees items through the cache (cache.h) keeps a few
+ * chunks of each small class (up to MP_SLAB_MAG_MAX, and MP_SLAB_MAG_BYTES of them) in its own
+ * magazine, so a set does not take the class lock twice. A magazine holds two stacks: `ready`,
+ * chunks taken off the class's free list that the thread hands out to new items, and `freed`,
+ * chunks the thread freed. Both move in batches under one class lock: when `ready` runs out, the
+ * `freed` ones go onto the free list and a batch comes back off it. A freed chunk is never handed
+ * out again without passing the class lock: the CLOCK hand, the reclaimer and page evacuation
+ * (lru.h) read items' keys and times under the class lock without the stripe lock, and that lock
+ * is what keeps a chunk they look at from being rewritten meanwhile. Magazine chunks are neither
+ * linked nor marked MP_ITEM_FREE, so a page evacuation sees them as busy until it drains every
+ * thread's magazine of that class onto the free list (mp_slab_cache_drain_locked), which it does
+ * first. The caches belong to the mp_slabs (registered in `caches`, freed at teardown), not to
+ * their threads, so a thread that ends leaves nothing behind that a drain cannot reach. A class's
+ * `used` counts the chunks in magazines too: mp_slab_used_locked() is the number holding items.
+ *
  * Locks: each class has a mutex that guards its free list, bump pointer, page chain, clock hand
  * and counters. `pages_lock` guards the pool of unassigned pages and is taken inside a class lock,
  * never the other way round. Stripe locks (table.h) may be held when a class lock is taken; a
- * class lock holder takes a stripe lock only with trylock (see lru.h).
+ * class lock holder takes a stripe lock only with trylock (see lru.h). A thread cache's own lock
+ * is taken after a class lock and `caches_lock` (drains, stats), or alone by its thread, which
+ * never holds it while it takes another.
  */
 #ifndef MAGPIE_SLAB_H
 #define MAGPIE_SLAB_H
@@ -27,6 +44,8 @@
 #define MP_SLAB_NONE UINT32_MAX
 #define MP_SLAB_ALIGN 8u
 #define MP_SLAB_ARENA_MAX ((size_t)UINT32_MAX * MP_SLAB_ALIGN - MP_SLAB_ALIGN) /* 32-bit handles */
+#define MP_SLAB_MAG_MAX 32                                                     /* chunks a thread keeps per class */
+#define MP_SLAB_MAG_BYTES 16384u /* and at most this many bytes of them; larger classes keep none */
 
 struct mp_slab_class {
     pthread_mutex_t lock;
@@ -55,7 +74,22 @@ struct mp_slab_class {
     uint64_t pressure_seen; /* evictions + outofmemory at the last automove look (lru.h) */
 } __attribute__((aligned(64)));
 
+/* One thread's magazine for one class (see above). */
+struct mp_slab_mag {
+    uint32_t nready, nfreed;
+    mp_handle_t ready[MP_SLAB_MAG_MAX]; /* taken off the class's free list, to hand out */
+    mp_handle_t freed[MP_SLAB_MAG_MAX]; /* freed by this thread, for the class's free list */
+};
+
+struct mp_slab_cache {
+    pthread_mutex_t lock; /* guards mags */
+    pthread_t owner;
+    struct mp_slab_cache *next; /* in mp_slabs.caches */
+    struct mp_slab_mag mags[];  /* indexed by class, 1..nclasses */
+};
+
 struct mp_slabs {
+    uint64_t id; /* tells this arena's thread caches from those of an arena set up before */
     char *arena;
     size_t arena_size;
     uintptr_t base; /* arena - MP_SLAB_ALIGN, so handle 0 is never a chunk */
@@ -67,7 +101,10 @@ struct mp_slabs {
     uint32_t pages_free;          /* chain of returned pages through page_next */
     _Atomic uint16_t *page_class; /* class of each page; 0 = unassigned */
     uint32_t *page_next;
-    unsigned nclasses; /* classes are 1..nclasses */
+    unsigned nclasses;                        /* classes are 1..nclasses */
+    pthread_mutex_t caches_lock;              /* guards the caches list */
+    struct mp_slab_cache *caches;             /* every thread's, see above */
+    uint8_t mag_cap[MP_SLAB_CLASSES_MAX + 1]; /* chunks a magazine holds for each class; 0 = none */
     struct mp_slab_class classes[MP_SLAB_CLASSES_MAX + 1];
 };
 
@@ -114,6 +151,23 @@ struct mp_item *mp_slab_alloc_locked(struct mp_slabs *s, unsigned cls);
 /* Return a chunk whose last reference is gone. */
 void mp_slab_free(struct mp_slabs *s, struct mp_item *it);
 void mp_slab_free_locked(struct mp_slabs *s, unsigned cls, struct mp_item *it);
+
+/* The calling thread's cache: a chunk of class cls from its magazine, refilled from the class when
+ * empty, with refs == 1 like mp_slab_alloc(); NULL when the class keeps no magazines or has no
+ * free chunk and no page left (the caller then evicts under the class lock, see lru.h). */
+struct mp_item *mp_slab_cache_alloc(struct mp_slabs *s, unsigned cls);
+
+/* Return a chunk whose last reference is gone to the calling thread's magazine (or, for a class
+ * without magazines, to the class). */
+void mp_slab_cache_free(struct mp_slabs *s, struct mp_item *it);
+
+/* Move every thread's cached chunks of class cls back onto its free list. The caller holds cls's
+ * lock. */
+void mp_slab_cache_drain_locked(struct mp_slabs *s, unsigned cls);
+
+/* Chunks of class cls holding an item (or being filled): `used` less the thread caches' chunks.
+ * The caller holds cls's lock. */
+uint64_t mp_slab_used_locked(struct mp_slabs *s, unsigned cls);
 
 /* Take a page, all of whose chunks the caller has made free, off class cls (its free chunks leave
  * the free list) and return it, emptied, to the pool, where the next class that needs a page takes

@@ -174,6 +174,15 @@ static inline struct mp_slab_class *class_at(struct mp_cache *c, unsigned cls)
     return &c->slabs.classes[cls];
 }
 
+/* Chunks of a class holding items (stats' used_chunks): not those free in threads' caches. */
+static inline uint64_t used_in(struct mp_cache *c, unsigned cls)
+{
+    pthread_mutex_lock(&c->slabs.classes[cls].lock);
+    uint64_t n = mp_slab_used_locked(&c->slabs, cls);
+    pthread_mutex_unlock(&c->slabs.classes[cls].lock);
+    return n;
+}
+
 /* Pages handed to all classes: never more than the arena holds. */
 static inline uint32_t pages_in_use(struct mp_cache *c)
 {

@@ -86,10 +86,10 @@ START_TEST(test_set_replaces_the_value_and_frees_the_old_chunk)
 {
     ck_assert_int_eq(set_str(c, "k", "one", 0, T0), MP_STORED);
     unsigned cls = class_of_shape(c, 1, 3);
-    ck_assert_uint_eq(class_at(c, cls)->used, 1);
+    ck_assert_uint_eq(used_in(c, cls), 1);
     ck_assert_int_eq(set_str(c, "k", "two", 0, T0), MP_STORED);
     assert_value("k", T0, "two");
-    ck_assert_uint_eq(class_at(c, cls)->used, 1);
+    ck_assert_uint_eq(used_in(c, cls), 1);
     ck_assert_uint_eq(mp_table_count(&c->table), 1);
     ck_assert_uint_eq(mp_table_bytes(&c->table), mp_item_total(1, 3, 0));
 }
@@ -129,10 +129,10 @@ START_TEST(test_released_alloc_frees_its_chunk)
     struct mp_item *it = mp_cache_alloc(c, "k", 1, 0, 0, 10, T0, &res);
     ck_assert_ptr_nonnull(it);
     ck_assert_int_eq(res, MP_OK);
-    ck_assert_uint_eq(class_at(c, cls)->used, 1);
+    ck_assert_uint_eq(used_in(c, cls), 1);
     mp_cache_item_release(c, &it);
     ck_assert_ptr_null(it);
-    ck_assert_uint_eq(class_at(c, cls)->used, 0);
+    ck_assert_uint_eq(used_in(c, cls), 0);
     ck_assert_int_eq(miss_of("k", T0), MP_MISS_ABSENT);
 }
 END_TEST
@@ -191,7 +191,7 @@ START_TEST(test_append_and_prepend_to_a_missing_key_are_not_stored)
     ck_assert_int_eq(store_str(c, MP_APPEND, "k", "x", 0, T0), MP_NOT_STORED);
     ck_assert_int_eq(store_str(c, MP_PREPEND, "k", "x", 0, T0), MP_NOT_STORED);
     ck_assert_int_eq(miss_of("k", T0), MP_MISS_ABSENT);
-    ck_assert_uint_eq(class_at(c, class_of_shape(c, 1, 1))->used, 0); /* the refused items were freed */
+    ck_assert_uint_eq(used_in(c, class_of_shape(c, 1, 1)), 0); /* the refused items were freed */
 }
 END_TEST
 
@@ -284,7 +284,7 @@ START_TEST(test_delete_removes_the_item_once)
     ck_assert_int_eq(mp_cache_delete(c, "k", 1, T0), MP_DELETED);
     ck_assert_int_eq(miss_of("k", T0), MP_MISS_ABSENT);
     ck_assert_int_eq(mp_cache_delete(c, "k", 1, T0), MP_NOT_FOUND);
-    ck_assert_uint_eq(class_at(c, cls)->used, 0);
+    ck_assert_uint_eq(used_in(c, cls), 0);
     ck_assert_uint_eq(mp_table_count(&c->table), 0);
 }
 END_TEST
@@ -363,7 +363,7 @@ START_TEST(test_incr_growing_the_length_makes_a_new_item_with_the_same_flags_and
     ck_assert_uint_eq(g.exptime, T0 + 60);
     ck_assert_uint_eq(mp_table_count(&c->table), 1);
     ck_assert_uint_eq(class_of_shape(c, 1, 2), class_of_shape(c, 1, 3));
-    ck_assert_uint_eq(class_at(c, class_of_shape(c, 1, 3))->used, 1); /* the old item was freed */
+    ck_assert_uint_eq(used_in(c, class_of_shape(c, 1, 3)), 1); /* the old item was freed */
 }
 END_TEST
 
@@ -380,9 +380,9 @@ START_TEST(test_incr_of_a_held_item_leaves_the_reader_its_bytes)
     assert_value("n", T0, "11");
     ck_assert(!mp_item_linked(held.held));
     unsigned cls = class_of_shape(c, 1, 2);
-    ck_assert_uint_eq(class_at(c, cls)->used, 2);
+    ck_assert_uint_eq(used_in(c, cls), 2);
     mp_cache_item_release(c, &held.held);
-    ck_assert_uint_eq(class_at(c, cls)->used, 1);
+    ck_assert_uint_eq(used_in(c, cls), 1);
 }
 END_TEST
 
@@ -416,7 +416,7 @@ START_TEST(test_item_with_exptime_now_plus_1_is_gone_at_now_plus_1)
     assert_value("k", T0, "v");
     ck_assert_int_eq(miss_of("k", T0 + 1), MP_MISS_EXPIRED);
     ck_assert_int_eq(miss_of("k", T0 + 1), MP_MISS_ABSENT); /* reclaimed by the first miss */
-    ck_assert_uint_eq(class_at(c, class_of_shape(c, 1, 1))->used, 0);
+    ck_assert_uint_eq(used_in(c, class_of_shape(c, 1, 1)), 0);
 }
 END_TEST
 
@@ -715,7 +715,7 @@ static void run_writers_and_readers(bool mixed, unsigned *nomem)
     ck_assert_uint_le(pages_in_use(c), 4);
     uint64_t used = 0;
     for (unsigned i = 1; i <= c->slabs.nclasses; i++)
-        used += class_at(c, i)->used;
+        used += used_in(c, i);
     ck_assert_uint_eq(used, mp_table_count(&c->table));
 }
 

@@ -1,5 +1,6 @@
 /* Unit tests for lru: CLOCK eviction order, reclaim of expired items, page moves, held items. */
 #include <check.h>
+#include <pthread.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -197,7 +198,7 @@ START_TEST(test_reclaim_frees_expired_items_nobody_reads)
     ck_assert_uint_eq(mp_lru_reclaim(&c->lru, cls, T0 + 5, 10 * perpage), expiring);
     ck_assert_uint_eq(items_class()->reclaimed, expiring);
     ck_assert_uint_eq(items_class()->expired_unfetched, expiring - 1);
-    ck_assert_uint_eq(items_class()->used, perpage - expiring);
+    ck_assert_uint_eq(used_in(c, item_class()), perpage - expiring);
     ck_assert_uint_eq(items_class()->nfree, expiring);
     ck_assert_uint_eq(items_class()->evictions, 0);
     ck_assert_uint_eq(mp_table_count(&c->table), perpage - expiring);
@@ -231,7 +232,7 @@ START_TEST(test_reclaim_frees_flushed_items)
     mp_cache_flush(c, T0, T0);
     ck_assert_uint_eq(mp_lru_reclaim(&c->lru, item_class(), T0, 1000), 50);
     ck_assert_uint_eq(mp_table_count(&c->table), 0);
-    ck_assert_uint_eq(items_class()->used, 0);
+    ck_assert_uint_eq(used_in(c, item_class()), 0);
 }
 END_TEST
 
@@ -327,6 +328,48 @@ START_TEST(test_page_evacuate_refuses_a_page_with_a_chunk_being_allocated)
 }
 END_TEST
 
+/* Another thread overwrites and deletes keys 0..9: their old chunks go to its own magazine. */
+static void *overwrite_and_delete(void *arg)
+{
+    (void)arg;
+    for (unsigned i = 0; i < 10; i++)
+        set_item(i, 0, T0);
+    for (unsigned i = 0; i < 10; i++)
+        ck_assert_int_eq(mp_cache_delete(c, key(i), 7, T0), MP_DELETED);
+    return NULL;
+}
+
+START_TEST(test_page_evacuate_takes_back_chunks_other_threads_keep)
+{
+    make(MIB);
+    for (unsigned i = 0; i < 10; i++)
+        set_item(i, 0, T0);
+    struct got g = {.take_ref = true};
+    ck_assert_int_eq(get_key(c, key(0), T0, &g, NULL), MP_OK);
+    uint32_t page = mp_slab_page_of(&c->slabs, g.held);
+    mp_cache_item_release(c, &g.held);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, overwrite_and_delete, NULL), 0);
+    pthread_join(t, NULL);
+    ck_assert_uint_eq(mp_table_count(&c->table), 0);
+    ck_assert_uint_eq(used_in(c, item_class()), 0);
+    ck_assert_uint_gt(items_class()->used, 0); /* free, but kept in the two threads' caches */
+
+    ck_assert_int_eq(mp_lru_page_evacuate(&c->lru, item_class(), page, T0), 0);
+    ck_assert_uint_eq(items_class()->npages, 0);
+    ck_assert_uint_eq(items_class()->used, 0);
+    /* the page is free for another class */
+    ck_assert_int_eq(set_fill(c, big_key(0), BIG, 'B', 0, T0), MP_STORED);
+    ck_assert_uint_eq(class_at(c, class_of_shape(c, 7, BIG))->npages, 1);
+    /* and no magazine hands out a chunk of it: a small item now takes the page back whole */
+    ck_assert_int_eq(set_fill(c, key(1), VLEN, 'x', 0, T0), MP_STORED);
+    ck_assert(!key_present(c, big_key(0), T0));
+    struct got back = get_hit(c, key(1), T0);
+    ck_assert_int_eq(back.value[0], 'x');
+    ck_assert_uint_eq(used_in(c, item_class()), 1);
+}
+END_TEST
+
 START_TEST(test_automove_gives_a_page_from_a_quiet_class_to_an_evicting_one)
 {
     make(4 * MIB);
@@ -415,12 +458,15 @@ START_TEST(test_held_item_is_never_evicted_or_freed_until_released)
     ck_assert_int_eq(memcmp(mp_item_key(it), "k:00000", 7), 0);
     for (unsigned b = 0; b < VLEN; b++)
         ck_assert_int_eq(mp_item_value(it)[b], 'a');
-    ck_assert_uint_eq(items_class()->used, perpage); /* the held chunk plus a full page less one */
+    ck_assert_uint_eq(used_in(c, item_class()), perpage); /* the held chunk plus a full page less one */
 
     mp_cache_item_release(c, &held.held);
     ck_assert_uint_eq(atomic_load(&it->refs), 0);
-    ck_assert_uint_eq(items_class()->used, perpage - 1);
-    ck_assert_uint_eq(items_class()->nfree, 1);
+    ck_assert_uint_eq(used_in(c, item_class()), perpage - 1);
+    /* its chunk is the next this thread stores into */
+    struct mp_item *next = mp_cache_alloc(c, key(1), 7, 0, 0, VLEN, T0 + 3, &(enum mp_result){0});
+    ck_assert_ptr_eq(next, it);
+    mp_cache_item_release(c, &next);
 }
 END_TEST
 
@@ -475,6 +521,7 @@ static Suite *lru_suite(void)
     tcase_add_test(tc, test_page_evacuate_empties_a_page_for_another_class);
     tcase_add_test(tc, test_page_evacuate_refuses_a_page_with_a_held_item);
     tcase_add_test(tc, test_page_evacuate_refuses_a_page_with_a_chunk_being_allocated);
+    tcase_add_test(tc, test_page_evacuate_takes_back_chunks_other_threads_keep);
     tcase_add_test(tc, test_automove_gives_a_page_from_a_quiet_class_to_an_evicting_one);
     tcase_add_test(tc, test_automove_without_evictions_moves_nothing);
     tcase_add_test(tc, test_automove_keeps_a_donors_last_page);

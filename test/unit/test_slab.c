@@ -1,6 +1,7 @@
 /* Unit tests for slab: size classes, pages under the memory limit, free lists, page release. */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -326,6 +327,125 @@ START_TEST(test_handle_and_item_round_trip)
 }
 END_TEST
 
+/* ---- thread caches --------------------------------------------------------------------------- */
+
+static uint64_t used_of(unsigned cls)
+{
+    pthread_mutex_lock(&slabs.classes[cls].lock);
+    uint64_t n = mp_slab_used_locked(&slabs, cls);
+    pthread_mutex_unlock(&slabs.classes[cls].lock);
+    return n;
+}
+
+START_TEST(test_thread_cache_hands_out_a_freed_chunk_only_after_the_class_lock)
+{
+    slabs_make(MIB, MIB, 32, 1.04);
+    unsigned cls = 1;
+    unsigned cap = slabs.mag_cap[cls];
+    ck_assert_uint_eq(cap, MP_SLAB_MAG_MAX);
+    struct mp_item *a = mp_slab_cache_alloc(&slabs, cls);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_uint_eq(atomic_load(&a->refs), 1);
+    /* one for the caller, half a magazine ready: handed out of the class, but not in use */
+    ck_assert_uint_eq(slabs.classes[cls].used, 1 + cap / 2);
+    ck_assert_uint_eq(used_of(cls), 1);
+
+    atomic_store(&a->refs, 0);
+    mp_slab_cache_free(&slabs, a);
+    ck_assert_uint_eq(used_of(cls), 0);
+    ck_assert_uint_eq(slabs.classes[cls].nfree, 0); /* kept by the thread, off the free list */
+    ck_assert(!mp_item_has(a, MP_ITEM_FREE));       /* so an evacuation must drain it first */
+    /* the ready chunks go first; the freed one comes back through the free list, first of all */
+    for (unsigned i = 0; i < cap / 2; i++)
+        ck_assert_ptr_ne(mp_slab_cache_alloc(&slabs, cls), a);
+    ck_assert_ptr_eq(mp_slab_cache_alloc(&slabs, cls), a);
+    ck_assert_uint_eq(atomic_load(&a->refs), 1);
+    ck_assert_uint_eq(used_of(cls), 1 + cap / 2);
+}
+END_TEST
+
+START_TEST(test_a_full_freed_stack_goes_back_to_the_class)
+{
+    slabs_make(MIB, MIB, 32, 1.04);
+    unsigned cls = 1;
+    unsigned cap = slabs.mag_cap[cls];
+    struct mp_item *it[MP_SLAB_MAG_MAX + 1];
+    for (unsigned i = 0; i <= cap; i++)
+        ck_assert_ptr_nonnull(it[i] = mp_slab_alloc(&slabs, cls));
+    for (unsigned i = 0; i <= cap; i++) {
+        atomic_store(&it[i]->refs, 0);
+        mp_slab_cache_free(&slabs, it[i]);
+    }
+    ck_assert_uint_eq(slabs.classes[cls].nfree, cap);
+    for (unsigned i = 0; i < cap; i++)
+        ck_assert(mp_item_has(it[i], MP_ITEM_FREE));
+    ck_assert(!mp_item_has(it[cap], MP_ITEM_FREE));
+    ck_assert_uint_eq(used_of(cls), 0);
+}
+END_TEST
+
+START_TEST(test_classes_of_large_chunks_keep_no_magazine)
+{
+    slabs_make(MIB, MIB, 32, 1.04);
+    unsigned cls = mp_slab_class_for(&slabs, 8192);
+    ck_assert_uint_eq(slabs.mag_cap[cls], 0);
+    struct mp_item *a = mp_slab_cache_alloc(&slabs, cls);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_uint_eq(slabs.classes[cls].used, 1);
+    atomic_store(&a->refs, 0);
+    mp_slab_cache_free(&slabs, a);
+    ck_assert_uint_eq(slabs.classes[cls].nfree, 1);
+    ck_assert(mp_item_has(a, MP_ITEM_FREE));
+}
+END_TEST
+
+struct cache_user {
+    unsigned cls;
+    unsigned n;
+    struct mp_item *freed[8];
+};
+
+/* Another thread: takes chunks through its own cache and frees them back into it, then ends. */
+static void *use_and_leave(void *arg)
+{
+    struct cache_user *u = arg;
+    for (unsigned i = 0; i < u->n; i++)
+        u->freed[i] = mp_slab_cache_alloc(&slabs, u->cls);
+    for (unsigned i = 0; i < u->n; i++) {
+        atomic_store(&u->freed[i]->refs, 0);
+        mp_slab_cache_free(&slabs, u->freed[i]);
+    }
+    return NULL;
+}
+
+START_TEST(test_drain_brings_back_the_chunks_of_a_thread_that_ended)
+{
+    slabs_make(MIB, MIB, 32, 1.04); /* one page */
+    struct cache_user u = {.cls = 2, .n = 8};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, use_and_leave, &u), 0);
+    pthread_join(t, NULL);
+    struct mp_slab_class *c = &slabs.classes[u.cls];
+    uint32_t page = mp_slab_page_of(&slabs, u.freed[0]);
+    ck_assert_uint_eq(used_of(u.cls), 0);
+    ck_assert_uint_eq(c->nfree, 0);
+    ck_assert(!mp_item_has(u.freed[0], MP_ITEM_FREE));
+
+    pthread_mutex_lock(&c->lock);
+    mp_slab_cache_drain_locked(&slabs, u.cls);
+    ck_assert_uint_eq(c->used, 0);
+    ck_assert_uint_eq(c->nfree, 1 + slabs.mag_cap[u.cls] / 2); /* all its first refill took */
+    for (unsigned i = 0; i < u.n; i++)
+        ck_assert(mp_item_has(u.freed[i], MP_ITEM_FREE));
+    mp_slab_page_release_locked(&slabs, u.cls, page);
+    pthread_mutex_unlock(&c->lock);
+    ck_assert_uint_eq(c->nfree, 0);
+    /* the page went to the pool, and the class's magazines hold nothing of it */
+    ck_assert_ptr_nonnull(mp_slab_alloc(&slabs, 9));
+    ck_assert_ptr_null(mp_slab_cache_alloc(&slabs, u.cls));
+}
+END_TEST
+
 static Suite *slab_suite(void)
 {
     Suite *s = suite_create("slab");
@@ -353,6 +473,14 @@ static Suite *slab_suite(void)
     tcase_add_test(tc, test_released_page_goes_to_the_pool_and_to_another_class);
     tcase_add_test(tc, test_release_keeps_the_free_chunks_of_other_pages);
     tcase_add_test(tc, test_handle_and_item_round_trip);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("thread caches");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_thread_cache_hands_out_a_freed_chunk_only_after_the_class_lock);
+    tcase_add_test(tc, test_a_full_freed_stack_goes_back_to_the_class);
+    tcase_add_test(tc, test_classes_of_large_chunks_keep_no_magazine);
+    tcase_add_test(tc, test_drain_brings_back_the_chunks_of_a_thread_that_ended);
     suite_add_tcase(s, tc);
     return s;
 }

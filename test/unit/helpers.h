@@ -175,12 +175,17 @@ static inline struct mp_slab_class *class_at(struct mp_cache *c, unsigned cls)
 }
 
 /* Chunks of a class holding items (stats' used_chunks): not those free in threads' caches. */
+static inline uint64_t slab_used(struct mp_slabs *s, unsigned cls)
+{
+    pthread_mutex_lock(&s->classes[cls].lock);
+    uint64_t n = mp_slab_used_locked(s, cls);
+    pthread_mutex_unlock(&s->classes[cls].lock);
+    return n;
+}
+
 static inline uint64_t used_in(struct mp_cache *c, unsigned cls)
 {
-    pthread_mutex_lock(&c->slabs.classes[cls].lock);
-    uint64_t n = mp_slab_used_locked(&c->slabs, cls);
-    pthread_mutex_unlock(&c->slabs.classes[cls].lock);
-    return n;
+    return slab_used(&c->slabs, cls);
 }
 
 /* Pages handed to all classes: never more than the arena holds. */

@@ -329,14 +329,6 @@ END_TEST
 
 /* ---- thread caches --------------------------------------------------------------------------- */
 
-static uint64_t used_of(unsigned cls)
-{
-    pthread_mutex_lock(&slabs.classes[cls].lock);
-    uint64_t n = mp_slab_used_locked(&slabs, cls);
-    pthread_mutex_unlock(&slabs.classes[cls].lock);
-    return n;
-}
-
 START_TEST(test_thread_cache_hands_out_a_freed_chunk_only_after_the_class_lock)
 {
     slabs_make(MIB, MIB, 32, 1.04);
@@ -348,11 +340,11 @@ START_TEST(test_thread_cache_hands_out_a_freed_chunk_only_after_the_class_lock)
     ck_assert_uint_eq(atomic_load(&a->refs), 1);
     /* one for the caller, half a magazine ready: handed out of the class, but not in use */
     ck_assert_uint_eq(slabs.classes[cls].used, 1 + cap / 2);
-    ck_assert_uint_eq(used_of(cls), 1);
+    ck_assert_uint_eq(slab_used(&slabs, cls), 1);
 
     atomic_store(&a->refs, 0);
     mp_slab_cache_free(&slabs, a);
-    ck_assert_uint_eq(used_of(cls), 0);
+    ck_assert_uint_eq(slab_used(&slabs, cls), 0);
     ck_assert_uint_eq(slabs.classes[cls].nfree, 0); /* kept by the thread, off the free list */
     ck_assert(!mp_item_has(a, MP_ITEM_FREE));       /* so an evacuation must drain it first */
     /* the ready chunks go first; the freed one comes back through the free list, first of all */
@@ -360,7 +352,7 @@ START_TEST(test_thread_cache_hands_out_a_freed_chunk_only_after_the_class_lock)
         ck_assert_ptr_ne(mp_slab_cache_alloc(&slabs, cls), a);
     ck_assert_ptr_eq(mp_slab_cache_alloc(&slabs, cls), a);
     ck_assert_uint_eq(atomic_load(&a->refs), 1);
-    ck_assert_uint_eq(used_of(cls), 1 + cap / 2);
+    ck_assert_uint_eq(slab_used(&slabs, cls), 1 + cap / 2);
 }
 END_TEST
 
@@ -380,7 +372,7 @@ START_TEST(test_a_full_freed_stack_goes_back_to_the_class)
     for (unsigned i = 0; i < cap; i++)
         ck_assert(mp_item_has(it[i], MP_ITEM_FREE));
     ck_assert(!mp_item_has(it[cap], MP_ITEM_FREE));
-    ck_assert_uint_eq(used_of(cls), 0);
+    ck_assert_uint_eq(slab_used(&slabs, cls), 0);
 }
 END_TEST
 
@@ -427,7 +419,7 @@ START_TEST(test_drain_brings_back_the_chunks_of_a_thread_that_ended)
     pthread_join(t, NULL);
     struct mp_slab_class *c = &slabs.classes[u.cls];
     uint32_t page = mp_slab_page_of(&slabs, u.freed[0]);
-    ck_assert_uint_eq(used_of(u.cls), 0);
+    ck_assert_uint_eq(slab_used(&slabs, u.cls), 0);
     ck_assert_uint_eq(c->nfree, 0);
     ck_assert(!mp_item_has(u.freed[0], MP_ITEM_FREE));
 

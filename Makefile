@@ -148,7 +148,7 @@ $(BUILD)/bench_engine: bench/engine.c $(ENGINE_OBJS)
 	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(ALL_LDFLAGS)
 
 bench: all test-deps $(BUILD)/bench_engine
-	./$(BUILD)/bench_engine 1 5
+	./$(BUILD)/bench_engine
 	$(PYTHON) bench/compare --magpie $(BUILD)/magpie
 
 bench-memory: all test-deps

@@ -44,16 +44,21 @@ void mp_cache_item_release(struct mp_cache *c, struct mp_item **itp)
         mp_slab_cache_free(&c->slabs, it);
 }
 
+static void lock_hash(struct mp_cache *c, uint64_t hash, struct mp_cache_lock *lk)
+{
+    lk->hash = hash;
+    lk->st = mp_table_stripe(&c->table, hash);
+    mp_stripe_lock(lk->st);
+}
+
 void mp_cache_lock_key(struct mp_cache *c, const char *key, size_t nkey, struct mp_cache_lock *lk)
 {
-    lk->hash = mp_table_hash(key, nkey);
-    lk->st = mp_table_stripe(&c->table, lk->hash);
-    pthread_mutex_lock(&lk->st->lock);
+    lock_hash(c, mp_table_hash(key, nkey), lk);
 }
 
 void mp_cache_unlock(struct mp_cache_lock *lk)
 {
-    pthread_mutex_unlock(&lk->st->lock);
+    mp_stripe_unlock(lk->st);
 }
 
 /* Unlink an item; the chunk goes back to its class if that was the last reference. The caller
@@ -124,15 +129,86 @@ void mp_cache_set_exptime_locked(struct mp_item *it, uint32_t exptime)
     __atomic_store_n(&it->exptime, exptime, __ATOMIC_RELAXED);
 }
 
-enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, uint32_t now, mp_cache_hit_fn fn,
-                            void *ctx, enum mp_miss *miss)
+/* An item's fields for a reader, each loaded once (see struct mp_hit). */
+static void hit_of(struct mp_item *it, bool locked, struct mp_hit *h)
 {
+    uint8_t fl = atomic_load_explicit(&it->iflags, memory_order_relaxed);
+    h->it = locked ? it : NULL;
+    h->nkey = __atomic_load_n(&it->nkey, __ATOMIC_RELAXED);
+    h->nbytes = __atomic_load_n(&it->nbytes, __ATOMIC_RELAXED);
+    h->exptime = __atomic_load_n(&it->exptime, __ATOMIC_RELAXED);
+    h->cas = __atomic_load_n(&it->cas, __ATOMIC_RELAXED);
+    h->flags = 0;
+    if (fl & MP_ITEM_CFLAGS)
+        memcpy(&h->flags, mp_item_suffix(it), 4);
+    h->key = mp_item_suffix(it) + (fl & MP_ITEM_CFLAGS ? 4 : 0);
+    h->value = h->key + h->nkey;
+}
+
+void mp_cache_hit_locked(struct mp_item *it, struct mp_hit *h)
+{
+    hit_of(it, true, h);
+}
+
+/*
+ * A get without the stripe lock (table.h): true when it answered, false when the read must be
+ * made under the lock: something changed while it read, or it found an item that is dead (whose
+ * reclaiming, and the reason for the miss, are the locked path's) or too big to copy.
+ */
+static bool get_optimistic(struct mp_cache *c, const char *key, size_t nkey, uint64_t hash, uint32_t now,
+                           const struct mp_cache_reader *rd, enum mp_miss *miss, enum mp_result *res)
+{
+    struct mp_stripe *st = mp_table_stripe(&c->table, hash);
+    uint32_t seq = mp_stripe_read_begin(st);
+    if (seq & 1)
+        return false;
+    bool torn;
+    struct mp_item *it = mp_table_find_optimistic(&c->table, st, hash, key, nkey, &torn);
+    if (torn)
+        return false;
+    if (!it) {
+        if (!mp_stripe_read_valid(st, seq))
+            return false;
+        if (miss)
+            *miss = MP_MISS_ABSENT;
+        *res = MP_NOT_FOUND;
+        return true;
+    }
+    struct mp_hit h;
+    hit_of(it, false, &h);
+    /* The item's key matched the caller's, which cannot change meanwhile: use its length. */
+    h.value = h.key + nkey;
+    h.key = key;
+    h.nkey = (uint32_t)nkey;
+    if (h.nbytes > rd->copy_max || !mp_slab_contains(&c->slabs, h.value, h.nbytes) ||
+        (h.exptime != 0 && h.exptime <= now) || mp_item_flushed(it, now, &c->epoch))
+        return false;
+    rd->hit(rd->ctx, &h);
+    if (!mp_stripe_read_valid(st, seq)) {
+        if (rd->undo)
+            rd->undo(rd->ctx);
+        return false;
+    }
+    mp_item_touch_clock(it);
+    *res = MP_OK;
+    return true;
+}
+
+enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, uint32_t now,
+                            const struct mp_cache_reader *rd, enum mp_miss *miss)
+{
+    uint64_t hash = mp_table_hash(key, nkey);
+    enum mp_result res;
+    if (MP_CACHE_OPTIMISTIC && rd->copy_max && get_optimistic(c, key, nkey, hash, now, rd, miss, &res))
+        return res;
     struct mp_cache_lock l;
-    mp_cache_lock_key(c, key, nkey, &l);
+    lock_hash(c, hash, &l);
     struct mp_item *it = find_live(c, &l, key, nkey, now, miss);
     if (it) {
         mp_item_touch_clock(it);
-        fn(ctx, it);
+        struct mp_hit h;
+        mp_cache_hit_locked(it, &h);
+        rd->hit(rd->ctx, &h);
     }
     mp_cache_unlock(&l);
     return it ? MP_OK : MP_NOT_FOUND;
@@ -147,8 +223,11 @@ enum mp_result mp_cache_touch(struct mp_cache *c, const char *key, size_t nkey, 
     if (it) {
         mp_cache_set_exptime_locked(it, exptime);
         mp_item_touch_clock(it);
-        if (fn)
-            fn(ctx, it);
+        if (fn) {
+            struct mp_hit h;
+            mp_cache_hit_locked(it, &h);
+            fn(ctx, &h);
+        }
     }
     mp_cache_unlock(&l);
     return it ? (fn ? MP_OK : MP_TOUCHED) : MP_NOT_FOUND;

@@ -41,6 +41,12 @@ struct seg {
     size_t len;
 };
 
+/* How far the output had got, to take back what follows. */
+struct out_mark {
+    size_t nsegs, olen, held, pending;
+    size_t last; /* the length of the last segment then: it may grow in place */
+};
+
 struct mp_conn {
     union {
         uv_handle_t handle;
@@ -82,10 +88,10 @@ struct mp_conn {
     enum mp_cmd get_cmd;
     uint32_t get_exptime;
     const char *get_pos, *get_end;
-    bool get_more;                                      /* the line goes on past get_end */
-    size_t get_mark_segs, get_mark_olen, get_mark_held; /* output before this get, to undo it */
-    size_t get_mark_last;                               /* length of the last segment then */
-    bool get_flushed;                                   /* part of its output is gone: it cannot be undone */
+    bool get_more;            /* the line goes on past get_end */
+    struct out_mark get_mark; /* output before this get, to undo it */
+    bool get_flushed;         /* part of its output is gone: it cannot be undone */
+    struct out_mark hit_mark; /* output before this key's hit, should the engine undo it */
 
     /* output */
     char *obuf;
@@ -190,6 +196,22 @@ static void release_held(struct mp_conn *c, size_t from)
     c->nheld = from;
 }
 
+static void mark_output(const struct mp_conn *c, struct out_mark *m)
+{
+    *m = (struct out_mark){c->nsegs, c->olen, c->nheld, c->pending, c->nsegs ? c->segs[c->nsegs - 1].len : 0};
+}
+
+/* Back to the mark; nothing may have been written to the socket since. */
+static void undo_output(struct mp_conn *c, const struct out_mark *m)
+{
+    release_held(c, m->held);
+    c->nsegs = m->nsegs;
+    if (c->nsegs)
+        c->segs[c->nsegs - 1].len = m->last;
+    c->olen = m->olen;
+    c->pending = m->pending;
+}
+
 static void reset_output(struct mp_conn *c)
 {
     release_held(c, 0);
@@ -267,30 +289,35 @@ static uint32_t now(const struct mp_conn *c)
     return mp_clock_now(c->env->clock);
 }
 
-/* An item's value and "\r\n", under the stripe lock (see cache.h): a small value is copied, a
- * large one pinned and written from where it lives. */
-static void out_value(void *ctx, struct mp_item *it)
+/* A hit's value and "\r\n" (see cache.h): a small value is copied, a large one pinned (under the
+ * stripe lock, the only way the engine hands over a large value) and written from where it lives. */
+static void out_value(void *ctx, const struct mp_hit *h)
 {
     struct mp_conn *c = ctx;
-    if (it->nbytes <= COPY_MAX) {
-        out(c, mp_item_value(it), it->nbytes);
+    if (h->nbytes <= COPY_MAX || !h->it) {
+        out(c, h->value, h->nbytes);
     } else {
-        mp_cache_item_ref(it);
-        out_item(c, it, mp_item_value(it), it->nbytes);
+        mp_cache_item_ref(h->it);
+        out_item(c, h->it, h->value, h->nbytes);
     }
     out(c, "\r\n", 2);
 }
 
 /* A get's hit: "VALUE ..." and the value. */
-static void emit_value(void *ctx, struct mp_item *it)
+static void emit_value(void *ctx, const struct mp_hit *h)
 {
     struct mp_conn *c = ctx;
     char hdr[MP_PROTO_VALUE_HDR_MAX];
     bool with_cas = c->get_cmd == MP_CMD_GETS || c->get_cmd == MP_CMD_GATS;
-    out(c, hdr,
-        mp_proto_value_header(hdr, mp_item_key(it), it->nkey, mp_item_flags(it), it->nbytes, with_cas,
-                              __atomic_load_n(&it->cas, __ATOMIC_RELAXED)));
-    out_value(c, it);
+    out(c, hdr, mp_proto_value_header(hdr, h->key, h->nkey, h->flags, h->nbytes, with_cas, h->cas));
+    out_value(c, h);
+}
+
+/* The engine read a hit while it changed: take back what emit_value wrote. */
+static void unemit_value(void *ctx)
+{
+    struct mp_conn *c = ctx;
+    undo_output(c, &c->hit_mark);
 }
 
 static void get_one(struct mp_conn *c, const char *key, size_t nkey)
@@ -306,7 +333,9 @@ static void get_one(struct mp_conn *c, const char *key, size_t nkey)
         return;
     }
     enum mp_miss miss;
-    enum mp_result r = mp_cache_get(c->env->cache, key, nkey, now(c), emit_value, c, &miss);
+    const struct mp_cache_reader rd = {emit_value, unemit_value, c, COPY_MAX};
+    mark_output(c, &c->hit_mark);
+    enum mp_result r = mp_cache_get(c->env->cache, key, nkey, now(c), &rd, &miss);
     MP_STAT_INC(c->st, cmd_get);
     if (r == MP_OK) {
         MP_STAT_INC(c->st, get_hits);
@@ -323,16 +352,8 @@ static void get_one(struct mp_conn *c, const char *key, size_t nkey)
  * produced are withdrawn, where they have not been written already. */
 static void get_refuse(struct mp_conn *c)
 {
-    if (!c->get_flushed) {
-        release_held(c, c->get_mark_held);
-        c->nsegs = c->get_mark_segs;
-        if (c->nsegs)
-            c->segs[c->nsegs - 1].len = c->get_mark_last; /* it may have grown in place */
-        c->olen = c->get_mark_olen;
-        c->pending = 0;
-        for (size_t i = 0; i < c->nsegs; i++)
-            c->pending += c->segs[i].len;
-    }
+    if (!c->get_flushed)
+        undo_output(c, &c->get_mark);
     reply(c, false, "CLIENT_ERROR bad command line format");
     c->state = c->get_more ? ST_SKIP_LINE : ST_CMD;
 }
@@ -368,10 +389,7 @@ static void start_get(struct mp_conn *c, const struct mp_request *req)
     c->get_pos = req->keys;
     c->get_end = req->keys + req->nkeys;
     c->get_more = req->partial;
-    c->get_mark_segs = c->nsegs;
-    c->get_mark_olen = c->olen;
-    c->get_mark_held = c->nheld;
-    c->get_mark_last = c->nsegs ? c->segs[c->nsegs - 1].len : 0;
+    mark_output(c, &c->get_mark);
     c->get_flushed = false;
     c->state = ST_GET;
 }

@@ -60,7 +60,7 @@ static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item 
     bool only_dead = why == TAKE_RECLAIM;
     uint64_t hash = mp_table_hash(mp_item_key(it), it->nkey);
     struct mp_stripe *st = mp_table_stripe(l->table, hash);
-    if (pthread_mutex_trylock(&st->lock) != 0)
+    if (!mp_stripe_trylock(st))
         return false;
     bool freed = false;
     /* Linked and held by the table alone: no reader has it, nobody is replacing it. */
@@ -82,7 +82,7 @@ static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item 
             }
         }
     }
-    pthread_mutex_unlock(&st->lock);
+    mp_stripe_unlock(st);
     return freed;
 }
 

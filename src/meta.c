@@ -226,8 +226,11 @@ void mp_meta_get(const struct mp_meta_env *e, const struct mp_request *req, cons
         mp_item_set(it, MP_ITEM_TOKEN_SENT, true);
     }
     send_line(o, &l);
-    if (m->value)
-        o->value(o->ctx, it);
+    if (m->value) {
+        struct mp_hit h;
+        mp_cache_hit_locked(it, &h);
+        o->value(o->ctx, &h);
+    }
     if (!m->no_update)
         mp_item_touch_clock(it);
     mp_cache_unlock(&lk);

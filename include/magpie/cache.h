@@ -63,15 +63,48 @@ struct mp_cache {
 int mp_cache_setup(struct mp_cache *c, const struct mp_cache_config *cfg, char *err, size_t errlen);
 void mp_cache_teardown(struct mp_cache *c);
 
-/* Called for a hit, under the item's stripe lock: copy what is needed or take a reference. */
-typedef void (*mp_cache_hit_fn)(void *ctx, struct mp_item *it);
+/* What a hit hands its reader: the item's fields, each read once, so they agree with each other
+ * even when the item changes while they are copied (an optimistic read, below). */
+struct mp_hit {
+    struct mp_item *it; /* the item, when the stripe lock is held; NULL on an optimistic read */
+    const char *key;
+    const char *value;
+    uint32_t nkey, nbytes, flags, exptime;
+    uint64_t cas;
+};
+
+/* Called for a hit: copy what is needed or, with hit->it (under the stripe lock), take a reference. */
+typedef void (*mp_cache_hit_fn)(void *ctx, const struct mp_hit *hit);
+
+/*
+ * How a get hands over a hit. A value of at most copy_max bytes is read optimistically, without
+ * the stripe lock (table.h): hit() runs on an item that may be changing under it, and then the
+ * engine checks that nothing changed; if something did, it calls undo() to take back everything
+ * hit() wrote, and reads again under the lock. So hit() must only copy, and be undoable: undo
+ * NULL says a second hit() overwrites whatever the first wrote. copy_max 0 reads under the lock.
+ * ThreadSanitizer cannot follow a read that is validated after the fact, so under it every read
+ * takes the lock.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define MP_CACHE_OPTIMISTIC 0
+#else
+#define MP_CACHE_OPTIMISTIC 1
+#endif
+
+struct mp_cache_reader {
+    mp_cache_hit_fn hit;
+    void (*undo)(void *ctx);
+    void *ctx;
+    uint32_t copy_max;
+};
 
 /* Why a get missed, for stats get_expired / get_flushed. */
 enum mp_miss { MP_MISS_ABSENT, MP_MISS_EXPIRED, MP_MISS_FLUSHED };
 
-/* get / gets. Returns MP_OK (hit; fn was called) or MP_NOT_FOUND with *miss saying why. */
-enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, uint32_t now, mp_cache_hit_fn fn,
-                            void *ctx, enum mp_miss *miss);
+/* get / gets. Returns MP_OK (hit; rd->hit was called, for good, once) or MP_NOT_FOUND with *miss
+ * saying why. */
+enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, uint32_t now,
+                            const struct mp_cache_reader *rd, enum mp_miss *miss);
 
 /* gat / gats / touch: set a new exptime (relative, from mp_clock_exptime) and, for gat, call fn
  * with the item. fn may be NULL. MP_OK / MP_TOUCHED, or MP_NOT_FOUND. */
@@ -126,6 +159,8 @@ void mp_cache_unlock(struct mp_cache_lock *lk);
 /* The live item with this key, or NULL (a dead one is reclaimed on the way; *miss says why). */
 struct mp_item *mp_cache_find_locked(struct mp_cache *c, struct mp_cache_lock *lk, const char *key, size_t nkey,
                                      uint32_t now, enum mp_miss *miss);
+/* A locked item as a hit, for a reader called under the lock. */
+void mp_cache_hit_locked(struct mp_item *it, struct mp_hit *h);
 /* Link a fresh item (from mp_cache_alloc) under a key known to be absent; gives it a CAS. */
 void mp_cache_link_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it, uint32_t now);
 void mp_cache_unlink_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it);

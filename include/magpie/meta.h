@@ -26,7 +26,7 @@ struct mp_meta_out {
     void *ctx;
     void (*bytes)(void *ctx, const char *data, size_t n);
     /* The item's value and "\r\n"; called under the stripe lock (copy it or take a reference). */
-    void (*value)(void *ctx, struct mp_item *it);
+    mp_cache_hit_fn value;
 };
 
 struct mp_meta_env {

@@ -122,6 +122,13 @@ static inline struct mp_item *mp_slab_item(const struct mp_slabs *s, mp_handle_t
     return (struct mp_item *)(s->base + (uintptr_t)h * MP_SLAB_ALIGN);
 }
 
+/* Whether n bytes from p lie inside the arena: for readers that follow links without a lock. */
+static inline bool mp_slab_contains(const struct mp_slabs *s, const void *p, size_t n)
+{
+    uintptr_t a = (uintptr_t)s->arena, q = (uintptr_t)p;
+    return q >= a && n <= s->arena_size && q - a <= s->arena_size - n;
+}
+
 static inline mp_handle_t mp_slab_handle(const struct mp_slabs *s, const struct mp_item *it)
 {
     return (mp_handle_t)(((uintptr_t)it - s->base) / MP_SLAB_ALIGN);

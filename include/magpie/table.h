@@ -13,6 +13,17 @@
  *
  * Buckets are 32-bit item handles, so the table costs about 4 to 6 bytes per item. It lives
  * outside the -m arena, as memcached's does.
+ *
+ * Optimistic reads. A get need not take the stripe lock, whose cache line would then move to its
+ * core on every read: it reads the stripe's sequence count, walks the chain and copies the item
+ * without any lock, and keeps what it copied only if the count is unchanged afterwards. Every
+ * holder of a stripe lock is a writer: mp_stripe_lock makes the count odd, mp_stripe_unlock even
+ * again, so any change to the stripe's chains, or in place to one of its items, moves the count.
+ * A reader may therefore see anything while it runs: links and fields of items being unlinked,
+ * freed, reused by another key or moved to another class. It must bound every read (handles and
+ * lengths are checked against the arena, chains against a step limit) and act on nothing before
+ * the count confirms it. Bucket arrays a stripe has outgrown stay mapped (see grow in table.c),
+ * so a reader still holding the old array reads memory that is there.
  */
 #ifndef MAGPIE_TABLE_H
 #define MAGPIE_TABLE_H
@@ -27,8 +38,9 @@
 
 struct mp_stripe {
     pthread_mutex_t lock;
-    mp_handle_t *buckets;
-    uint32_t mask;          /* nbuckets - 1 */
+    _Atomic uint32_t seq;   /* odd while the lock is held: optimistic reads (above) */
+    mp_handle_t *buckets;   /* replaced on growth (atomically: optimistic readers load it) */
+    uint32_t mask;          /* nbuckets - 1; stored after buckets, loaded before them */
     _Atomic uint32_t count; /* linked items */
     _Atomic uint64_t bytes; /* sum of their mp_item_total() */
     uint64_t resizes;
@@ -39,6 +51,15 @@ struct mp_table {
     unsigned stripe_bits;
     unsigned nstripes;
     struct mp_stripe *stripes;
+    /* Where bucket arrays come from, and the outgrown ones, kept mapped (see table.c). */
+    pthread_mutex_t buckets_lock;
+    char *small; /* the region for arrays under a page */
+    size_t small_pages;
+    uint16_t *small_live;  /* arrays in use in each of its pages */
+    size_t small_next[32]; /* by log2 of the array's bytes: where the next one starts */
+    size_t small_end[32];
+    struct mp_buckets_retired *retired; /* outgrown arrays of a page or more */
+    size_t nretired, retired_cap;
 };
 
 uint64_t mp_table_hash(const char *key, size_t nkey);
@@ -52,10 +73,57 @@ static inline struct mp_stripe *mp_table_stripe(const struct mp_table *t, uint64
     return &t->stripes[t->stripe_bits ? hash >> (64 - t->stripe_bits) : 0];
 }
 
+/* The one way to hold a stripe: as a writer, for optimistic readers (above). */
+static inline void mp_stripe_begin_write(struct mp_stripe *st)
+{
+    atomic_store_explicit(&st->seq, atomic_load_explicit(&st->seq, memory_order_relaxed) + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release); /* the odd count is seen before any change */
+}
+
+static inline void mp_stripe_lock(struct mp_stripe *st)
+{
+    pthread_mutex_lock(&st->lock);
+    mp_stripe_begin_write(st);
+}
+
+static inline bool mp_stripe_trylock(struct mp_stripe *st)
+{
+    if (pthread_mutex_trylock(&st->lock) != 0)
+        return false;
+    mp_stripe_begin_write(st);
+    return true;
+}
+
+static inline void mp_stripe_unlock(struct mp_stripe *st)
+{
+    atomic_store_explicit(&st->seq, atomic_load_explicit(&st->seq, memory_order_relaxed) + 1, memory_order_release);
+    pthread_mutex_unlock(&st->lock);
+}
+
+/* An optimistic read: begin returns the count to hand to valid, which says whether everything read
+ * in between is a true picture of the stripe (nobody held its lock meanwhile). */
+static inline uint32_t mp_stripe_read_begin(const struct mp_stripe *st)
+{
+    return atomic_load_explicit(&((struct mp_stripe *)st)->seq, memory_order_acquire);
+}
+
+static inline bool mp_stripe_read_valid(const struct mp_stripe *st, uint32_t seq)
+{
+    atomic_thread_fence(memory_order_acquire); /* the reads before are done before the count is read */
+    return !(seq & 1) && atomic_load_explicit(&((struct mp_stripe *)st)->seq, memory_order_relaxed) == seq;
+}
+
 /* The linked item with this key, or NULL. The caller holds the stripe lock. Expiry is not
  * checked here (see cache.h). */
 struct mp_item *mp_table_find_locked(struct mp_table *t, struct mp_stripe *st, uint64_t hash, const char *key,
                                      size_t nkey);
+
+/* The same without the lock, between mp_stripe_read_begin and mp_stripe_read_valid: the item
+ * whose key matched when it was read, or NULL; *torn when the walk met something no consistent
+ * stripe holds (a handle or key outside the arena, a chain too long), and the read must be retried
+ * under the lock. */
+struct mp_item *mp_table_find_optimistic(const struct mp_table *t, const struct mp_stripe *st, uint64_t hash,
+                                         const char *key, size_t nkey, bool *torn);
 
 /* Link an item whose key is not in the table; takes over the caller's reference. Grows the
  * stripe when it is over its load factor. */

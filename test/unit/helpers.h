@@ -117,27 +117,35 @@ struct got {
     struct mp_item *held; /* the item, when take_ref */
 };
 
-static inline void got_hit(void *ctx, struct mp_item *it)
+static inline void got_hit(void *ctx, const struct mp_hit *hit)
 {
     struct got *g = ctx;
     g->hits++;
-    g->nbytes = it->nbytes;
-    size_t n = it->nbytes < sizeof(g->value) - 1 ? it->nbytes : sizeof(g->value) - 1;
-    memcpy(g->value, mp_item_value(it), n);
+    g->nbytes = hit->nbytes;
+    size_t n = hit->nbytes < sizeof(g->value) - 1 ? hit->nbytes : sizeof(g->value) - 1;
+    memcpy(g->value, hit->value, n);
     g->value[n] = '\0';
-    g->flags = mp_item_flags(it);
-    g->exptime = it->exptime;
-    g->cas = it->cas;
+    g->flags = hit->flags;
+    g->exptime = hit->exptime;
+    g->cas = hit->cas;
     if (g->take_ref) {
-        mp_cache_item_ref(it);
-        g->held = it;
+        mp_cache_item_ref(hit->it);
+        g->held = hit->it;
     }
 }
 
+/* An optimistic read that did not hold: the hit is not counted. */
+static inline void got_undo(void *ctx)
+{
+    ((struct got *)ctx)->hits--;
+}
+
+/* A get; one that keeps a reference reads under the lock, as only there may it take one. */
 static inline enum mp_result get_key(struct mp_cache *c, const char *key, uint32_t now, struct got *g,
                                      enum mp_miss *miss)
 {
-    return mp_cache_get(c, key, strlen(key), now, got_hit, g, miss);
+    const struct mp_cache_reader rd = {got_hit, got_undo, g, g->take_ref ? 0 : UINT32_MAX};
+    return mp_cache_get(c, key, strlen(key), now, &rd, miss);
 }
 
 /* A get that must hit; returns what it saw. */

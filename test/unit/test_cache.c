@@ -637,14 +637,14 @@ struct seen {
     bool uniform;
 };
 
-static void check_whole(void *ctx, struct mp_item *it)
+static void check_whole(void *ctx, const struct mp_hit *hit)
 {
     struct seen *v = ctx;
-    const char *p = mp_item_value(it);
-    v->nbytes = it->nbytes;
-    v->first = it->nbytes ? p[0] : 0;
+    const char *p = hit->value;
+    v->nbytes = hit->nbytes;
+    v->first = hit->nbytes ? p[0] : 0;
     v->uniform = true;
-    for (uint32_t i = 1; i < it->nbytes; i++)
+    for (uint32_t i = 1; i < hit->nbytes; i++)
         v->uniform &= p[i] == p[0];
 }
 
@@ -681,13 +681,14 @@ static void *writer_reader(void *arg)
         unsigned other = (w->id + 1) % TTHREADS, m = n / 2;
         snprintf(key, sizeof(key), "t%u:%05u", other, m);
         struct seen v = {0};
-        if (mp_cache_get(c, key, strlen(key), now, check_whole, &v, NULL) == MP_OK) {
+        const struct mp_cache_reader rd = {check_whole, NULL, &v, UINT32_MAX}; /* check_whole overwrites v */
+        if (mp_cache_get(c, key, strlen(key), now, &rd, NULL) == MP_OK) {
             w->hits++;
             w->bad_values += !v.uniform || v.nbytes != len_of(w->mixed, m) || v.first != fill_of(other, m);
         }
         unsigned h = (n + 3) % 8;
         snprintf(key, sizeof(key), "hot:%04u", h);
-        if (mp_cache_get(c, key, strlen(key), now, check_whole, &v, NULL) == MP_OK)
+        if (mp_cache_get(c, key, strlen(key), now, &rd, NULL) == MP_OK)
             w->bad_values += !v.uniform || v.nbytes != len_of(w->mixed, h);
     }
     return NULL;
@@ -718,6 +719,76 @@ static void run_writers_and_readers(bool mixed, unsigned *nomem)
         used += used_in(c, i);
     ck_assert_uint_eq(used, mp_table_count(&c->table));
 }
+
+/* A reader that, the first time it is called, stores the key anew: so the stripe changes under an
+ * optimistic read, which must then be undone and made again under the lock. */
+struct racing {
+    int hits, undos;
+    char first;
+    bool locked; /* whether the last hit came with the item (under the lock) */
+};
+
+static void hit_then_overwrite(void *ctx, const struct mp_hit *hit)
+{
+    struct racing *r = ctx;
+    r->first = hit->value[0];
+    r->locked = hit->it != NULL;
+    if (r->hits++ == 0 && !r->locked)
+        ck_assert_int_eq(set_raw("race", 8, 'B', T0), MP_STORED);
+}
+
+static void count_undo(void *ctx)
+{
+    ((struct racing *)ctx)->undos++;
+}
+
+START_TEST(test_optimistic_get_that_sees_a_change_is_undone_and_read_again_locked)
+{
+    ck_assert_int_eq(set_raw("race", 8, 'A', T0), MP_STORED);
+    struct racing r = {0};
+    const struct mp_cache_reader rd = {hit_then_overwrite, count_undo, &r, UINT32_MAX};
+    ck_assert_int_eq(mp_cache_get(c, "race", 4, T0, &rd, NULL), MP_OK);
+    ck_assert_int_eq(r.hits, 2);
+    ck_assert_int_eq(r.undos, 1);
+    ck_assert_int_eq(r.first, 'B');
+    ck_assert(r.locked);
+    /* with nothing in the way, one optimistic read */
+    r = (struct racing){.hits = 1};
+    ck_assert_int_eq(mp_cache_get(c, "race", 4, T0, &rd, NULL), MP_OK);
+    ck_assert_int_eq(r.hits, 2);
+    ck_assert_int_eq(r.undos, 0);
+    ck_assert(!r.locked);
+}
+END_TEST
+
+START_TEST(test_values_over_copy_max_are_read_under_the_lock)
+{
+    ck_assert_int_eq(set_raw("big", 8, 'A', T0), MP_STORED);
+    struct racing r = {.hits = 1};
+    const struct mp_cache_reader small = {hit_then_overwrite, count_undo, &r, 7};
+    ck_assert_int_eq(mp_cache_get(c, "big", 3, T0, &small, NULL), MP_OK);
+    ck_assert(r.locked);
+    const struct mp_cache_reader fits = {hit_then_overwrite, count_undo, &r, 8};
+    ck_assert_int_eq(mp_cache_get(c, "big", 3, T0, &fits, NULL), MP_OK);
+    ck_assert(!r.locked);
+    const struct mp_cache_reader never = {hit_then_overwrite, count_undo, &r, 0};
+    ck_assert_int_eq(mp_cache_get(c, "big", 3, T0, &never, NULL), MP_OK);
+    ck_assert(r.locked);
+    ck_assert_int_eq(r.undos, 0);
+}
+END_TEST
+
+START_TEST(test_optimistic_get_leaves_dead_items_to_the_locked_path)
+{
+    ck_assert_int_eq(store_full(c, MP_SET, "old", "v", 1, 0, 0, T0 + 5, 0, T0, NULL), MP_STORED);
+    enum mp_miss miss = MP_MISS_ABSENT;
+    struct got g = {0};
+    ck_assert_int_eq(get_key(c, "old", T0 + 5, &g, &miss), MP_NOT_FOUND);
+    ck_assert_int_eq(miss, MP_MISS_EXPIRED); /* only the locked path tells why, and reclaims */
+    ck_assert_uint_eq(mp_table_count(&c->table), 0);
+    ck_assert_int_eq(g.hits, 0);
+}
+END_TEST
 
 START_TEST(test_concurrent_writers_and_readers_see_only_whole_values)
 {
@@ -833,6 +904,15 @@ static Suite *cache_suite(void)
     tcase_add_test(tc, test_sets_of_mixed_sizes_never_fail_in_a_full_cache);
     tcase_add_test(tc, test_set_in_a_class_without_pages_succeeds_while_a_reader_holds_an_item);
     tcase_set_timeout(tc, 120); /* many operations; slow under the sanitizers */
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("optimistic reads");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_optimistic_get_leaves_dead_items_to_the_locked_path);
+#if MP_CACHE_OPTIMISTIC /* under TSan every read is locked (cache.h) */
+    tcase_add_test(tc, test_optimistic_get_that_sees_a_change_is_undone_and_read_again_locked);
+    tcase_add_test(tc, test_values_over_copy_max_are_read_under_the_lock);
+#endif
     suite_add_tcase(s, tc);
 
     tc = tcase_create("threads");

@@ -41,18 +41,18 @@ static void link_item(struct mp_item *it)
 {
     uint64_t h = mp_table_hash(mp_item_key(it), it->nkey);
     struct mp_stripe *st = mp_table_stripe(&table, h);
-    pthread_mutex_lock(&st->lock);
+    mp_stripe_lock(st);
     mp_table_link_locked(&table, st, h, it);
-    pthread_mutex_unlock(&st->lock);
+    mp_stripe_unlock(st);
 }
 
 static struct mp_item *find(const char *key)
 {
     uint64_t h = mp_table_hash(key, strlen(key));
     struct mp_stripe *st = mp_table_stripe(&table, h);
-    pthread_mutex_lock(&st->lock);
+    mp_stripe_lock(st);
     struct mp_item *it = mp_table_find_locked(&table, st, h, key, strlen(key));
-    pthread_mutex_unlock(&st->lock);
+    mp_stripe_unlock(st);
     return it;
 }
 
@@ -60,9 +60,9 @@ static bool unlink_item(struct mp_item *it)
 {
     uint64_t h = mp_table_hash(mp_item_key(it), it->nkey);
     struct mp_stripe *st = mp_table_stripe(&table, h);
-    pthread_mutex_lock(&st->lock);
+    mp_stripe_lock(st);
     bool last = mp_table_unlink_locked(&table, st, h, it);
-    pthread_mutex_unlock(&st->lock);
+    mp_stripe_unlock(st);
     return last;
 }
 
@@ -70,9 +70,9 @@ static bool replace_item(struct mp_item *old, struct mp_item *repl)
 {
     uint64_t h = mp_table_hash(mp_item_key(old), old->nkey);
     struct mp_stripe *st = mp_table_stripe(&table, h);
-    pthread_mutex_lock(&st->lock);
+    mp_stripe_lock(st);
     bool last = mp_table_replace_locked(&table, st, h, old, repl);
-    pthread_mutex_unlock(&st->lock);
+    mp_stripe_unlock(st);
     return last;
 }
 
@@ -277,6 +277,74 @@ START_TEST(test_single_stripe_table_finds_its_items)
 }
 END_TEST
 
+static struct mp_item *find_optimistic(const char *key, bool *torn)
+{
+    uint64_t h = mp_table_hash(key, strlen(key));
+    return mp_table_find_optimistic(&table, mp_table_stripe(&table, h), h, key, strlen(key), torn);
+}
+
+START_TEST(test_optimistic_find_sees_what_the_locked_find_sees_across_growth)
+{
+    make(1, 4); /* grows through arrays under a page and past it */
+    enum { N = 8000 };
+    static struct mp_item *items[N];
+    char key[32];
+    for (unsigned i = 0; i < N; i++) {
+        key_of(key, sizeof(key), "key:", i);
+        items[i] = item_new(key, "value", i % 2 ? 7 : 0); /* with and without client flags */
+        link_item(items[i]);
+    }
+    ck_assert_uint_ge(table.stripes[0].mask + 1, 4096 / sizeof(mp_handle_t));
+    bool torn = true;
+    for (unsigned i = 0; i < N; i++) {
+        key_of(key, sizeof(key), "key:", i);
+        ck_assert_ptr_eq(find_optimistic(key, &torn), items[i]);
+        ck_assert(!torn);
+    }
+    ck_assert_ptr_null(find_optimistic("absent", &torn));
+    ck_assert(!torn);
+}
+END_TEST
+
+START_TEST(test_every_lock_moves_the_stripe_count)
+{
+    make(0, 4);
+    struct mp_stripe *st = &table.stripes[0];
+    uint32_t seq = mp_stripe_read_begin(st);
+    ck_assert(mp_stripe_read_valid(st, seq));
+    mp_stripe_lock(st);
+    ck_assert_uint_eq(mp_stripe_read_begin(st) & 1, 1); /* a reader starting now must wait or lock */
+    ck_assert(!mp_stripe_read_valid(st, mp_stripe_read_begin(st)));
+    mp_stripe_unlock(st);
+    ck_assert(!mp_stripe_read_valid(st, seq));
+    seq = mp_stripe_read_begin(st);
+    ck_assert(mp_stripe_trylock(st));
+    mp_stripe_unlock(st);
+    ck_assert(!mp_stripe_read_valid(st, seq));
+}
+END_TEST
+
+/* What a reader may meet in a chain changing under it: a link to no chunk, or a loop. */
+START_TEST(test_optimistic_walk_gives_up_on_a_link_outside_the_arena_or_a_loop)
+{
+    make(0, 1);
+    struct mp_item *it = item_new("here", "v", 0);
+    link_item(it);
+    bool torn = false;
+    ck_assert_ptr_null(find_optimistic("elsewhere", &torn)); /* one bucket: the walk passes "here" */
+    ck_assert(!torn);
+    it->next = UINT32_MAX;
+    ck_assert_ptr_null(find_optimistic("elsewhere", &torn));
+    ck_assert(torn);
+    it->next = mp_slab_handle(&slabs, it);
+    ck_assert_ptr_null(find_optimistic("elsewhere", &torn));
+    ck_assert(torn);
+    ck_assert_ptr_eq(find_optimistic("here", &torn), it); /* found before the loop matters */
+    ck_assert(!torn);
+    it->next = 0;
+}
+END_TEST
+
 static Suite *table_suite(void)
 {
     Suite *s = suite_create("table");
@@ -293,6 +361,9 @@ static Suite *table_suite(void)
     tcase_add_test(tc, test_keys_spread_over_the_stripes_by_high_hash_bits);
     tcase_add_test(tc, test_overhead_counts_stripes_and_buckets);
     tcase_add_test(tc, test_single_stripe_table_finds_its_items);
+    tcase_add_test(tc, test_optimistic_find_sees_what_the_locked_find_sees_across_growth);
+    tcase_add_test(tc, test_every_lock_moves_the_stripe_count);
+    tcase_add_test(tc, test_optimistic_walk_gives_up_on_a_link_outside_the_arena_or_a_loop);
     suite_add_tcase(s, tc);
     return s;
 }

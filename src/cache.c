@@ -199,7 +199,7 @@ enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, ui
 {
     uint64_t hash = mp_table_hash(key, nkey);
     enum mp_result res;
-    if (MP_CACHE_OPTIMISTIC && rd->copy_max && get_optimistic(c, key, nkey, hash, now, rd, miss, &res))
+    if (MP_OPTIMISTIC_READS && rd->copy_max && get_optimistic(c, key, nkey, hash, now, rd, miss, &res))
         return res;
     struct mp_cache_lock l;
     lock_hash(c, hash, &l);

@@ -82,15 +82,8 @@ typedef void (*mp_cache_hit_fn)(void *ctx, const struct mp_hit *hit);
  * engine checks that nothing changed; if something did, it calls undo() to take back everything
  * hit() wrote, and reads again under the lock. So hit() must only copy, and be undoable: undo
  * NULL says a second hit() overwrites whatever the first wrote. copy_max 0 reads under the lock.
- * ThreadSanitizer cannot follow a read that is validated after the fact, so under it every read
- * takes the lock.
+ * Under ThreadSanitizer every read takes the lock (MP_OPTIMISTIC_READS, table.h).
  */
-#if defined(__SANITIZE_THREAD__)
-#define MP_CACHE_OPTIMISTIC 0
-#else
-#define MP_CACHE_OPTIMISTIC 1
-#endif
-
 struct mp_cache_reader {
     mp_cache_hit_fn hit;
     void (*undo)(void *ctx);

@@ -909,7 +909,7 @@ static Suite *cache_suite(void)
     tc = tcase_create("optimistic reads");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_optimistic_get_leaves_dead_items_to_the_locked_path);
-#if MP_CACHE_OPTIMISTIC /* under TSan every read is locked (cache.h) */
+#if MP_OPTIMISTIC_READS /* under TSan every read is locked (cache.h) */
     tcase_add_test(tc, test_optimistic_get_that_sees_a_change_is_undone_and_read_again_locked);
     tcase_add_test(tc, test_values_over_copy_max_are_read_under_the_lock);
 #endif

@@ -180,8 +180,7 @@ static bool get_optimistic(struct mp_cache *c, const char *key, size_t nkey, uin
     h.value = h.key + nkey;
     h.key = key;
     h.nkey = (uint32_t)nkey;
-    if (h.nbytes > rd->copy_max || !mp_slab_contains(&c->slabs, h.value, h.nbytes) ||
-        (h.exptime != 0 && h.exptime <= now) || mp_item_flushed(it, now, &c->epoch))
+    if (h.nbytes > rd->copy_max || !mp_slab_contains(&c->slabs, h.value, h.nbytes) || mp_item_dead(it, now, &c->epoch))
         return false;
     rd->hit(rd->ctx, &h);
     if (!mp_stripe_read_valid(st, seq)) {

@@ -17,6 +17,19 @@ void mp_item_init(struct mp_item *it, const char *key, size_t nkey, uint32_t fla
     memcpy(mp_item_key(it), key, nkey);
 }
 
+void mp_item_overwrite(struct mp_item *dst, const struct mp_item *src)
+{
+    uint8_t keep = atomic_load_explicit(&dst->iflags, memory_order_relaxed) & MP_ITEM_LINKED;
+    uint8_t fl = atomic_load_explicit(&((struct mp_item *)src)->iflags, memory_order_relaxed) & ~MP_ITEM_LINKED;
+    __atomic_store_n(&dst->exptime, src->exptime, __ATOMIC_RELAXED);
+    __atomic_store_n(&dst->nbytes, src->nbytes, __ATOMIC_RELAXED);
+    atomic_store_explicit(&dst->iflags, (uint8_t)(fl | keep), memory_order_relaxed);
+    atomic_store_explicit(&dst->clock, 0, memory_order_relaxed);
+    if (fl & MP_ITEM_CFLAGS)
+        memcpy(mp_item_suffix(dst), mp_item_suffix(src), 4);
+    memcpy(mp_item_value(dst), mp_item_value(src), src->nbytes);
+}
+
 void mp_epoch_setup(struct mp_epoch *e)
 {
     atomic_store(&e->next_cas, 1);

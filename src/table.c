@@ -312,6 +312,13 @@ bool mp_table_replace_locked(struct mp_table *t, struct mp_stripe *st, uint64_t 
     return drop_table_ref(st, old);
 }
 
+void mp_table_overwrite_locked(struct mp_stripe *st, struct mp_item *it, const struct mp_item *src)
+{
+    account(st, it, -1);
+    mp_item_overwrite(it, src);
+    account(st, it, +1);
+}
+
 uint64_t mp_table_count(const struct mp_table *t)
 {
     uint64_t n = 0;

@@ -129,6 +129,20 @@ static inline bool mp_item_linked(const struct mp_item *it)
 /* Write the header, flags and key of a fresh chunk; the value is the caller's to fill. */
 void mp_item_init(struct mp_item *it, const char *key, size_t nkey, uint32_t flags, uint32_t exptime, uint32_t nbytes);
 
+/* Whether `src`'s contents can be written over `dst` in place: the same key in the same layout
+ * (client flags stored in both or neither), so a reader that finds `dst` by its key meanwhile
+ * reads the same key bytes. The chunk size is the caller's to check. */
+static inline bool mp_item_same_layout(const struct mp_item *dst, const struct mp_item *src)
+{
+    return dst->nkey == src->nkey && mp_item_has_cflags(dst) == mp_item_has_cflags(src);
+}
+
+/* Write `src`'s value, length, client flags, exptime and meta flags over `dst` (see
+ * mp_item_same_layout), as a fresh store: not fetched, no hits. `dst` stays linked; its CAS and
+ * its place in the table are the caller's. Fields that readers load without the stripe lock are
+ * stored atomically. */
+void mp_item_overwrite(struct mp_item *dst, const struct mp_item *src);
+
 /* Record a hit: mark fetched and count it, saturating. Relaxed and racy on purpose: a lost
  * increment only makes the CLOCK a little less exact, and a hot item is not written at all once
  * saturated, so readers on several cores do not bounce its cache line. */

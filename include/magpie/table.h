@@ -150,6 +150,11 @@ bool mp_table_unlink_locked(struct mp_table *t, struct mp_stripe *st, uint64_t h
 bool mp_table_replace_locked(struct mp_table *t, struct mp_stripe *st, uint64_t hash, struct mp_item *old,
                              struct mp_item *repl);
 
+/* Give the linked item `it` the contents of `src` (same key, same layout: see mp_item_overwrite) in
+ * place, keeping its chunk and its place in the chain; the stripe's byte count follows. The caller
+ * holds the stripe lock and the only reference to `it` besides the table's. */
+void mp_table_overwrite_locked(struct mp_stripe *st, struct mp_item *it, const struct mp_item *src);
+
 /* Sums over the stripes, read without their locks (each figure is exact, the sum a snapshot). */
 uint64_t mp_table_count(const struct mp_table *t);
 uint64_t mp_table_bytes(const struct mp_table *t);

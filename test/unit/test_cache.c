@@ -95,6 +95,62 @@ START_TEST(test_set_replaces_the_value_and_frees_the_old_chunk)
 }
 END_TEST
 
+START_TEST(test_set_over_a_small_item_of_the_same_shape_writes_it_in_place)
+{
+    uint64_t cas1, cas2;
+    ck_assert_int_eq(store_full(c, MP_SET, "k", "one", 3, 0, 7, T0 + 50, 0, T0, &cas1), MP_STORED);
+    struct mp_item *first = linked("k", T0);
+    get_hit(c, "k", T0); /* fetched, one hit */
+    mp_item_set(first, MP_ITEM_STALE | MP_ITEM_TOKEN_SENT, true);
+    ck_assert_int_eq(store_full(c, MP_SET, "k", "four", 4, 0, 9, T0 + 80, 0, T0, &cas2), MP_STORED);
+    ck_assert_ptr_eq(linked("k", T0), first);
+    ck_assert_uint_gt(cas2, cas1);
+    /* a fresh store: the old one's hits and meta flags are gone */
+    ck_assert(!mp_item_fetched(first));
+    ck_assert(!mp_item_has(first, MP_ITEM_STALE | MP_ITEM_TOKEN_SENT));
+    ck_assert(mp_item_linked(first));
+    struct got g = get_hit(c, "k", T0);
+    ck_assert_str_eq(g.value, "four");
+    ck_assert_uint_eq(g.nbytes, 4);
+    ck_assert_uint_eq(g.flags, 9);
+    ck_assert_uint_eq(g.exptime, T0 + 80);
+    ck_assert_uint_eq(g.cas, cas2);
+    ck_assert_uint_eq(used_in(c, class_of_shape(c, 1, 4 + 4)), 1);
+    ck_assert_uint_eq(mp_table_count(&c->table), 1);
+    ck_assert_uint_eq(mp_table_bytes(&c->table), mp_item_total(1, 4, 9));
+}
+END_TEST
+
+/* The cases where a set must link a chunk of its own: the old item's chunk is of another class,
+ * keeps its key elsewhere (client flags stored in one and not the other), or is held by a reader. */
+START_TEST(test_set_links_a_new_chunk_when_the_old_one_cannot_take_it)
+{
+    ck_assert_int_eq(set_str(c, "k", "a", 0, T0), MP_STORED);
+    struct mp_item *it = linked("k", T0);
+    ck_assert_int_eq(set_fill(c, "k", 300, 'b', 0, T0), MP_STORED);
+    ck_assert_ptr_ne(linked("k", T0), it);
+    ck_assert_uint_eq(get_hit(c, "k", T0).nbytes, 300);
+
+    it = linked("k", T0);
+    ck_assert_int_eq(store_full(c, MP_SET, "k", NULL, 300, 'c', 5, 0, 0, T0, NULL), MP_STORED);
+    ck_assert_ptr_ne(linked("k", T0), it);
+    struct got g = get_hit(c, "k", T0);
+    ck_assert_uint_eq(g.flags, 5);
+    ck_assert_int_eq(g.value[0], 'c');
+
+    struct got held = {.take_ref = true};
+    ck_assert_int_eq(get_key(c, "k", T0, &held, NULL), MP_OK);
+    ck_assert_int_eq(store_full(c, MP_SET, "k", NULL, 300, 'd', 5, 0, 0, T0, NULL), MP_STORED);
+    ck_assert_ptr_ne(linked("k", T0), held.held);
+    ck_assert(!mp_item_linked(held.held));
+    ck_assert_int_eq(mp_item_value(held.held)[0], 'c'); /* the reader keeps its bytes */
+    ck_assert_int_eq(get_hit(c, "k", T0).value[0], 'd');
+    mp_cache_item_release(c, &held.held);
+    ck_assert_uint_eq(mp_table_count(&c->table), 1);
+    ck_assert_uint_eq(mp_table_bytes(&c->table), mp_item_total(1, 300, 5));
+}
+END_TEST
+
 START_TEST(test_value_up_to_the_item_limit_is_stored_and_one_byte_more_is_too_large)
 {
     const char *key = "big";
@@ -846,6 +902,8 @@ static Suite *cache_suite(void)
     tcase_add_test(tc, test_empty_value_is_stored);
     tcase_add_test(tc, test_get_of_a_missing_key_is_not_found);
     tcase_add_test(tc, test_set_replaces_the_value_and_frees_the_old_chunk);
+    tcase_add_test(tc, test_set_over_a_small_item_of_the_same_shape_writes_it_in_place);
+    tcase_add_test(tc, test_set_links_a_new_chunk_when_the_old_one_cannot_take_it);
     tcase_add_test(tc, test_value_up_to_the_item_limit_is_stored_and_one_byte_more_is_too_large);
     tcase_add_test(tc, test_forget_drops_the_old_value_of_a_failed_set);
     tcase_add_test(tc, test_released_alloc_frees_its_chunk);

@@ -226,7 +226,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < probe_words; i++)
         probe[i] = i;
 
-    printf("engine: 90%% get / 10%% set, %d keys, %d-byte values; %d rounds of %.1f s per run\n", KEYS, VALUE, rounds,
+    printf("engine: 90%% get / 10%% set, %d keys, %d-byte values; %d rounds of %g s per run\n", KEYS, VALUE, rounds,
            seconds);
     printf("machine: random 8-byte reads over %.1f MiB, the engine's pages and buckets\n",
            (double)footprint / (1 << 20));

@@ -779,13 +779,40 @@ static bool step(struct mp_conn *c)
     return false;
 }
 
+/*
+ * A large value still to come, with nothing buffered, is read straight into the item, together
+ * with what follows it, into the chunk's bytes past the value (up to a read buffer's worth): the
+ * "\r\n" then comes in the same read, and a read that ends there falls short of the buffer, which
+ * tells libuv the socket is drained. So a large set takes two reads, as in memcached, not three.
+ * What went past the value is moved to the read buffer (take_direct).
+ */
+static size_t direct_tail(const struct mp_conn *c)
+{
+    const struct mp_item *it = c->item;
+    size_t used = (size_t)(mp_item_value(it) + it->nbytes - (const char *)it);
+    size_t room = mp_slab_chunk_size(&c->env->cache->slabs, it) - used;
+    return room < RBUF_SIZE ? room : RBUF_SIZE;
+}
+
+static void take_direct(struct mp_conn *c, size_t n)
+{
+    size_t want = c->item->nbytes - c->vfill;
+    if (n <= want) {
+        c->vfill += (uint32_t)n;
+        return;
+    }
+    c->vfill = c->item->nbytes;
+    memcpy(c->rbuf + c->rlen, mp_item_value(c->item) + c->item->nbytes, n - want); /* rbuf was empty */
+    c->rlen += n - want;
+}
+
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     struct mp_conn *c = h->data;
-    /* A large value still to come, with nothing buffered: read it straight into the item. */
     if (c->state == ST_VALUE && avail(c) == 0 && c->item->nbytes - c->vfill >= DIRECT_READ_MIN) {
-        *buf = uv_buf_init(mp_item_value(c->item) + c->vfill, c->item->nbytes - c->vfill);
+        c->rpos = c->rlen = 0;
+        *buf = uv_buf_init(mp_item_value(c->item) + c->vfill, (unsigned)(c->item->nbytes - c->vfill + direct_tail(c)));
         return;
     }
     if (c->rpos > 0) {
@@ -812,7 +839,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (buf->base >= c->rbuf && buf->base < c->rbuf + RBUF_SIZE)
         c->rlen += (size_t)nread;
     else
-        c->vfill += (uint32_t)nread;
+        take_direct(c, (size_t)nread);
     process(c);
 }
 

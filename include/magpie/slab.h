@@ -144,6 +144,12 @@ static inline unsigned mp_slab_class_of(const struct mp_slabs *s, const struct m
     return atomic_load_explicit(&s->page_class[mp_slab_page_of(s, it)], memory_order_relaxed);
 }
 
+/* The size of the chunk an item lives in (its class's). */
+static inline uint32_t mp_slab_chunk_size(const struct mp_slabs *s, const struct mp_item *it)
+{
+    return s->classes[mp_slab_class_of(s, it)].size;
+}
+
 static inline char *mp_slab_page_addr(const struct mp_slabs *s, uint32_t page)
 {
     return s->arena + (size_t)page * s->page_size;

@@ -223,6 +223,17 @@ def test_bad_data_chunk(fx):
         b"get k\r\n")
 
 
+def test_large_values_with_more_in_the_same_send(fx):
+    """Values long enough to be read straight into their item, sent together with what follows
+    them: the next requests come in with the value's end and are answered in order, a value with a
+    bad end included."""
+    big, mid = b"b" * 100_000, b"m" * 50_000
+    Pair(fx).check(
+        store(b"a", big) + store(b"b", mid) + b"get a b\r\n",
+        b"set c 0 0 %d\r\n%sXYget c\r\n" % (len(mid), mid),
+        store(b"d", big) + b"get d\r\n" * 3 + store(b"e", mid) + b"get e\r\n")
+
+
 def test_value_too_large_for_the_item_limit(fx):
     huge = b"h" * (MIB + 1)
     Pair(fx).check(

@@ -174,16 +174,20 @@ static bool get_optimistic(struct mp_cache *c, const char *key, size_t nkey, uin
         *res = MP_NOT_FOUND;
         return true;
     }
+    uint64_t cas = mp_stripe_item_version(it);
+    if (cas == 0)
+        return false; /* being written in place */
     struct mp_hit h;
     hit_of(it, false, &h);
     /* The item's key matched the caller's, which cannot change meanwhile: use its length. */
     h.value = h.key + nkey;
     h.key = key;
     h.nkey = (uint32_t)nkey;
+    h.cas = cas;
     if (h.nbytes > rd->copy_max || !mp_slab_contains(&c->slabs, h.value, h.nbytes) || mp_item_dead(it, now, &c->epoch))
         return false;
     rd->hit(rd->ctx, &h);
-    if (!mp_stripe_read_valid(st, seq)) {
+    if (!mp_stripe_item_valid(st, seq, it, cas)) {
         if (rd->undo)
             rd->undo(rd->ctx);
         return false;
@@ -364,8 +368,11 @@ enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **itp, struct m
     *itp = NULL;
     enum mp_result res = MP_STORED;
     st->cas_out = 0;
-    struct mp_cache_lock l;
-    mp_cache_lock_key(c, mp_item_key(it), it->nkey, &l);
+    /* Quietly: a store that writes over the old item leaves optimistic readers' count alone (the
+     * table's links and unlinks, here and in find_live, begin the write themselves). */
+    struct mp_cache_lock l = {.hash = mp_table_hash(mp_item_key(it), it->nkey)};
+    l.st = mp_table_stripe(&c->table, l.hash);
+    mp_stripe_lock_quiet(l.st);
     struct mp_item *old = find_live(c, &l, mp_item_key(it), it->nkey, now, NULL);
     bool store;
     if (old) {
@@ -382,8 +389,7 @@ enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **itp, struct m
     it->cas = mp_epoch_next_cas(&c->epoch, now);
     st->cas_out = it->cas;
     if (old && can_overwrite(c, old, it)) {
-        mp_table_overwrite_locked(l.st, old, it);
-        __atomic_store_n(&old->cas, it->cas, __ATOMIC_RELAXED); /* the CLOCK hand reads it unlocked */
+        mp_table_overwrite_locked(l.st, old, it, it->cas);
         mp_cache_unlock(&l);
         mp_cache_item_release(c, &it);
         return MP_STORED;

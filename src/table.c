@@ -231,6 +231,7 @@ static void grow(struct mp_table *t, struct mp_stripe *st)
     mp_handle_t *nb = buckets_alloc(t, nnew);
     if (!nb)
         return;
+    mp_stripe_begin_write(st);
     for (uint32_t i = 0; i < nold; i++) {
         mp_handle_t h = st->buckets[i];
         while (h) {
@@ -262,6 +263,7 @@ static void account(struct mp_stripe *st, const struct mp_item *it, int sign)
 
 void mp_table_link_locked(struct mp_table *t, struct mp_stripe *st, uint64_t hash, struct mp_item *it)
 {
+    mp_stripe_begin_write(st);
     mp_handle_t *b = bucket(st, hash);
     it->next = *b;
     __atomic_store_n(b, mp_slab_handle(t->slabs, it), __ATOMIC_RELEASE); /* optimistic readers */
@@ -295,6 +297,7 @@ bool mp_table_unlink_locked(struct mp_table *t, struct mp_stripe *st, uint64_t h
     mp_handle_t *link = find_link(t, st, hash, it);
     if (!link)
         return false;
+    mp_stripe_begin_write(st);
     __atomic_store_n(link, it->next, __ATOMIC_RELAXED);
     return drop_table_ref(st, it);
 }
@@ -305,6 +308,7 @@ bool mp_table_replace_locked(struct mp_table *t, struct mp_stripe *st, uint64_t 
     mp_handle_t *link = find_link(t, st, hash, old);
     if (!link)
         return false;
+    mp_stripe_begin_write(st);
     repl->next = old->next;
     __atomic_store_n(link, mp_slab_handle(t->slabs, repl), __ATOMIC_RELEASE); /* optimistic readers */
     atomic_fetch_or_explicit(&repl->iflags, MP_ITEM_LINKED, memory_order_release);
@@ -312,11 +316,17 @@ bool mp_table_replace_locked(struct mp_table *t, struct mp_stripe *st, uint64_t 
     return drop_table_ref(st, old);
 }
 
-void mp_table_overwrite_locked(struct mp_stripe *st, struct mp_item *it, const struct mp_item *src)
+void mp_table_overwrite_locked(struct mp_stripe *st, struct mp_item *it, const struct mp_item *src, uint64_t cas)
 {
+    /* A seqlock of one item, its CAS the count (table.h): 0 first, the new value last. */
+    __atomic_store_n(&it->cas, 0, __ATOMIC_RELAXED);
+#if MP_OPTIMISTIC_READS
+    atomic_thread_fence(memory_order_release); /* the 0 is seen before any change */
+#endif
     account(st, it, -1);
     mp_item_overwrite(it, src);
     account(st, it, +1);
+    __atomic_store_n(&it->cas, cas, __ATOMIC_RELEASE);
 }
 
 uint64_t mp_table_count(const struct mp_table *t)

@@ -15,15 +15,20 @@
  * outside the -m arena, as memcached's does.
  *
  * Optimistic reads. A get need not take the stripe lock, whose cache line would then move to its
- * core on every read: it reads the stripe's sequence count, walks the chain and copies the item
- * without any lock, and keeps what it copied only if the count is unchanged afterwards. Every
- * holder of a stripe lock is a writer: mp_stripe_lock makes the count odd, mp_stripe_unlock even
- * again, so any change to the stripe's chains, or in place to one of its items, moves the count.
+ * core on every read: it reads the stripe's sequence count, walks the chain, reads the item's CAS
+ * and copies the item without any lock, and keeps what it copied only if the count and the CAS
+ * are unchanged afterwards. A lock holder that changes the stripe's chains, or an item in place in
+ * any way but the one below, makes the count odd first (mp_stripe_begin_write; mp_stripe_lock
+ * does so at once, and the table's own changes do so themselves) and mp_stripe_unlock makes it
+ * even again. The one exception is a store that writes a new value over the item it replaces
+ * (mp_table_overwrite_locked), under mp_stripe_lock_quiet: it sets the item's CAS to 0 while it
+ * writes and then to the new value, which no earlier reader can have seen, so the count, and the
+ * cache line it shares with the bucket array's address, stay as every core's cache has them.
  * A reader may therefore see anything while it runs: links and fields of items being unlinked,
  * freed, reused by another key or moved to another class. It must bound every read (handles and
  * lengths are checked against the arena, chains against a step limit) and act on nothing before
- * the count confirms it. Bucket arrays a stripe has outgrown stay mapped (see grow in table.c),
- * so a reader still holding the old array reads memory that is there.
+ * the count and the CAS confirm it. Bucket arrays a stripe has outgrown stay mapped (see grow in
+ * table.c), so a reader still holding the old array reads memory that is there.
  */
 #ifndef MAGPIE_TABLE_H
 #define MAGPIE_TABLE_H
@@ -37,10 +42,13 @@
 #include "magpie/slab.h"
 
 struct mp_stripe {
-    pthread_mutex_t lock;
-    _Atomic uint32_t seq;   /* odd while the lock is held: optimistic reads (above) */
-    mp_handle_t *buckets;   /* replaced on growth (atomically: optimistic readers load it) */
-    uint32_t mask;          /* nbuckets - 1; stored after buckets, loaded before them */
+    /* What optimistic readers load; changed only under mp_stripe_begin_write. */
+    _Atomic uint32_t seq; /* odd while a lock holder changes the stripe: optimistic reads (above) */
+    uint32_t mask;        /* nbuckets - 1; stored after buckets, loaded before them */
+    mp_handle_t *buckets; /* replaced on growth (atomically: optimistic readers load it) */
+    /* What only lock holders touch, on a cache line of its own (see above). */
+    _Alignas(64) pthread_mutex_t lock;
+    bool writing;           /* this holder made the count odd */
     _Atomic uint32_t count; /* linked items */
     _Atomic uint64_t bytes; /* sum of their mp_item_total() */
     uint64_t resizes;
@@ -81,18 +89,23 @@ static inline struct mp_stripe *mp_table_stripe(const struct mp_table *t, uint64
 #define MP_OPTIMISTIC_READS 1
 #endif
 
-/* The one way to hold a stripe: as a writer, for optimistic readers (above). */
+/* Before a lock holder changes the stripe's chains or an item in place (above); once is enough. */
 static inline void mp_stripe_begin_write(struct mp_stripe *st)
 {
+    if (st->writing)
+        return;
+    st->writing = true;
     atomic_store_explicit(&st->seq, atomic_load_explicit(&st->seq, memory_order_relaxed) + 1, memory_order_relaxed);
 #if MP_OPTIMISTIC_READS
     atomic_thread_fence(memory_order_release); /* the odd count is seen before any change */
 #endif
 }
 
+/* Hold a stripe to change anything in it. */
 static inline void mp_stripe_lock(struct mp_stripe *st)
 {
     pthread_mutex_lock(&st->lock);
+    st->writing = false;
     mp_stripe_begin_write(st);
 }
 
@@ -100,13 +113,25 @@ static inline bool mp_stripe_trylock(struct mp_stripe *st)
 {
     if (pthread_mutex_trylock(&st->lock) != 0)
         return false;
+    st->writing = false;
     mp_stripe_begin_write(st);
     return true;
 }
 
+/* Hold a stripe to store an item: the table's functions below begin the write if they change the
+ * chains, and mp_table_overwrite_locked needs none. */
+static inline void mp_stripe_lock_quiet(struct mp_stripe *st)
+{
+    pthread_mutex_lock(&st->lock);
+    st->writing = false;
+}
+
 static inline void mp_stripe_unlock(struct mp_stripe *st)
 {
-    atomic_store_explicit(&st->seq, atomic_load_explicit(&st->seq, memory_order_relaxed) + 1, memory_order_release);
+    if (st->writing) {
+        st->writing = false;
+        atomic_store_explicit(&st->seq, atomic_load_explicit(&st->seq, memory_order_relaxed) + 1, memory_order_release);
+    }
     pthread_mutex_unlock(&st->lock);
 }
 
@@ -123,6 +148,19 @@ static inline bool mp_stripe_read_valid(const struct mp_stripe *st, uint32_t seq
     atomic_thread_fence(memory_order_acquire); /* the reads before are done before the count is read */
 #endif
     return !(seq & 1) && atomic_load_explicit(&((struct mp_stripe *)st)->seq, memory_order_relaxed) == seq;
+}
+
+/* The same for one item found in the stripe: its CAS before the item is read (0: being written in
+ * place, do not read it), then whether the stripe and the item are both unchanged since. */
+static inline uint64_t mp_stripe_item_version(const struct mp_item *it)
+{
+    return __atomic_load_n(&it->cas, __ATOMIC_ACQUIRE);
+}
+
+static inline bool mp_stripe_item_valid(const struct mp_stripe *st, uint32_t seq, const struct mp_item *it,
+                                        uint64_t cas)
+{
+    return mp_stripe_read_valid(st, seq) && __atomic_load_n(&it->cas, __ATOMIC_RELAXED) == cas;
 }
 
 /* The linked item with this key, or NULL. The caller holds the stripe lock. Expiry is not
@@ -150,10 +188,11 @@ bool mp_table_unlink_locked(struct mp_table *t, struct mp_stripe *st, uint64_t h
 bool mp_table_replace_locked(struct mp_table *t, struct mp_stripe *st, uint64_t hash, struct mp_item *old,
                              struct mp_item *repl);
 
-/* Give the linked item `it` the contents of `src` (same key, same layout: see mp_item_overwrite) in
- * place, keeping its chunk and its place in the chain; the stripe's byte count follows. The caller
- * holds the stripe lock and the only reference to `it` besides the table's. */
-void mp_table_overwrite_locked(struct mp_stripe *st, struct mp_item *it, const struct mp_item *src);
+/* Give the linked item `it` the contents of `src` (same key, same layout: see mp_item_overwrite)
+ * and a new CAS, in place, keeping its chunk and its place in the chain; the stripe's byte count
+ * follows. The caller holds the stripe lock (quietly or not) and the only reference to `it`
+ * besides the table's. Its CAS is 0 while it changes (see above). */
+void mp_table_overwrite_locked(struct mp_stripe *st, struct mp_item *it, const struct mp_item *src, uint64_t cas);
 
 /* Sums over the stripes, read without their locks (each figure is exact, the sum a snapshot). */
 uint64_t mp_table_count(const struct mp_table *t);

@@ -776,6 +776,28 @@ static void run_writers_and_readers(bool mixed, unsigned *nomem)
     ck_assert_uint_eq(used, mp_table_count(&c->table));
 }
 
+/* A set in place moves only the item's CAS, which readers check with the stripe's count; a set
+ * that links a chunk of its own moves the count. */
+START_TEST(test_a_set_in_place_moves_the_item_cas_and_not_the_stripe_count)
+{
+    ck_assert_int_eq(set_str(c, "k", "one", 0, T0), MP_STORED);
+    struct mp_item *it = linked("k", T0);
+    struct mp_stripe *st = mp_table_stripe(&c->table, mp_table_hash("k", 1));
+    uint32_t seq = mp_stripe_read_begin(st);
+    uint64_t cas = mp_stripe_item_version(it);
+    ck_assert_uint_ne(cas, 0);
+    ck_assert(mp_stripe_item_valid(st, seq, it, cas));
+    ck_assert_int_eq(set_str(c, "k", "two", 0, T0), MP_STORED);
+    ck_assert_uint_eq(mp_stripe_read_begin(st), seq);
+    ck_assert(!mp_stripe_item_valid(st, seq, it, cas));
+    ck_assert_ptr_eq(linked("k", T0), it);
+
+    seq = mp_stripe_read_begin(st);
+    ck_assert_int_eq(set_fill(c, "k", 300, 'x', 0, T0), MP_STORED); /* another class */
+    ck_assert_uint_ne(mp_stripe_read_begin(st), seq);
+}
+END_TEST
+
 #if MP_OPTIMISTIC_READS /* under TSan every read is locked (table.h) */
 /* A reader that, the first time it is called, stores the key anew: so the stripe changes under an
  * optimistic read, which must then be undone and made again under the lock. */
@@ -970,6 +992,7 @@ static Suite *cache_suite(void)
     tc = tcase_create("optimistic reads");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_optimistic_get_leaves_dead_items_to_the_locked_path);
+    tcase_add_test(tc, test_a_set_in_place_moves_the_item_cas_and_not_the_stripe_count);
 #if MP_OPTIMISTIC_READS
     tcase_add_test(tc, test_optimistic_get_that_sees_a_change_is_undone_and_read_again_locked);
     tcase_add_test(tc, test_values_over_copy_max_are_read_under_the_lock);

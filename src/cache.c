@@ -44,16 +44,20 @@ void mp_cache_item_release(struct mp_cache *c, struct mp_item **itp)
         mp_slab_cache_free(&c->slabs, it);
 }
 
-static void lock_hash(struct mp_cache *c, uint64_t hash, struct mp_cache_lock *lk)
+/* Quietly for a store, which may write an item in place (table.h): see mp_cache_store. */
+static void lock_hash(struct mp_cache *c, uint64_t hash, struct mp_cache_lock *lk, bool quiet)
 {
     lk->hash = hash;
     lk->st = mp_table_stripe(&c->table, hash);
-    mp_stripe_lock(lk->st);
+    if (quiet)
+        mp_stripe_lock_quiet(lk->st);
+    else
+        mp_stripe_lock(lk->st);
 }
 
 void mp_cache_lock_key(struct mp_cache *c, const char *key, size_t nkey, struct mp_cache_lock *lk)
 {
-    lock_hash(c, mp_table_hash(key, nkey), lk);
+    lock_hash(c, mp_table_hash(key, nkey), lk, false);
 }
 
 void mp_cache_unlock(struct mp_cache_lock *lk)
@@ -205,7 +209,7 @@ enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, ui
     if (MP_OPTIMISTIC_READS && rd->copy_max && get_optimistic(c, key, nkey, hash, now, rd, miss, &res))
         return res;
     struct mp_cache_lock l;
-    lock_hash(c, hash, &l);
+    lock_hash(c, hash, &l, false);
     struct mp_item *it = find_live(c, &l, key, nkey, now, miss);
     if (it) {
         mp_item_touch_clock(it);
@@ -370,9 +374,8 @@ enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **itp, struct m
     st->cas_out = 0;
     /* Quietly: a store that writes over the old item leaves optimistic readers' count alone (the
      * table's links and unlinks, here and in find_live, begin the write themselves). */
-    struct mp_cache_lock l = {.hash = mp_table_hash(mp_item_key(it), it->nkey)};
-    l.st = mp_table_stripe(&c->table, l.hash);
-    mp_stripe_lock_quiet(l.st);
+    struct mp_cache_lock l;
+    lock_hash(c, mp_table_hash(mp_item_key(it), it->nkey), &l, true);
     struct mp_item *old = find_live(c, &l, mp_item_key(it), it->nkey, now, NULL);
     bool store;
     if (old) {

@@ -789,8 +789,8 @@ static bool step(struct mp_conn *c)
 static size_t direct_tail(const struct mp_conn *c)
 {
     const struct mp_item *it = c->item;
-    size_t used = (size_t)(mp_item_value(it) + it->nbytes - (const char *)it);
-    size_t room = mp_slab_chunk_size(&c->env->cache->slabs, it) - used;
+    size_t room =
+        mp_slab_chunk_size(&c->env->cache->slabs, it) - mp_item_total(it->nkey, it->nbytes, mp_item_flags(it));
     return room < RBUF_SIZE ? room : RBUF_SIZE;
 }
 

@@ -101,14 +101,6 @@ static inline void mp_stripe_begin_write(struct mp_stripe *st)
 #endif
 }
 
-/* Hold a stripe to change anything in it. */
-static inline void mp_stripe_lock(struct mp_stripe *st)
-{
-    pthread_mutex_lock(&st->lock);
-    st->writing = false;
-    mp_stripe_begin_write(st);
-}
-
 static inline bool mp_stripe_trylock(struct mp_stripe *st)
 {
     if (pthread_mutex_trylock(&st->lock) != 0)
@@ -124,6 +116,13 @@ static inline void mp_stripe_lock_quiet(struct mp_stripe *st)
 {
     pthread_mutex_lock(&st->lock);
     st->writing = false;
+}
+
+/* Hold a stripe to change anything in it. */
+static inline void mp_stripe_lock(struct mp_stripe *st)
+{
+    mp_stripe_lock_quiet(st);
+    mp_stripe_begin_write(st);
 }
 
 static inline void mp_stripe_unlock(struct mp_stripe *st)

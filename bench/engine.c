@@ -13,7 +13,13 @@
  *
  * A machine drifts by more than that from one second to the next when it shares its hosts, so the
  * thread counts are run in many short rounds (1 2 4, 1 2 4, ...) and each figure is a median over
- * the rounds; the ratio to one thread is the median of the ratios within each round. The same
+ * the rounds; the ratio to one thread is the median of the ratios within each round.
+ *
+ * "One thread" is the mean of a thread alone on CPU 0 and a thread alone on CPU 1, each run in
+ * every round. The host gives its CPUs unequal speeds, and changes which is the faster one from
+ * second to second (a lone thread here has run 1.5x faster on one than on the other); two threads
+ * run on both, so the most they can reach is the sum of the two lone figures, twice their mean.
+ * Against CPU 0 alone, the ratio would measure which CPU the host slowed, not the engine. The same
  * rounds also run a trivially parallel loop of random reads over as many bytes as the engine uses
  * (what the machine itself gives memory-bound work from more threads, the ceiling for the engine's
  * ratio) and time a cache line's trip from one core to the other and back: every item a set writes
@@ -114,11 +120,12 @@ static void *run_probe(void *arg)
     return NULL;
 }
 
+static long ncpu;
+
 /* Thread i runs on CPU i (modulo the CPUs there are): a lone thread that the scheduler moves from
  * core to core leaves its cache behind and would make one thread look slower than it is. */
 static void pin(pthread_t thread, int i)
 {
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(ncpu > 0 ? i % ncpu : 0, &set);
@@ -160,8 +167,9 @@ static double handoff_ns(void)
     return ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / (2.0 * HANDOFFS);
 }
 
-/* n threads of body for `seconds`; with `own_keys`, thread i works on the i-th n-th of the keys. */
-static double run_threads(struct mp_cache *c, void *(*body)(void *), int n, bool own_keys, double seconds)
+/* n threads of body for `seconds`, thread i on CPU first + i; with `own_keys`, thread i works on
+ * the i-th n-th of the keys. */
+static double run_threads(struct mp_cache *c, void *(*body)(void *), int n, int first, bool own_keys, double seconds)
 {
     struct worker w[8];
     _Atomic bool stop = false;
@@ -173,7 +181,7 @@ static double run_threads(struct mp_cache *c, void *(*body)(void *), int n, bool
                                .span = span,
                                .stop = &stop};
         pthread_create(&w[i].thread, NULL, body, &w[i]);
-        pin(w[i].thread, i);
+        pin(w[i].thread, first + i);
     }
     struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
     nanosleep(&ts, NULL);
@@ -212,6 +220,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_engine [seconds-per-run, up to 60 [rounds, up to 64]]\n");
         return 64;
     }
+    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int lone_cpus = ncpu > 1 ? 2 : 1; /* one thread runs alone on each of these CPUs */
     struct mp_cache cache;
     struct mp_cache_config cfg = {.mem_limit = 256u << 20,
                                   .item_max = 1u << 20,
@@ -242,14 +252,25 @@ int main(int argc, char **argv)
            seconds);
     printf("machine: random 8-byte reads over %.1f MiB, the engine's pages and buckets\n",
            (double)footprint / (1 << 20));
-    double eng[COUNTS][64], own[COUNTS][64], mach[COUNTS][64], handoff[64];
+    double eng[COUNTS][64], own[COUNTS][64], mach[COUNTS][64], handoff[64], lone[2][64];
     double eng_ratio[COUNTS][64], own_ratio[COUNTS][64], mach_ratio[COUNTS][64];
     for (int r = 0; r < rounds; r++) {
         for (int i = 0; i < COUNTS; i++) {
-            eng[i][r] = run_threads(&cache, run_engine, counts[i], false, seconds);
-            /* one thread's own keys are all the keys: the same run */
-            own[i][r] = counts[i] == 1 ? eng[i][r] : run_threads(&cache, run_engine, counts[i], true, seconds);
-            mach[i][r] = run_threads(NULL, run_probe, counts[i], false, seconds);
+            if (counts[i] == 1) {
+                /* one thread: the mean over the CPUs it runs alone on (above); its own keys are
+                 * all the keys, the same run */
+                eng[i][r] = mach[i][r] = 0;
+                for (int cpu = 0; cpu < lone_cpus; cpu++) {
+                    lone[cpu][r] = run_threads(&cache, run_engine, 1, cpu, false, seconds);
+                    eng[i][r] += lone[cpu][r] / lone_cpus;
+                    mach[i][r] += run_threads(NULL, run_probe, 1, cpu, false, seconds) / lone_cpus;
+                }
+                own[i][r] = eng[i][r];
+                continue;
+            }
+            eng[i][r] = run_threads(&cache, run_engine, counts[i], 0, false, seconds);
+            own[i][r] = run_threads(&cache, run_engine, counts[i], 0, true, seconds);
+            mach[i][r] = run_threads(NULL, run_probe, counts[i], 0, false, seconds);
         }
         handoff[r] = handoff_ns();
         for (int i = 0; i < COUNTS; i++) {
@@ -258,6 +279,8 @@ int main(int argc, char **argv)
             mach_ratio[i][r] = mach[i][r] / mach[0][r];
         }
         printf("  round %2d:", r + 1);
+        if (lone_cpus == 2)
+            printf("  alone on CPU 0 %.2fM, CPU 1 %.2fM", lone[0][r] / 1e6, lone[1][r] / 1e6);
         for (int i = 0; i < COUNTS; i++)
             printf("  %dT %.2fM ops/s (%.2fx, own keys %.2fx, machine %.2fx)", counts[i], eng[i][r] / 1e6,
                    eng_ratio[i][r], own_ratio[i][r], mach_ratio[i][r]);
@@ -284,6 +307,14 @@ int main(int argc, char **argv)
     printf("2 threads on keys of their own (stripes, locks and buckets still shared; no item crosses between "
            "the cores): %.2fx one thread\n",
            two_own);
+    if (lone_cpus == 2) {
+        double vs_cpu0[64];
+        for (int r = 0; r < rounds; r++)
+            vs_cpu0[r] = eng[1][r] / lone[0][r];
+        printf("one thread is the mean of one alone on CPU 0 (median %.2fM ops/s) and one alone on CPU 1 (%.2fM), "
+               "the two CPUs 2 threads run on; against CPU 0 alone, 2 threads read %.2fx\n",
+               median(lone[0], rounds) / 1e6, median(lone[1], rounds) / 1e6, median(vs_cpu0, rounds));
+    }
     /* What sharing costs follows the handoff, which moves as the host places the two CPUs: split the
      * rounds by it, so a reader can tell the engine's figure from the machine's. */
     double fast[64], slow[64];

@@ -17,7 +17,7 @@
  *
  * "One thread" is the mean of a thread alone on CPU 0 and a thread alone on CPU 1, each run in
  * every round. The host gives its CPUs unequal speeds, and changes which is the faster one from
- * second to second (a lone thread here has run 1.5x faster on one than on the other); two threads
+ * second to second (a lone thread here has run 2.6x faster on one than on the other); two threads
  * run on both, so the most they can reach is the sum of the two lone figures, twice their mean.
  * Against CPU 0 alone, the ratio would measure which CPU the host slowed, not the engine. The same
  * rounds also run a trivially parallel loop of random reads over as many bytes as the engine uses

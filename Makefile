@@ -39,7 +39,7 @@ define ensure_pkgs
 	fi
 endef
 
-MODULES := log clock config num item slab table lru cache proto meta stats conn worker server health
+MODULES := log clock config num item grace slab table lru cache proto meta stats conn worker server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
@@ -47,14 +47,14 @@ UNIT_TESTS := num proto clock slab table cache lru stats
 deps_num   := num
 deps_proto := proto num
 deps_clock := clock
-deps_slab  := slab item
-deps_table := table slab item
-deps_cache := cache lru table slab item num clock
-deps_lru   := lru cache table slab item num clock
-deps_stats := stats cache lru table slab item num clock config log
+deps_slab  := slab item grace
+deps_table := table slab item grace
+deps_cache := cache lru table slab item grace num clock
+deps_lru   := lru cache table slab item grace num clock
+deps_stats := stats cache lru table slab item grace num clock config log
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
-.PHONY: all deps test-deps run test unit integration asan tsan bench bench-memory format format-check \
+.PHONY: all deps test-deps run test unit stress integration asan tsan bench bench-memory format format-check \
         install clean static image fuzz fuzz-deps check
 all: deps $(BUILD)/magpie
 
@@ -117,16 +117,27 @@ test: test-deps fuzz-deps
 	@$(MAKE) --no-print-directory tsan
 
 check: test-deps
-	@$(MAKE) --no-print-directory $(BUILD)/magpie $(UNIT_BINS)
+	@$(MAKE) --no-print-directory $(BUILD)/magpie $(UNIT_BINS) $(BUILD)/test/engine_stress
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory stress
 	@if [ "$(TEST_FUZZ_SECONDS)" != 0 ]; then $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS); fi
 	@$(MAKE) --no-print-directory integration
 
 unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do CK_DEFAULT_TIMEOUT=60 ./$$t || fail=1; done; exit $$fail
 
-integration: $(BUILD)/magpie
+# Many threads on one engine through the lock-free read path, every value checked (test/stress).
+STRESS_SECONDS ?= 15
+stress: $(BUILD)/test/engine_stress
+	./$(BUILD)/test/engine_stress $(STRESS_SECONDS)
+
+integration: $(BUILD)/magpie $(BUILD)/test/wallclock_shim.so
 	$(PYTHON) test/integration/run.py --bin $(BUILD)/magpie $(IT_ARGS)
+
+# Preloaded by test_trust.py to step the server's wall clock; never built with the sanitizers.
+$(BUILD)/test/wallclock_shim.so: test/integration/wallclock_shim.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -fPIC -shared -Wall -Wextra $(WERROR) -o $@ $< -ldl
 
 # The sanitizer passes skip the fuzzers, which already run under ASan and UBSan. ASan's
 # quarantine keeps freed memory for a while: a small one keeps memory use close to the real
@@ -134,16 +145,19 @@ integration: $(BUILD)/magpie
 asan: test-deps
 	@echo "== make asan: unit and integration tests under AddressSanitizer and UBSan"
 	@ASAN_OPTIONS="quarantine_size_mb=16:detect_leaks=1" MAGPIE_SANITIZER=address \
-	  $(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" TEST_FUZZ_SECONDS=0 \
-	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined" check
+	  $(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" TEST_FUZZ_SECONDS=0 STRESS_SECONDS=6 \
+	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=undefined -DMP_DEBUG" check
 
 tsan: test-deps
 	@echo "== make tsan: unit and integration tests under ThreadSanitizer"
 	@MAGPIE_SANITIZER=thread TSAN_OPTIONS="halt_on_error=1" \
-	  $(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread" TEST_FUZZ_SECONDS=0 \
+	  $(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread -DMP_DEBUG" TEST_FUZZ_SECONDS=0 STRESS_SECONDS=6 \
 	  check
 
-ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru table slab item num clock)
+ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru table slab item grace num clock)
+$(BUILD)/test/engine_stress: test/stress/engine_stress.c $(ENGINE_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(ALL_LDFLAGS)
 $(BUILD)/bench_engine: bench/engine.c $(ENGINE_OBJS)
 	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(ALL_LDFLAGS)
 
@@ -161,7 +175,7 @@ bench-memory: all test-deps
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
-FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn meta proto num cache lru table slab item clock stats config log)
+FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn meta proto num cache lru table slab item grace clock stats config log)
 
 build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)
@@ -184,7 +198,8 @@ fuzz: deps fuzz-deps
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 
-FORMAT_FILES = $(wildcard src/*.c include/magpie/*.h test/unit/*.c test/unit/*.h bench/*.c test/fuzz/*.c)
+FORMAT_FILES = $(wildcard src/*.c include/magpie/*.h test/unit/*.c test/unit/*.h bench/*.c test/fuzz/*.c test/stress/*.c \
+                           test/integration/*.c)
 format:
 	clang-format -i $(FORMAT_FILES)
 

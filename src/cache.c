@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "magpie/debug.h"
 #include "magpie/num.h"
 
 int mp_cache_setup(struct mp_cache *c, const struct mp_cache_config *cfg, char *err, size_t errlen)
@@ -20,6 +21,8 @@ int mp_cache_setup(struct mp_cache *c, const struct mp_cache_config *cfg, char *
         return rc;
     }
     mp_epoch_setup(&c->epoch);
+    mp_grace_setup(&c->grace);
+    c->slabs.grace = &c->grace;
     mp_lru_setup(&c->lru, &c->slabs, &c->table, &c->epoch);
     return 0;
 }
@@ -29,11 +32,21 @@ void mp_cache_teardown(struct mp_cache *c)
     mp_lru_maintainer_stop(&c->lru);
     mp_table_teardown(&c->table);
     mp_slab_teardown(&c->slabs);
+    mp_grace_teardown(&c->grace);
 }
 
 void mp_cache_item_ref(struct mp_item *it)
 {
-    atomic_fetch_add_explicit(&it->refs, 1, memory_order_relaxed);
+    uint16_t was = atomic_fetch_add_explicit(&it->refs, 1, memory_order_relaxed);
+    MP_ASSERT(was >= 1 && was <= MP_ITEM_REFS_MAX); /* the engine checked mp_cache_item_pinnable */
+    (void)was;
+}
+
+bool mp_cache_item_pinnable(const struct mp_item *it)
+{
+    /* The table's reference and MP_ITEM_REFS_MAX pins; read under the stripe lock, where every pin
+     * is taken, so no pin can come between this and the reader's. */
+    return atomic_load_explicit(&((struct mp_item *)it)->refs, memory_order_relaxed) <= MP_ITEM_REFS_MAX;
 }
 
 void mp_cache_item_release(struct mp_cache *c, struct mp_item **itp)
@@ -44,20 +57,20 @@ void mp_cache_item_release(struct mp_cache *c, struct mp_item **itp)
         mp_slab_cache_free(&c->slabs, it);
 }
 
-/* Quietly for a store, which may write an item in place (table.h): see mp_cache_store. */
-static void lock_hash(struct mp_cache *c, uint64_t hash, struct mp_cache_lock *lk, bool quiet)
+/* Readers untold for a store, which may write an item in place (table.h): see mp_cache_store. */
+static void lock_hash(struct mp_cache *c, uint64_t hash, struct mp_cache_lock *lk, bool untold)
 {
     lk->hash = hash;
     lk->st = mp_table_stripe(&c->table, hash);
-    if (quiet)
-        mp_stripe_lock_quiet(lk->st);
+    if (untold)
+        mp_stripe_lock_readers_untold(lk->st);
     else
         mp_stripe_lock(lk->st);
 }
 
 void mp_cache_lock_key(struct mp_cache *c, const char *key, size_t nkey, struct mp_cache_lock *lk)
 {
-    lock_hash(c, mp_table_hash(key, nkey), lk, false);
+    lock_hash(c, mp_table_hash(&c->table, key, nkey), lk, false);
 }
 
 void mp_cache_unlock(struct mp_cache_lock *lk)
@@ -110,10 +123,10 @@ struct mp_item *mp_cache_find_locked(struct mp_cache *c, struct mp_cache_lock *l
     return find_live(c, lk, key, nkey, now, miss);
 }
 
-void mp_cache_link_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it, uint32_t now)
+bool mp_cache_link_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it, uint32_t now)
 {
-    it->cas = mp_epoch_next_cas(&c->epoch, now);
-    mp_table_link_locked(&c->table, lk->st, lk->hash, it);
+    mp_item_stamp_fresh(it, mp_epoch_next_cas(&c->epoch, now), memory_order_relaxed);
+    return mp_table_link_locked(&c->table, lk->st, lk->hash, it);
 }
 
 void mp_cache_unlink_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it)
@@ -121,15 +134,16 @@ void mp_cache_unlink_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct
     unlink_item(c, lk, it, false);
 }
 
-void mp_cache_recas_locked(struct mp_cache *c, struct mp_item *it, uint32_t now)
+void mp_cache_recas_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it, uint32_t now)
 {
-    /* Atomic: the CLOCK hand reads the CAS (for flush_all) without the stripe lock. */
-    __atomic_store_n(&it->cas, mp_epoch_next_cas(&c->epoch, now), __ATOMIC_RELAXED);
+    mp_stripe_assert_told(lk->st);
+    mp_item_recas(it, mp_epoch_next_cas(&c->epoch, now));
 }
 
-void mp_cache_set_exptime_locked(struct mp_item *it, uint32_t exptime)
+void mp_cache_set_exptime_locked(struct mp_cache_lock *lk, struct mp_item *it, uint32_t exptime)
 {
-    /* Atomic: the CLOCK hand reads exptime without the stripe lock. */
+    mp_stripe_assert_told(lk->st);
+    /* Atomic: optimistic gets and the CLOCK hand read exptime without the stripe lock. */
     __atomic_store_n(&it->exptime, exptime, __ATOMIC_RELAXED);
 }
 
@@ -140,8 +154,8 @@ static void hit_of(struct mp_item *it, bool locked, struct mp_hit *h)
     h->it = locked ? it : NULL;
     h->nkey = __atomic_load_n(&it->nkey, __ATOMIC_RELAXED);
     h->nbytes = __atomic_load_n(&it->nbytes, __ATOMIC_RELAXED);
-    h->exptime = __atomic_load_n(&it->exptime, __ATOMIC_RELAXED);
-    h->cas = __atomic_load_n(&it->cas, __ATOMIC_RELAXED);
+    h->exptime = mp_item_exptime(it);
+    h->cas = mp_item_cas(it);
     h->flags = 0;
     if (fl & MP_ITEM_CFLAGS)
         memcpy(&h->flags, mp_item_suffix(it), 4);
@@ -157,10 +171,11 @@ void mp_cache_hit_locked(struct mp_item *it, struct mp_hit *h)
 /*
  * A get without the stripe lock (table.h): true when it answered, false when the read must be
  * made under the lock: something changed while it read, or it found an item that is dead (whose
- * reclaiming, and the reason for the miss, are the locked path's) or too big to copy.
+ * reclaiming, and the reason for the miss, are the locked path's) or too big to copy. On a hit,
+ * *hit is the item and *stamp the stamp its CAS was checked against, for the hit's swap.
  */
-static bool get_optimistic(struct mp_cache *c, const char *key, size_t nkey, uint64_t hash, uint32_t now,
-                           const struct mp_cache_reader *rd, enum mp_miss *miss, enum mp_result *res)
+static bool read_optimistic(struct mp_cache *c, const char *key, size_t nkey, uint64_t hash, uint32_t now,
+                            const struct mp_cache_reader *rd, struct mp_item **hit, uint64_t *stamp)
 {
     struct mp_stripe *st = mp_table_stripe(&c->table, hash);
     uint32_t seq = mp_stripe_read_begin(st);
@@ -168,18 +183,13 @@ static bool get_optimistic(struct mp_cache *c, const char *key, size_t nkey, uin
         return false;
     bool torn;
     struct mp_item *it = mp_table_find_optimistic(&c->table, st, hash, key, nkey, &torn);
+    *hit = it;
     if (torn)
         return false;
-    if (!it) {
-        if (!mp_stripe_read_valid(st, seq))
-            return false;
-        if (miss)
-            *miss = MP_MISS_ABSENT;
-        *res = MP_NOT_FOUND;
-        return true;
-    }
-    uint64_t cas = mp_stripe_item_version(it);
-    if (cas == 0)
+    if (!it)
+        return mp_stripe_read_valid(st, seq);
+    uint64_t version = mp_stripe_item_version(it);
+    if ((version & MP_ITEM_CAS_MASK) == 0)
         return false; /* being written in place */
     struct mp_hit h;
     hit_of(it, false, &h);
@@ -187,30 +197,59 @@ static bool get_optimistic(struct mp_cache *c, const char *key, size_t nkey, uin
     h.value = h.key + nkey;
     h.key = key;
     h.nkey = (uint32_t)nkey;
-    h.cas = cas;
+    h.cas = version & MP_ITEM_CAS_MASK;
     if (h.nbytes > rd->copy_max || !mp_slab_contains(&c->slabs, h.value, h.nbytes) || mp_item_dead(it, now, &c->epoch))
         return false;
     rd->hit(rd->ctx, &h);
-    if (!mp_stripe_item_valid(st, seq, it, cas)) {
+    if (!mp_stripe_item_valid(st, seq, it, version, stamp)) {
         if (rd->undo)
             rd->undo(rd->ctx);
         return false;
     }
-    mp_item_touch_clock(it);
-    *res = MP_OK;
+    return true;
+}
+
+static bool get_optimistic(struct mp_cache *c, const char *key, size_t nkey, uint64_t hash, uint32_t now,
+                           const struct mp_cache_reader *rd, enum mp_miss *miss, enum mp_result *res)
+{
+    struct mp_grace_slot *slot = mp_grace_enter(&c->grace);
+    if (!slot)
+        return false;
+    struct mp_item *it;
+    uint64_t stamp = 0;
+    MP_TSAN_IGNORE_READS_BEGIN();
+    bool answered = read_optimistic(c, key, nkey, hash, now, rd, &it, &stamp);
+    MP_TSAN_IGNORE_READS_END();
+    if (answered && it) {
+        if (c->hooks && c->hooks->after_check)
+            c->hooks->after_check(c->hooks->ctx, it);
+        /* The hit: a swap that writes only this very item's CLOCK bits (item.h). */
+        mp_item_hit_seen(it, stamp);
+    }
+    mp_grace_leave(slot);
+    if (!answered)
+        return false;
+    if (!it && miss)
+        *miss = MP_MISS_ABSENT;
+    *res = it ? MP_OK : MP_NOT_FOUND;
     return true;
 }
 
 enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, uint32_t now,
                             const struct mp_cache_reader *rd, enum mp_miss *miss)
 {
-    uint64_t hash = mp_table_hash(key, nkey);
+    uint64_t hash = mp_table_hash(&c->table, key, nkey);
     enum mp_result res;
-    if (MP_OPTIMISTIC_READS && rd->copy_max && get_optimistic(c, key, nkey, hash, now, rd, miss, &res))
+    if (rd->copy_max && get_optimistic(c, key, nkey, hash, now, rd, miss, &res))
         return res;
     struct mp_cache_lock l;
     lock_hash(c, hash, &l, false);
     struct mp_item *it = find_live(c, &l, key, nkey, now, miss);
+    if (it && !mp_cache_item_pinnable(it)) {
+        it = NULL; /* pinned to the limit: a miss, as memcached's limited_get */
+        if (miss)
+            *miss = MP_MISS_ABSENT;
+    }
     if (it) {
         mp_item_touch_clock(it);
         struct mp_hit h;
@@ -227,8 +266,10 @@ enum mp_result mp_cache_touch(struct mp_cache *c, const char *key, size_t nkey, 
     struct mp_cache_lock l;
     mp_cache_lock_key(c, key, nkey, &l);
     struct mp_item *it = find_live(c, &l, key, nkey, now, NULL);
+    if (it && fn && !mp_cache_item_pinnable(it))
+        it = NULL; /* a gat pinned to the limit: a miss, as memcached's limited_get */
     if (it) {
-        mp_cache_set_exptime_locked(it, exptime);
+        mp_cache_set_exptime_locked(&l, it, exptime);
         mp_item_touch_clock(it);
         if (fn) {
             struct mp_hit h;
@@ -286,8 +327,8 @@ static struct mp_item *join(struct mp_cache *c, struct mp_item *old, struct mp_i
     enum mp_result res;
     if (n > UINT32_MAX)
         return NULL;
-    struct mp_item *it =
-        mp_cache_alloc(c, mp_item_key(old), old->nkey, mp_item_flags(old), old->exptime, (uint32_t)n, now, &res);
+    struct mp_item *it = mp_cache_alloc(c, mp_item_key(old), old->nkey, mp_item_flags(old), mp_item_exptime(old),
+                                        (uint32_t)n, now, &res);
     if (!it)
         return NULL;
     struct mp_item *first = append ? old : add, *second = append ? add : old;
@@ -303,9 +344,10 @@ static enum cas_check check_cas(const struct mp_item *old, const struct mp_store
 {
     if (st->cas == 0)
         return CAS_NONE;
-    if (st->cas == old->cas)
+    uint64_t cas = mp_item_cas(old);
+    if (st->cas == cas)
         return CAS_MATCH;
-    return st->stale_ok && st->cas < old->cas ? CAS_STALE : CAS_BADVAL;
+    return st->stale_ok && st->cas < cas ? CAS_STALE : CAS_BADVAL;
 }
 
 /* With an item under the key: store `it` in its place (true), or set *res and refuse. */
@@ -321,7 +363,7 @@ static bool decide_existing(struct mp_cache *c, struct mp_item *old, struct mp_i
     case MP_CAS:
         if (cc == CAS_STALE) {
             /* An older CAS with I: the value goes in, stale, keeping the old TTL and win token. */
-            (*itp)->exptime = old->exptime;
+            (*itp)->exptime = mp_item_exptime(old);
             mp_item_set(*itp, MP_ITEM_STALE, true);
             mp_item_set(*itp, MP_ITEM_TOKEN_SENT, mp_item_has(old, MP_ITEM_TOKEN_SENT));
         } else if (cc != CAS_MATCH) {
@@ -372,10 +414,10 @@ enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **itp, struct m
     *itp = NULL;
     enum mp_result res = MP_STORED;
     st->cas_out = 0;
-    /* Quietly: a store that writes over the old item leaves optimistic readers' count alone (the
-     * table's links and unlinks, here and in find_live, begin the write themselves). */
+    /* Readers untold: a store that writes over the old item leaves optimistic readers' count alone
+     * (the table's links and unlinks, here and in find_live, tell them themselves). */
     struct mp_cache_lock l;
-    lock_hash(c, mp_table_hash(mp_item_key(it), it->nkey), &l, true);
+    lock_hash(c, mp_table_hash(&c->table, mp_item_key(it), it->nkey), &l, true);
     struct mp_item *old = find_live(c, &l, mp_item_key(it), it->nkey, now, NULL);
     bool store;
     if (old) {
@@ -389,20 +431,26 @@ enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **itp, struct m
         mp_cache_item_release(c, &it);
         return res;
     }
-    it->cas = mp_epoch_next_cas(&c->epoch, now);
-    st->cas_out = it->cas;
+    uint64_t cas = mp_epoch_next_cas(&c->epoch, now);
+    mp_item_stamp_fresh(it, cas, memory_order_relaxed);
     if (old && can_overwrite(c, old, it)) {
-        mp_table_overwrite_locked(l.st, old, it, it->cas);
+        mp_table_overwrite_locked(l.st, old, it, cas);
         mp_cache_unlock(&l);
         mp_cache_item_release(c, &it);
+        st->cas_out = cas;
         return MP_STORED;
     }
     bool free_old = old && mp_table_replace_locked(&c->table, l.st, l.hash, old, it);
-    if (!old)
-        mp_table_link_locked(&c->table, l.st, l.hash, it);
+    if (!old && !mp_table_link_locked(&c->table, l.st, l.hash, it)) {
+        /* Its chain is at the bound (table.h): refused, as a store without memory is. */
+        mp_cache_unlock(&l);
+        mp_cache_item_release(c, &it);
+        return MP_NOMEM;
+    }
     mp_cache_unlock(&l);
     if (free_old)
         mp_slab_cache_free(&c->slabs, old);
+    st->cas_out = cas;
     return MP_STORED;
 }
 
@@ -444,19 +492,20 @@ enum mp_result mp_cache_arith_locked(struct mp_cache *c, struct mp_cache_lock *l
     char digits[24];
     size_t n = mp_num_format(digits, v);
     if (n <= it->nbytes && atomic_load_explicit(&it->refs, memory_order_acquire) == 1) {
+        mp_stripe_assert_told(lk->st);
         memcpy(mp_item_value(it), digits, n);
         memset(mp_item_value(it) + n, ' ', it->nbytes - n);
-        mp_cache_recas_locked(c, it, now);
+        mp_cache_recas_locked(c, lk, it, now);
         mp_item_touch_clock(it);
         return MP_OK;
     }
     enum mp_result ares;
     struct mp_item *repl =
-        mp_cache_alloc(c, mp_item_key(it), it->nkey, mp_item_flags(it), it->exptime, (uint32_t)n, now, &ares);
+        mp_cache_alloc(c, mp_item_key(it), it->nkey, mp_item_flags(it), mp_item_exptime(it), (uint32_t)n, now, &ares);
     if (!repl)
         return MP_NOMEM;
     memcpy(mp_item_value(repl), digits, n);
-    repl->cas = mp_epoch_next_cas(&c->epoch, now);
+    mp_item_stamp_fresh(repl, mp_epoch_next_cas(&c->epoch, now), memory_order_relaxed);
     if (mp_table_replace_locked(&c->table, lk->st, lk->hash, it, repl))
         mp_slab_cache_free(&c->slabs, it);
     *itp = repl;
@@ -474,9 +523,9 @@ enum mp_result mp_cache_arith(struct mp_cache *c, const char *key, size_t nkey, 
     return res;
 }
 
-void mp_cache_flush(struct mp_cache *c, uint32_t now, uint32_t at)
+void mp_cache_flush(struct mp_cache *c, uint32_t now, uint32_t cutoff)
 {
-    mp_epoch_flush(&c->epoch, now, at);
+    mp_epoch_flush(&c->epoch, now, cutoff);
 }
 
 void mp_cache_stats_reset(struct mp_cache *c)

@@ -522,13 +522,13 @@ static void run_touch(struct mp_conn *c, const struct mp_request *req)
     reply(c, req->noreply, mp_proto_result_str(res));
 }
 
-/* flush_all [delay]: memcached's cut-off is one second before the delay runs out, and a delay of
- * at most one second (or none) takes effect at once. */
+/* flush_all [delay]: items stored before the second the delay ends in die (see mp_epoch_flush); no
+ * delay, or one of 0 or less, flushes what is there now. */
 static void run_flush_all(struct mp_conn *c, const struct mp_request *req)
 {
     uint32_t t = now(c);
-    uint32_t at = req->exptime > 0 ? mp_clock_exptime(c->env->clock, req->exptime, t) - 1 : t;
-    mp_cache_flush(c->env->cache, t, at);
+    uint32_t cutoff = req->exptime > 0 ? mp_clock_exptime(c->env->clock, req->exptime, t) : t;
+    mp_cache_flush(c->env->cache, t, cutoff);
     MP_STAT_INC(c->st, cmd_flush);
     reply(c, req->noreply, "OK");
 }

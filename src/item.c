@@ -4,14 +4,13 @@
 
 void mp_item_init(struct mp_item *it, const char *key, size_t nkey, uint32_t flags, uint32_t exptime, uint32_t nbytes)
 {
-    it->cas = 0;
+    atomic_store_explicit(&it->stamp, 0, memory_order_relaxed);
     it->next = 0;
     it->exptime = exptime;
     it->nbytes = nbytes;
     atomic_store_explicit(&it->refs, 1, memory_order_relaxed);
     it->nkey = (uint8_t)nkey;
     atomic_store_explicit(&it->iflags, flags ? MP_ITEM_CFLAGS : 0, memory_order_relaxed);
-    atomic_store_explicit(&it->clock, 0, memory_order_relaxed);
     if (flags)
         memcpy(mp_item_suffix(it), &flags, 4);
     memcpy(mp_item_key(it), key, nkey);
@@ -24,7 +23,6 @@ void mp_item_overwrite(struct mp_item *dst, const struct mp_item *src)
     __atomic_store_n(&dst->exptime, src->exptime, __ATOMIC_RELAXED);
     __atomic_store_n(&dst->nbytes, src->nbytes, __ATOMIC_RELAXED);
     atomic_store_explicit(&dst->iflags, (uint8_t)(fl | keep), memory_order_relaxed);
-    atomic_store_explicit(&dst->clock, 0, memory_order_relaxed);
     if (fl & MP_ITEM_CFLAGS)
         memcpy(mp_item_suffix(dst), mp_item_suffix(src), 4);
     memcpy(mp_item_value(dst), mp_item_value(src), src->nbytes);
@@ -62,28 +60,30 @@ uint64_t mp_epoch_next_cas(struct mp_epoch *e, uint32_t now)
     return atomic_fetch_add_explicit(&e->next_cas, 1, memory_order_relaxed);
 }
 
-void mp_epoch_flush(struct mp_epoch *e, uint32_t now, uint32_t at)
+void mp_epoch_flush(struct mp_epoch *e, uint32_t now, uint32_t cutoff)
 {
-    if (at > now) {
-        atomic_store(&e->flush_at, at);
+    /* memcached: oldest_live = cutoff - 1 (an item of second t dies once t <= oldest_live), and
+     * when that is not in the future, oldest_cas = a fresh CAS, which flushes everything stored so
+     * far at once; oldest_live 0 disables flushing. */
+    if (cutoff <= 1) {
+        atomic_store(&e->flush_at, 0);
         return;
     }
-    /* An immediate flush also cancels a pending delayed one, as in memcached. */
-    atomic_store(&e->flush_at, 0);
-    raise_flush_cas(e, atomic_load(&e->next_cas));
+    if (cutoff <= now + 1)
+        raise_flush_cas(e, atomic_load(&e->next_cas));
+    atomic_store(&e->flush_at, cutoff > now ? cutoff : 0);
 }
 
 bool mp_item_expired(const struct mp_item *it, uint32_t now)
 {
-    /* Atomic: the CLOCK hand reads this without the stripe lock while touch may write it. */
-    uint32_t exp = __atomic_load_n(&it->exptime, __ATOMIC_RELAXED);
+    uint32_t exp = mp_item_exptime(it);
     return exp != 0 && exp <= now;
 }
 
 bool mp_item_flushed(const struct mp_item *it, uint32_t now, struct mp_epoch *e)
 {
     apply_due_flush(e, now);
-    return __atomic_load_n(&it->cas, __ATOMIC_RELAXED) < atomic_load_explicit(&e->flush_cas, memory_order_acquire);
+    return mp_item_cas(it) < atomic_load_explicit(&e->flush_cas, memory_order_acquire);
 }
 
 void mp_lock_init(pthread_mutex_t *m)

@@ -17,7 +17,12 @@ void mp_lru_setup(struct mp_lru *l, struct mp_slabs *s, struct mp_table *t, stru
     for (unsigned i = 0; i <= MP_SLAB_CLASSES_MAX; i++)
         l->crawl_page[i] = MP_SLAB_NONE;
     pthread_mutex_init(&l->lock, NULL);
-    pthread_cond_init(&l->wake, NULL);
+    /* Ticks follow elapsed time: a wall clock stepped back must not stall the maintainer. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l->wake, &ca);
+    pthread_condattr_destroy(&ca);
 }
 
 /* Chunks in use on a page: all of them, except on the page the class still bumps into. */
@@ -58,7 +63,7 @@ enum take { TAKE_EVICT, TAKE_RECLAIM, TAKE_MOVE };
 static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item *it, uint32_t now, enum take why)
 {
     bool only_dead = why == TAKE_RECLAIM;
-    uint64_t hash = mp_table_hash(mp_item_key(it), it->nkey);
+    uint64_t hash = mp_table_hash(l->table, mp_item_key(it), it->nkey);
     struct mp_stripe *st = mp_table_stripe(l->table, hash);
     if (!mp_stripe_trylock(st))
         return false;
@@ -68,7 +73,7 @@ static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item 
         bool dead = mp_item_dead(it, now, l->epoch);
         if (dead || !only_dead) {
             bool fetched = mp_item_fetched(it);
-            uint32_t exptime = it->exptime;
+            uint32_t exptime = mp_item_exptime(it);
             freed = mp_table_unlink_locked(l->table, st, hash, it);
             if (dead) {
                 c->reclaimed++;
@@ -103,16 +108,12 @@ struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now
         struct mp_item *it = cursor_take(s, c, &c->hand_page, &c->hand_chunk);
         if (!mp_item_linked(it))
             continue;
-        if (step < turn * 4 && !mp_item_dead(it, now, l->epoch)) {
-            uint8_t clk = atomic_load_explicit(&it->clock, memory_order_relaxed);
-            if (clk & 3u) {
-                atomic_store_explicit(&it->clock, (uint8_t)(clk - 1), memory_order_relaxed);
-                continue;
-            }
-        }
+        if (step < turn * 4 && !mp_item_dead(it, now, l->epoch) && mp_item_clock_decay(it))
+            continue;
         if (take_item(l, c, it, now, TAKE_EVICT)) {
             /* still counted in c->used, and taken (refs 1) before the class lock is let go, as
-             * mp_slab_alloc_locked does */
+             * mp_slab_alloc_locked does; its stamp zeroed as a free would (item.h) */
+            mp_item_stamp_fresh(it, 0, memory_order_relaxed);
             atomic_store_explicit(&it->refs, 1, memory_order_relaxed);
             return it;
         }
@@ -201,6 +202,8 @@ int mp_lru_page_evacuate(struct mp_lru *l, unsigned cls, uint32_t page, uint32_t
     pthread_mutex_lock(&c->lock);
     int rc = evacuate_locked(l, cls, page, now);
     pthread_mutex_unlock(&c->lock);
+    if (rc == 0)
+        mp_slab_pages_recycle(l->slabs);
     return rc;
 }
 
@@ -237,6 +240,7 @@ int mp_lru_page_steal(struct mp_lru *l, unsigned cls, uint32_t now)
     }
     pthread_mutex_unlock(&c->lock);
     if (rc == 0) {
+        mp_slab_pages_recycle(s);
         pthread_mutex_lock(&s->classes[cls].lock);
         s->classes[cls].pages_moved_in++;
         pthread_mutex_unlock(&s->classes[cls].lock);
@@ -291,6 +295,7 @@ unsigned mp_lru_automove(struct mp_lru *l, uint32_t now, unsigned max_pages)
     }
     pthread_mutex_unlock(&c->lock);
     if (moved) {
+        mp_slab_pages_recycle(s);
         pthread_mutex_lock(&s->classes[needy].lock);
         s->classes[needy].pages_moved_in += moved;
         pthread_mutex_unlock(&s->classes[needy].lock);
@@ -316,7 +321,7 @@ static void *maintainer_main(void *arg)
         if (l->stop)
             break;
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts); /* the condition variable's clock (setup) */
         ts.tv_nsec += TICK_MS * 1000000L;
         if (ts.tv_nsec >= 1000000000L) {
             ts.tv_sec++;

@@ -68,7 +68,7 @@ static void put_token(struct line *l, const struct mp_meta *m, size_t i)
 /* TTL remaining: -1 for none. */
 static void put_ttl(struct line *l, const struct mp_item *it, uint32_t now)
 {
-    uint32_t exp = it->exptime;
+    uint32_t exp = mp_item_exptime(it);
     if (exp == 0)
         put_str(l, "-1");
     else
@@ -122,11 +122,14 @@ static struct mp_item *create(const struct mp_meta_env *e, struct mp_cache_lock 
         return NULL;
     memcpy(mp_item_value(it), value, n);
     mp_item_set(it, MP_ITEM_KEY_BINARY, req->meta.key_binary);
-    mp_cache_link_locked(e->cache, lk, it, now);
+    if (!mp_cache_link_locked(e->cache, lk, it, now)) {
+        mp_cache_item_release(e->cache, &it);
+        return NULL;
+    }
     return it;
 }
 
-/* mg counts as a get, or with T as a touch, as in memcached. */
+/* mg counts as a get, or a hit with T as a touch, as in memcached (a miss with T is a get miss). */
 static void count_get(const struct mp_meta_env *e, bool touch, bool hit)
 {
     if (touch) {
@@ -168,9 +171,15 @@ void mp_meta_get(const struct mp_meta_env *e, const struct mp_request *req, cons
         created = true;
     if (!it) {
         mp_cache_unlock(&lk);
-        count_get(e, m->new_ttl, false);
+        count_get(e, false, false);
         if (!m->no_reply)
             short_reply(req, "EN", o);
+        return;
+    }
+    if (m->value && !mp_cache_item_pinnable(it)) {
+        /* as memcached answers a fetch past its reference limit */
+        mp_cache_unlock(&lk);
+        o->bytes(o->ctx, "SERVER_ERROR refcount overflow during fetch\r\n", 45);
         return;
     }
     bool fetched = mp_item_fetched(it);
@@ -178,16 +187,16 @@ void mp_meta_get(const struct mp_meta_env *e, const struct mp_request *req, cons
     put_head(&l, m->value, it->nbytes);
     for (size_t i = 0; i < m->ntoks; i++) {
         switch (m->toks[i][0]) {
-        case 'T': mp_cache_set_exptime_locked(it, ttl(e, m->exptime, now)); break;
+        case 'T': mp_cache_set_exptime_locked(&lk, it, ttl(e, m->exptime, now)); break;
         case 'N':
             if (created) {
-                mp_cache_set_exptime_locked(it, ttl(e, m->vivify_exptime, now));
+                mp_cache_set_exptime_locked(&lk, it, ttl(e, m->vivify_exptime, now));
                 won = true;
             }
             break;
         case 'R':
-            if (!mp_item_has(it, MP_ITEM_TOKEN_SENT) && !created && it->exptime != 0 &&
-                it->exptime < ttl(e, m->recache_time, now))
+            if (!mp_item_has(it, MP_ITEM_TOKEN_SENT) && !created && mp_item_exptime(it) != 0 &&
+                mp_item_exptime(it) < ttl(e, m->recache_time, now))
                 won = true;
             break;
         case 's':
@@ -200,7 +209,7 @@ void mp_meta_get(const struct mp_meta_env *e, const struct mp_request *req, cons
             break;
         case 'c':
             put_flag(&l, 'c');
-            put_u64(&l, it->cas);
+            put_u64(&l, mp_item_cas(it));
             break;
         case 'f':
             put_flag(&l, 'f');
@@ -247,15 +256,15 @@ void mp_meta_delete(const struct mp_meta_env *e, const struct mp_request *req, c
     const char *code = "HD";
     if (!it) {
         code = "NF";
-    } else if (m->has_cas && it->cas != m->cas) {
+    } else if (m->has_cas && mp_item_cas(it) != m->cas) {
         code = "EX";
     } else if (m->set_stale) {
         /* Invalidate: keep the value, serve it stale, and let one client win the recache. */
         if (m->new_ttl)
-            mp_cache_set_exptime_locked(it, ttl(e, m->exptime, now));
+            mp_cache_set_exptime_locked(&lk, it, ttl(e, m->exptime, now));
         mp_item_set(it, MP_ITEM_STALE, true);
         mp_item_set(it, MP_ITEM_TOKEN_SENT, false);
-        mp_cache_recas_locked(e->cache, it, now);
+        mp_cache_recas_locked(e->cache, &lk, it, now);
     } else {
         mp_cache_unlink_locked(e->cache, &lk, it);
         MP_STAT_INC(e->st, delete_hits);
@@ -280,7 +289,7 @@ void mp_meta_arith(const struct mp_meta_env *e, const struct mp_request *req, co
     const char *code = NULL, *error = NULL;
     if (it && it->nbytes == 0) {
         error = mp_proto_result_str(MP_NON_NUMERIC);
-    } else if (it && m->cas != 0 && it->cas != m->cas) {
+    } else if (it && m->cas != 0 && mp_item_cas(it) != m->cas) {
         code = "EX";
         it = NULL;
     } else if (it) {
@@ -321,16 +330,16 @@ void mp_meta_arith(const struct mp_meta_env *e, const struct mp_request *req, co
         switch (m->toks[i][0]) {
         case 'c':
             put_flag(&l, 'c');
-            put_u64(&l, it->cas);
+            put_u64(&l, mp_item_cas(it));
             break;
         case 't':
             put_flag(&l, 't');
             put_ttl(&l, it, now);
             break;
-        case 'T': mp_cache_set_exptime_locked(it, ttl(e, m->exptime, now)); break;
+        case 'T': mp_cache_set_exptime_locked(&lk, it, ttl(e, m->exptime, now)); break;
         case 'N':
             if (created)
-                mp_cache_set_exptime_locked(it, ttl(e, m->vivify_exptime, now));
+                mp_cache_set_exptime_locked(&lk, it, ttl(e, m->vivify_exptime, now));
             break;
         case 'O': put_token(&l, m, i); break;
         case 'k': put_key(&l, req->key, req->nkey, m->key_binary); break;
@@ -364,8 +373,9 @@ void mp_meta_debug(const struct mp_meta_env *e, const struct mp_request *req, co
      * also reports la, the seconds since the last access, which Magpie does not keep. */
     char tail[160];
     unsigned cls = mp_slab_class_of(&e->cache->slabs, it);
+    uint32_t exptime = mp_item_exptime(it);
     int n = snprintf(tail, sizeof(tail), " exp=%d cas=%llu fetch=%s cls=%u size=%zu",
-                     it->exptime == 0 ? -1 : (int)(now - it->exptime), (unsigned long long)it->cas,
+                     exptime == 0 ? -1 : (int)(now - exptime), (unsigned long long)mp_item_cas(it),
                      mp_item_fetched(it) ? "yes" : "no", cls, mp_item_total(it->nkey, it->nbytes, mp_item_flags(it)));
     mp_cache_unlock(&lk);
     put(&l, tail, (size_t)n);

@@ -141,7 +141,7 @@ static void on_accept(uv_poll_t *p, int status, int events)
 static void on_tick(uv_timer_t *t)
 {
     struct mp_server *srv = t->data;
-    mp_clock_tick(&srv->clock, time(NULL));
+    mp_clock_tick_now(&srv->clock);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -196,7 +196,7 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
 {
     memset(srv, 0, sizeof(*srv));
     srv->cfg = cfg;
-    mp_clock_setup(&srv->clock, time(NULL));
+    mp_clock_setup_now(&srv->clock);
     struct mp_cache_config cc = {
         .mem_limit = cfg->mem_limit,
         .item_max = cfg->item_max,

@@ -86,6 +86,7 @@ int mp_slab_setup(struct mp_slabs *s, size_t mem_limit, size_t item_max, size_t 
         return -ENOMEM;
     }
     s->pages_free = MP_SLAB_NONE;
+    s->pages_limbo = MP_SLAB_NONE;
     mp_lock_init(&s->pages_lock);
     return 0;
 }
@@ -195,6 +196,7 @@ struct mp_item *mp_slab_alloc(struct mp_slabs *s, unsigned cls)
 void mp_slab_free_locked(struct mp_slabs *s, unsigned cls, struct mp_item *it)
 {
     struct mp_slab_class *c = &s->classes[cls];
+    mp_item_stamp_fresh(it, 0, memory_order_relaxed);
     atomic_store_explicit(&it->iflags, MP_ITEM_FREE, memory_order_relaxed);
     atomic_store_explicit(&it->refs, 0, memory_order_relaxed);
     it->next = c->free_head;
@@ -308,6 +310,7 @@ void mp_slab_cache_free(struct mp_slabs *s, struct mp_item *it)
         mp_slab_free(s, it);
         return;
     }
+    mp_item_stamp_fresh(it, 0, memory_order_relaxed); /* as mp_slab_free_locked does */
     struct mp_slab_mag *m = &tc->mags[cls];
     mp_handle_t spill[MP_SLAB_MAG_MAX];
     uint32_t nspill = 0;
@@ -394,8 +397,28 @@ void mp_slab_page_release_locked(struct mp_slabs *s, unsigned cls, uint32_t page
     madvise(lo, s->page_size, MADV_DONTNEED);
     atomic_store_explicit(&s->page_class[page], 0, memory_order_relaxed);
     pthread_mutex_lock(&s->pages_lock);
-    s->page_next[page] = s->pages_free;
-    s->pages_free = page;
+    s->page_next[page] = s->pages_limbo;
+    s->pages_limbo = page;
+    pthread_mutex_unlock(&s->pages_lock);
+}
+
+void mp_slab_pages_recycle(struct mp_slabs *s)
+{
+    pthread_mutex_lock(&s->pages_lock);
+    uint32_t first = s->pages_limbo;
+    s->pages_limbo = MP_SLAB_NONE;
+    pthread_mutex_unlock(&s->pages_lock);
+    if (first == MP_SLAB_NONE)
+        return;
+    /* Every page taken here was released before the wait begins (see slab.h). */
+    if (s->grace)
+        mp_grace_wait(s->grace);
+    uint32_t last = first;
+    while (s->page_next[last] != MP_SLAB_NONE)
+        last = s->page_next[last];
+    pthread_mutex_lock(&s->pages_lock);
+    s->page_next[last] = s->pages_free;
+    s->pages_free = first;
     pthread_mutex_unlock(&s->pages_lock);
 }
 

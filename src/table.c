@@ -2,10 +2,14 @@
 #include "magpie/table.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <sys/mman.h>
+#include <sys/random.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -13,9 +17,6 @@
 /* Grow a stripe when it holds more than 1.5 items per bucket. */
 #define LOAD_NUM 3
 #define LOAD_DEN 2
-
-/* An optimistic walk gives up after this many links: a consistent chain is a few items long. */
-#define CHAIN_STEPS_MAX 64
 
 /*
  * Bucket arrays. An outgrown array cannot be freed at once: an optimistic reader may still be
@@ -123,9 +124,34 @@ static void buckets_unmap_big(mp_handle_t *b, size_t bytes)
         munmap(b, bytes);
 }
 
-uint64_t mp_table_hash(const char *key, size_t nkey)
+uint64_t mp_table_hash(const struct mp_table *t, const char *key, size_t nkey)
 {
-    return XXH3_64bits(key, nkey);
+    return XXH3_64bits_withSecret(key, nkey, t->secret, sizeof(t->secret));
+}
+
+/* The secret: random bytes from the kernel. getrandom() blocks only before the kernel's pool is
+ * first seeded, early in boot; should it fail outright, the clocks and the table's address still
+ * make the secret differ between runs, which is all that defeats keys chosen offline. */
+static void make_secret(struct mp_table *t)
+{
+    size_t got = 0;
+    while (got < sizeof(t->secret)) {
+        ssize_t n = getrandom(t->secret + got, sizeof(t->secret) - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got == sizeof(t->secret))
+        return;
+    struct timespec a, b;
+    clock_gettime(CLOCK_REALTIME, &a);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    uint64_t mix[4] = {(uint64_t)a.tv_sec, (uint64_t)a.tv_nsec ^ (uint64_t)getpid(), (uint64_t)b.tv_nsec,
+                       (uint64_t)(uintptr_t)t};
+    for (size_t i = 0; i < sizeof(t->secret); i += 8) {
+        uint64_t v = XXH3_64bits_withSeed(mix, sizeof(mix), i);
+        memcpy(t->secret + i, &v, sizeof(t->secret) - i < 8 ? sizeof(t->secret) - i : 8);
+    }
 }
 
 int mp_table_setup(struct mp_table *t, struct mp_slabs *slabs, unsigned stripe_bits, uint32_t initial_buckets)
@@ -135,6 +161,7 @@ int mp_table_setup(struct mp_table *t, struct mp_slabs *slabs, unsigned stripe_b
     t->slabs = slabs;
     t->stripe_bits = stripe_bits;
     t->nstripes = 1u << stripe_bits;
+    make_secret(t);
     t->stripes = aligned_alloc(64, t->nstripes * sizeof(struct mp_stripe));
     if (!t->stripes || small_setup(t, initial_buckets) != 0) {
         free(t->stripes);
@@ -187,7 +214,9 @@ static inline mp_handle_t *bucket(struct mp_stripe *st, uint64_t hash)
 struct mp_item *mp_table_find_locked(struct mp_table *t, struct mp_stripe *st, uint64_t hash, const char *key,
                                      size_t nkey)
 {
-    for (mp_handle_t h = *bucket(st, hash); h;) {
+    MP_ASSERT(mp_stripe_held(st));
+    mp_handle_t h = *bucket(st, hash);
+    for (int steps = 0; h && steps < MP_TABLE_CHAIN_MAX; steps++) {
         struct mp_item *it = mp_slab_item(t->slabs, h);
         if (it->nkey == nkey && memcmp(mp_item_key(it), key, nkey) == 0)
             return it;
@@ -207,7 +236,7 @@ struct mp_item *mp_table_find_optimistic(const struct mp_table *t, const struct 
     *torn = false;
     for (int steps = 0; h; steps++) {
         struct mp_item *it = mp_slab_item(s, h);
-        if (steps == CHAIN_STEPS_MAX || !mp_slab_contains(s, it, MP_ITEM_HDR + 4 + nkey)) {
+        if (steps == MP_TABLE_CHAIN_MAX || !mp_slab_contains(s, it, MP_ITEM_HDR + 4 + nkey)) {
             *torn = true;
             return NULL;
         }
@@ -237,7 +266,7 @@ static void grow(struct mp_table *t, struct mp_stripe *st)
         while (h) {
             struct mp_item *it = mp_slab_item(t->slabs, h);
             mp_handle_t next = it->next;
-            uint64_t hash = mp_table_hash(mp_item_key(it), it->nkey);
+            uint64_t hash = mp_table_hash(t, mp_item_key(it), it->nkey);
             mp_handle_t *b = &nb[hash & (nnew - 1)];
             __atomic_store_n(&it->next, *b, __ATOMIC_RELAXED);
             *b = h;
@@ -261,27 +290,45 @@ static void account(struct mp_stripe *st, const struct mp_item *it, int sign)
     atomic_store_explicit(&st->bytes, sign > 0 ? bytes + size : bytes - size, memory_order_relaxed);
 }
 
-void mp_table_link_locked(struct mp_table *t, struct mp_stripe *st, uint64_t hash, struct mp_item *it)
+/* Links in the chain that starts at *b, up to the bound. */
+static int chain_length(struct mp_table *t, mp_handle_t h)
 {
-    mp_stripe_begin_write(st);
+    int n = 0;
+    for (; h && n < MP_TABLE_CHAIN_MAX; n++)
+        h = mp_slab_item(t->slabs, h)->next;
+    return n;
+}
+
+bool mp_table_link_locked(struct mp_table *t, struct mp_stripe *st, uint64_t hash, struct mp_item *it)
+{
+    MP_ASSERT(mp_stripe_held(st));
+    /* Grow first, so the chain the item joins is the one it will stay in. */
+    if ((uint64_t)(atomic_load_explicit(&st->count, memory_order_relaxed) + 1) * LOAD_DEN >
+        (uint64_t)(st->mask + 1) * LOAD_NUM)
+        grow(t, st);
     mp_handle_t *b = bucket(st, hash);
+    if (chain_length(t, *b) >= MP_TABLE_CHAIN_MAX)
+        return false;
+    mp_stripe_begin_write(st);
     it->next = *b;
     __atomic_store_n(b, mp_slab_handle(t->slabs, it), __ATOMIC_RELEASE); /* optimistic readers */
     /* Release: whoever sees LINKED (the CLOCK hand, without the stripe lock) sees the key. */
     atomic_fetch_or_explicit(&it->iflags, MP_ITEM_LINKED, memory_order_release);
     account(st, it, +1);
-    if ((uint64_t)atomic_load_explicit(&st->count, memory_order_relaxed) * LOAD_DEN >
-        (uint64_t)(st->mask + 1) * LOAD_NUM)
-        grow(t, st);
+    return true;
 }
 
 /* The link that points at `it`. */
 static mp_handle_t *find_link(struct mp_table *t, struct mp_stripe *st, uint64_t hash, struct mp_item *it)
 {
+    MP_ASSERT(mp_stripe_held(st));
     mp_handle_t target = mp_slab_handle(t->slabs, it);
     mp_handle_t *link = bucket(st, hash);
-    while (*link && *link != target)
+    for (int steps = 0; *link && *link != target; steps++) {
+        if (steps == MP_TABLE_CHAIN_MAX)
+            return NULL;
         link = &mp_slab_item(t->slabs, *link)->next;
+    }
     return *link ? link : NULL;
 }
 
@@ -318,15 +365,15 @@ bool mp_table_replace_locked(struct mp_table *t, struct mp_stripe *st, uint64_t 
 
 void mp_table_overwrite_locked(struct mp_stripe *st, struct mp_item *it, const struct mp_item *src, uint64_t cas)
 {
-    /* A seqlock of one item, its CAS the count (table.h): 0 first, the new value last. */
-    __atomic_store_n(&it->cas, 0, __ATOMIC_RELAXED);
-#if MP_OPTIMISTIC_READS
-    atomic_thread_fence(memory_order_release); /* the 0 is seen before any change */
-#endif
+    MP_ASSERT(mp_stripe_held(st));
+    /* A seqlock of one item, its stamp the count (table.h): 0 first, the new CAS last. The fresh
+     * stamp has no hits and is not fetched: a new value, as memcached counts it. */
+    mp_item_stamp_fresh(it, 0, memory_order_relaxed);
+    mp_fence(memory_order_release); /* the 0 is seen before any change */
     account(st, it, -1);
     mp_item_overwrite(it, src);
     account(st, it, +1);
-    __atomic_store_n(&it->cas, cas, __ATOMIC_RELEASE);
+    mp_item_stamp_fresh(it, cas, memory_order_release);
 }
 
 uint64_t mp_table_count(const struct mp_table *t)

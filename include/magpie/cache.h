@@ -14,6 +14,15 @@
  * whatever the result) or drops it with mp_cache_item_release(). A get's hit callback runs under
  * the stripe lock; to use the item after the callback returns it takes a reference with
  * mp_cache_item_ref() and drops it later with mp_cache_item_release().
+ *
+ * The lock-free read's rule (table.h, item.h, grace.h). An optimistic get reads an item it holds
+ * no lock or reference on, checks afterwards that the item was linked and unchanged throughout,
+ * and only then writes, and what it writes is one compare-and-swap of the item's stamp that
+ * succeeds only on that very item, unchanged: its CLOCK bits, nothing else. It writes nothing
+ * into a chunk that has since been freed, reused by another key or rewritten in place (the swap
+ * fails there), and a page its item was on is not given to another class until the read has
+ * ended (grace.h), so the swap never compares against another class's bytes. Every optimistic
+ * read runs between mp_grace_enter and mp_grace_leave.
  */
 #ifndef MAGPIE_CACHE_H
 #define MAGPIE_CACHE_H
@@ -23,6 +32,7 @@
 #include <stdint.h>
 
 #include "magpie/clock.h"
+#include "magpie/grace.h"
 #include "magpie/item.h"
 #include "magpie/lru.h"
 #include "magpie/slab.h"
@@ -53,11 +63,20 @@ struct mp_cache_config {
     uint32_t initial_buckets;
 };
 
+/* Test hooks, NULL in the server: after_check runs in an optimistic get that found `it` whole,
+ * between the check and the hit's swap, so a test can change the world in that window. */
+struct mp_cache_hooks {
+    void (*after_check)(void *ctx, struct mp_item *it);
+    void *ctx;
+};
+
 struct mp_cache {
     struct mp_slabs slabs;
     struct mp_table table;
     struct mp_lru lru;
     struct mp_epoch epoch;
+    struct mp_grace grace; /* optimistic readers, for page moves */
+    const struct mp_cache_hooks *hooks;
 };
 
 int mp_cache_setup(struct mp_cache *c, const struct mp_cache_config *cfg, char *err, size_t errlen);
@@ -82,7 +101,6 @@ typedef void (*mp_cache_hit_fn)(void *ctx, const struct mp_hit *hit);
  * engine checks that nothing changed; if something did, it calls undo() to take back everything
  * hit() wrote, and reads again under the lock. So hit() must only copy, and be undoable: undo
  * NULL says a second hit() overwrites whatever the first wrote. copy_max 0 reads under the lock.
- * Under ThreadSanitizer every read takes the lock (MP_OPTIMISTIC_READS, table.h).
  */
 struct mp_cache_reader {
     mp_cache_hit_fn hit;
@@ -95,12 +113,13 @@ struct mp_cache_reader {
 enum mp_miss { MP_MISS_ABSENT, MP_MISS_EXPIRED, MP_MISS_FLUSHED };
 
 /* get / gets. Returns MP_OK (hit; rd->hit was called, for good, once) or MP_NOT_FOUND with *miss
- * saying why. */
+ * saying why. An item that readers have pinned MP_ITEM_REFS_MAX times is a miss (item.h). */
 enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, uint32_t now,
                             const struct mp_cache_reader *rd, enum mp_miss *miss);
 
 /* gat / gats / touch: set a new exptime (relative, from mp_clock_exptime) and, for gat, call fn
- * with the item. fn may be NULL. MP_OK / MP_TOUCHED, or MP_NOT_FOUND. */
+ * with the item (under the lock: it may take one reference). fn may be NULL. MP_OK / MP_TOUCHED,
+ * or MP_NOT_FOUND (also for a gat of an item pinned to the limit). */
 enum mp_result mp_cache_touch(struct mp_cache *c, const char *key, size_t nkey, uint32_t exptime, uint32_t now,
                               mp_cache_hit_fn fn, void *ctx);
 
@@ -120,7 +139,8 @@ struct mp_store {
 };
 
 /* Store a filled item; consumes the caller's reference. Returns MP_STORED, MP_NOT_STORED (also for
- * an append/prepend that cannot get memory, as memcached), MP_EXISTS or MP_NOT_FOUND. */
+ * an append/prepend that cannot get memory, as memcached), MP_EXISTS, MP_NOT_FOUND, or MP_NOMEM
+ * when the key's chain is at its bound (table.h). */
 enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **it, struct mp_store *st, uint32_t now);
 
 /* A set that failed for lack of room must not leave the old value behind (memcached unlinks it). */
@@ -134,8 +154,8 @@ enum mp_result mp_cache_delete(struct mp_cache *c, const char *key, size_t nkey,
 enum mp_result mp_cache_arith(struct mp_cache *c, const char *key, size_t nkey, bool incr, uint64_t delta, uint32_t now,
                               uint64_t *value);
 
-/* flush_all: invalidate everything now (at <= now) or at relative time `at`. */
-void mp_cache_flush(struct mp_cache *c, uint32_t now, uint32_t at);
+/* flush_all: items stored before relative second `cutoff` die (mp_epoch_flush, item.h). */
+void mp_cache_flush(struct mp_cache *c, uint32_t now, uint32_t cutoff);
 
 /*
  * Locked access, for compound operations (the meta commands, meta.h): lock a key's stripe, work
@@ -154,20 +174,25 @@ struct mp_item *mp_cache_find_locked(struct mp_cache *c, struct mp_cache_lock *l
                                      uint32_t now, enum mp_miss *miss);
 /* A locked item as a hit, for a reader called under the lock. */
 void mp_cache_hit_locked(struct mp_item *it, struct mp_hit *h);
-/* Link a fresh item (from mp_cache_alloc) under a key known to be absent; gives it a CAS. */
-void mp_cache_link_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it, uint32_t now);
+/* Whether a reader may pin this item (take a reference): false once MP_ITEM_REFS_MAX readers do.
+ * Asked under the stripe lock before a hit is handed to a reader that may pin it. */
+bool mp_cache_item_pinnable(const struct mp_item *it);
+/* Link a fresh item (from mp_cache_alloc) under a key known to be absent; gives it a CAS. False
+ * when its chain is at the bound (table.h): the caller keeps the item and its reference. */
+bool mp_cache_link_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it, uint32_t now);
 void mp_cache_unlink_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it);
 /* incr/decr on a live item; *it becomes the item that holds the result (the same one, updated in
  * place, or its replacement). MP_OK, MP_NON_NUMERIC or MP_NOMEM. */
 enum mp_result mp_cache_arith_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item **it, bool incr,
                                      uint64_t delta, uint32_t now, uint64_t *value);
 /* A new CAS for an item changed in place (meta delete's invalidate). */
-void mp_cache_recas_locked(struct mp_cache *c, struct mp_item *it, uint32_t now);
-void mp_cache_set_exptime_locked(struct mp_item *it, uint32_t exptime);
+void mp_cache_recas_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it, uint32_t now);
+void mp_cache_set_exptime_locked(struct mp_cache_lock *lk, struct mp_item *it, uint32_t exptime);
 
 /* `stats reset` for the engine's own counters (evictions, reclaims, ... in every slab class). */
 void mp_cache_stats_reset(struct mp_cache *c);
 
+/* Pin an item under its stripe lock, after mp_cache_item_pinnable said yes. */
 void mp_cache_item_ref(struct mp_item *it);
 void mp_cache_item_release(struct mp_cache *c, struct mp_item **it);
 

@@ -5,30 +5,65 @@
  * offset in the slab arena in 8-byte units, so links cost 4 bytes instead of 8.
  *
  *   offset  size  field
- *        0     8  cas       unique, increasing (see struct mp_epoch)
- *        8     4  next      hash-chain link (table, under the stripe lock) or free-list link
+ *        0     8  stamp     the CAS (low 56 bits) and the CLOCK state (high 8 bits), one word
+ *        8     4  next      hash-chain link, or free-list link
  *       12     4  exptime   relative seconds; 0 = never
  *       16     4  nbytes    value length, without the "\r\n" the protocol adds
- *       20     2  refs      references (atomic): the table's link is one, each reader one
+ *       20     2  refs      references: the table's link is one, each pinning reader one
  *       22     1  nkey      key length, 1..250
- *       23     1  iflags    LINKED, CFLAGS and meta's STALE, TOKEN_SENT, KEY_BINARY (atomic;
- *                           changed under the stripe lock)
- *       24     1  clock     CLOCK state (atomic, relaxed): MP_ITEM_FETCHED | hit count 0..3
- *       25    0/4 flags     client flags, stored only when non-zero (MP_ITEM_CFLAGS)
+ *       23     1  iflags    LINKED, FREE, CFLAGS and meta's STALE, TOKEN_SENT, KEY_BINARY
+ *       24    0/4 flags     client flags, stored only when non-zero (MP_ITEM_CFLAGS)
  *        .   nkey key
  *        .  nbytes value
  *
- * 25 bytes of header against memcached's 56 (48 + 8 of CAS): the LRU is a CLOCK over slab pages
- * (lru.h) so items carry no LRU links, the hash chain link is a 32-bit handle, and client flags
- * take no room when zero.
+ * 24 bytes of header against memcached's 56 (48 + 8 of CAS): the LRU is a CLOCK over slab pages
+ * (lru.h) so items carry no LRU links, the hash chain link is a 32-bit handle, client flags take
+ * no room when zero, and the CLOCK state shares the CAS's word.
+ *
+ * Why the CLOCK state lives in the CAS's word: a get that read the item without any lock (an
+ * optimistic read, table.h) records its hit after it has checked what it read, and by then the
+ * item may be gone and its chunk reused by another key. The hit is one compare-and-swap of the
+ * whole word, expecting the stamp the reader checked: CAS values are never reused, so the swap
+ * fails on any other item, on a free chunk (freeing zeroes the stamp) and on an item rewritten in
+ * place (whose stamp is 0 while it changes, then a new CAS). A reader therefore writes nothing
+ * but its own item's CLOCK bits. Memory that leaves its class (a page moved) is reused only after
+ * every optimistic reader that could have seen it has finished (grace.h), so the swap never even
+ * compares against another class's bytes. CAS values have 56 bits: 2^56 stores at 100 million a
+ * second take 22 years.
+ *
+ * Who writes and who reads each field:
+ *
+ *   field    written by                                  read without the stripe lock by
+ *   stamp    the store that links or rewrites the item   optimistic gets (version check, then
+ *            (stripe lock); CLOCK bits by any hit, and   the hit's swap); the CLOCK hand,
+ *            the CLOCK hand (class lock), always with    reclaim and evacuation (class lock:
+ *            atomic operations                           flushed? hits left?)
+ *   next     the table under the stripe lock; the slab   optimistic gets (chain walk, bounded)
+ *            under the class lock while free
+ *   exptime  alloc (before linking); touch, gat, meta    optimistic gets; the CLOCK hand,
+ *            T/N, overwrite (stripe lock), atomically    reclaim (class lock): always through
+ *                                                        mp_item_exptime()
+ *   nbytes   alloc; overwrite (stripe lock, atomically)  optimistic gets (bounded by the arena)
+ *   refs     atomic: alloc, link/unlink (stripe lock),   the CLOCK hand and evacuation (a held
+ *            readers' pins (under the stripe lock),      item is never taken); a store deciding
+ *            releases (no lock)                          whether to write in place
+ *   nkey     alloc only (a key never changes in place)   optimistic gets; the CLOCK hand
+ *   iflags   atomic: LINKED by the table (stripe lock),  optimistic gets (CFLAGS); the hand and
+ *            FREE by the slab (class lock), meta flags   evacuation (LINKED, FREE)
+ *            (stripe lock)
+ *   key      alloc only                                  optimistic gets; the hand (its hash)
+ *   value    the connection filling a fresh item; an     optimistic gets, which copy it and
+ *            overwrite or in-place incr (stripe lock)    then check the stamp
  *
  * Ownership: a chunk is free memory only once it carries MP_ITEM_FREE, which the slab sets under
  * the class lock as it puts the chunk on the free list; a chunk whose references have dropped to
- * zero is on its way there, not yet free (a page evacuation must not take it for free). mp_cache_alloc() hands out an
- * item with one reference owned by the caller; linking it into the table transfers that reference to the table. A
- * reader that must keep an item beyond the stripe lock (a large value written from where it lives) takes a reference
- * under the lock and drops it with mp_cache_item_release() when the write completes; whoever drops the last reference
- * frees the chunk.
+ * zero is on its way there, not yet free (a page evacuation must not take it for free).
+ * mp_cache_alloc() hands out an item with one reference owned by the caller; linking it into the
+ * table transfers that reference to the table. A reader that must keep an item beyond the stripe
+ * lock (a large value written from where it lives) takes a reference under the lock and drops it
+ * with mp_cache_item_release() when the write completes; whoever drops the last reference frees
+ * the chunk. References are bounded: refs is 16 bits, and the engine refuses a pin past
+ * MP_ITEM_REFS_MAX (the get is a miss, as memcached's limited_get), so it never wraps.
  */
 #ifndef MAGPIE_ITEM_H
 #define MAGPIE_ITEM_H
@@ -42,6 +77,10 @@
 
 #define MP_KEY_MAX 250
 
+/* Pins a reader may hold on one item (memcached's IT_REFCOUNT_LIMIT); with the table's reference
+ * and the caller's, refs stays well inside its 16 bits. */
+#define MP_ITEM_REFS_MAX 60000
+
 typedef uint32_t mp_handle_t; /* 0 is "no item" */
 
 enum {
@@ -53,24 +92,26 @@ enum {
     MP_ITEM_FREE = 1u << 5,       /* on its class's free list (set and cleared under the class lock) */
 };
 
-enum {
-    MP_ITEM_HITS_MAX = 3,     /* clock counts up to 3 hits */
-    MP_ITEM_FETCHED = 1u << 7 /* read at least once since stored */
-};
+/* The stamp: CAS in the low bits, CLOCK state in the top byte (see above). */
+#define MP_ITEM_CAS_BITS 56
+#define MP_ITEM_CAS_MASK ((UINT64_C(1) << MP_ITEM_CAS_BITS) - 1)
+#define MP_ITEM_HITS_MAX 3u                                 /* the CLOCK counts up to 3 hits */
+#define MP_ITEM_HIT_ONE (UINT64_C(1) << MP_ITEM_CAS_BITS)   /* one hit, in the stamp */
+#define MP_ITEM_HITS_MASK (UINT64_C(3) << MP_ITEM_CAS_BITS) /* the hit count */
+#define MP_ITEM_FETCHED (UINT64_C(1) << 63)                 /* read at least once since stored */
 
 struct mp_item {
-    uint64_t cas;
+    _Atomic uint64_t stamp;
     uint32_t next;
     uint32_t exptime;
     uint32_t nbytes;
     _Atomic uint16_t refs;
     uint8_t nkey;
     _Atomic uint8_t iflags;
-    _Atomic uint8_t clock;
     /* data follows at MP_ITEM_HDR; sizeof(struct mp_item) is not used */
 };
 
-#define MP_ITEM_HDR 25u
+#define MP_ITEM_HDR 24u
 
 static inline bool mp_item_has(const struct mp_item *it, uint8_t flag)
 {
@@ -126,6 +167,97 @@ static inline bool mp_item_linked(const struct mp_item *it)
     return atomic_load_explicit(&((struct mp_item *)it)->iflags, memory_order_acquire) & MP_ITEM_LINKED;
 }
 
+/* exptime, read where a lock holder may be changing it (the one way to read it). */
+static inline uint32_t mp_item_exptime(const struct mp_item *it)
+{
+    return __atomic_load_n(&it->exptime, __ATOMIC_RELAXED);
+}
+
+/* The whole stamp; acquire, so what the writer stored before it is seen (table.h). */
+static inline uint64_t mp_item_stamp(const struct mp_item *it)
+{
+    return atomic_load_explicit(&((struct mp_item *)it)->stamp, memory_order_acquire);
+}
+
+static inline uint64_t mp_item_cas(const struct mp_item *it)
+{
+    return atomic_load_explicit(&((struct mp_item *)it)->stamp, memory_order_relaxed) & MP_ITEM_CAS_MASK;
+}
+
+/* A fresh stamp: this CAS, no hits, not fetched. For an item nobody else can see yet, or one
+ * being rewritten in place (table.h). */
+static inline void mp_item_stamp_fresh(struct mp_item *it, uint64_t cas, memory_order mo)
+{
+    atomic_store_explicit(&it->stamp, cas & MP_ITEM_CAS_MASK, mo);
+}
+
+/* A new CAS for a linked item changed in place, keeping its CLOCK state (which hits and the hand
+ * may change meanwhile). The caller holds the stripe lock. */
+static inline void mp_item_recas(struct mp_item *it, uint64_t cas)
+{
+    uint64_t old = atomic_load_explicit(&it->stamp, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&it->stamp, &old,
+                                                  (old & ~MP_ITEM_CAS_MASK) | (cas & MP_ITEM_CAS_MASK),
+                                                  memory_order_release, memory_order_relaxed))
+        ;
+}
+
+/* The stamp after one more hit: fetched, and the count up by one, saturating. */
+static inline uint64_t mp_item_stamp_hit(uint64_t stamp)
+{
+    uint64_t hits = (stamp & MP_ITEM_HITS_MASK) >> MP_ITEM_CAS_BITS;
+    if (hits < MP_ITEM_HITS_MAX)
+        stamp += MP_ITEM_HIT_ONE;
+    return stamp | MP_ITEM_FETCHED;
+}
+
+/* Record a hit on an item whose stamp the caller read as `seen`: one compare-and-swap, which does
+ * nothing unless the word still holds exactly `seen` (the same item, unchanged; see above). A
+ * saturated item is not written at all, so readers on several cores do not bounce its cache line;
+ * a swap lost to another hit only makes the CLOCK a little less exact. */
+static inline void mp_item_hit_seen(struct mp_item *it, uint64_t seen)
+{
+    uint64_t next = mp_item_stamp_hit(seen);
+    if (next != seen)
+        atomic_compare_exchange_strong_explicit(&it->stamp, &seen, next, memory_order_relaxed, memory_order_relaxed);
+}
+
+/* Record a hit under the stripe lock (the CAS cannot change; the hand and other hits may). */
+static inline void mp_item_touch_clock(struct mp_item *it)
+{
+    uint64_t old = atomic_load_explicit(&it->stamp, memory_order_relaxed);
+    for (;;) {
+        uint64_t next = mp_item_stamp_hit(old);
+        if (next == old ||
+            atomic_compare_exchange_weak_explicit(&it->stamp, &old, next, memory_order_relaxed, memory_order_relaxed))
+            return;
+    }
+}
+
+/* The CLOCK hand's step: true when the item had hits, and it has one fewer now. Under the class
+ * lock, racing only hits and stores, so one swap is tried; a lost race counts as "had hits". */
+static inline bool mp_item_clock_decay(struct mp_item *it)
+{
+    uint64_t old = atomic_load_explicit(&it->stamp, memory_order_relaxed);
+    if (!(old & MP_ITEM_HITS_MASK))
+        return false;
+    atomic_compare_exchange_strong_explicit(&it->stamp, &old, old - MP_ITEM_HIT_ONE, memory_order_relaxed,
+                                            memory_order_relaxed);
+    return true;
+}
+
+static inline unsigned mp_item_hits(const struct mp_item *it)
+{
+    return (
+        unsigned)((atomic_load_explicit(&((struct mp_item *)it)->stamp, memory_order_relaxed) & MP_ITEM_HITS_MASK) >>
+                  MP_ITEM_CAS_BITS);
+}
+
+static inline bool mp_item_fetched(const struct mp_item *it)
+{
+    return atomic_load_explicit(&((struct mp_item *)it)->stamp, memory_order_relaxed) & MP_ITEM_FETCHED;
+}
+
 /* Write the header, flags and key of a fresh chunk; the value is the caller's to fill. */
 void mp_item_init(struct mp_item *it, const char *key, size_t nkey, uint32_t flags, uint32_t exptime, uint32_t nbytes);
 
@@ -138,28 +270,10 @@ static inline bool mp_item_same_layout(const struct mp_item *dst, const struct m
 }
 
 /* Write `src`'s value, length, client flags, exptime and meta flags over `dst` (see
- * mp_item_same_layout), as a fresh store: not fetched, no hits. `dst` stays linked; its CAS and
- * its place in the table are the caller's. Fields that readers load without the stripe lock are
- * stored atomically. */
+ * mp_item_same_layout). `dst` stays linked; its stamp (a fresh store: not fetched, no hits) and
+ * its place in the table are the caller's (mp_table_overwrite_locked). Fields that readers load
+ * without the stripe lock are stored atomically. */
 void mp_item_overwrite(struct mp_item *dst, const struct mp_item *src);
-
-/* Record a hit: mark fetched and count it, saturating. Relaxed and racy on purpose: a lost
- * increment only makes the CLOCK a little less exact, and a hot item is not written at all once
- * saturated, so readers on several cores do not bounce its cache line. */
-static inline void mp_item_touch_clock(struct mp_item *it)
-{
-    uint8_t c = atomic_load_explicit(&it->clock, memory_order_relaxed);
-    uint8_t hits = c & 3u;
-    if ((c & MP_ITEM_FETCHED) && hits == MP_ITEM_HITS_MAX)
-        return;
-    atomic_store_explicit(&it->clock, (uint8_t)(MP_ITEM_FETCHED | (hits < MP_ITEM_HITS_MAX ? hits + 1 : hits)),
-                          memory_order_relaxed);
-}
-
-static inline bool mp_item_fetched(const struct mp_item *it)
-{
-    return atomic_load_explicit(&((struct mp_item *)it)->clock, memory_order_relaxed) & MP_ITEM_FETCHED;
-}
 
 /*
  * The epoch: the CAS counter and flush_all's cut-off, shared by the whole engine.
@@ -167,7 +281,7 @@ static inline bool mp_item_fetched(const struct mp_item *it)
  * CAS values come from one atomic counter, so they are unique across the server and increase.
  * flush_all invalidates every item whose CAS is below flush_cas. A delayed flush_all records
  * flush_at; the first liveness check or store that sees the clock reach it moves flush_cas to the
- * counter's value at that moment, so items stored before the deadline die and later ones live.
+ * counter's value at that moment, so items stored before that second die and later ones live.
  */
 struct mp_epoch {
     /* Written by every store: kept off the line every read checks. */
@@ -183,8 +297,14 @@ void mp_epoch_setup(struct mp_epoch *e);
 void mp_lock_init(pthread_mutex_t *m);
 /* A fresh CAS value; applies a due delayed flush first so the new value survives it. */
 uint64_t mp_epoch_next_cas(struct mp_epoch *e, uint32_t now);
-/* Invalidate everything stored up to now (delay 0), or up to relative time `at`. */
-void mp_epoch_flush(struct mp_epoch *e, uint32_t now, uint32_t at);
+/*
+ * flush_all, as memcached 1.6 times it: items stored before relative second `cutoff` die once the
+ * clock reaches it, and when the cut-off is at most a second away (flush_all with no delay, 0, 1,
+ * or a time already past) everything stored so far dies at once. A new flush replaces a pending
+ * one. `cutoff` 1, an absolute time before the server started, flushes nothing and cancels the
+ * pending flush, which is what memcached does with it.
+ */
+void mp_epoch_flush(struct mp_epoch *e, uint32_t now, uint32_t cutoff);
 
 /* Past its exptime. */
 bool mp_item_expired(const struct mp_item *it, uint32_t now);

@@ -38,6 +38,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "magpie/grace.h"
 #include "magpie/item.h"
 
 #define MP_SLAB_CLASSES_MAX 1023 /* 1.04 from 64 bytes to a 1 GiB page is 388 classes */
@@ -99,11 +100,13 @@ struct mp_slabs {
     pthread_mutex_t pages_lock;
     uint32_t pages_bump;          /* pages [0, pages_bump) have been handed out once */
     uint32_t pages_free;          /* chain of returned pages through page_next */
+    uint32_t pages_limbo;         /* returned, waiting for readers' grace period (recycle) */
     _Atomic uint16_t *page_class; /* class of each page; 0 = unassigned */
     uint32_t *page_next;
-    unsigned nclasses;                        /* classes are 1..nclasses */
-    pthread_mutex_t caches_lock;              /* guards the caches list */
-    struct mp_slab_cache *caches;             /* every thread's, see above */
+    struct mp_grace *grace;       /* optimistic readers to wait for before a page changes class; may be NULL */
+    unsigned nclasses;            /* classes are 1..nclasses */
+    pthread_mutex_t caches_lock;  /* guards the caches list */
+    struct mp_slab_cache *caches; /* every thread's, see above */
     uint8_t mag_cap[MP_SLAB_CLASSES_MAX + 1]; /* chunks a magazine holds for each class; 0 = none */
     struct mp_slab_class classes[MP_SLAB_CLASSES_MAX + 1];
 };
@@ -161,7 +164,8 @@ static inline char *mp_slab_page_addr(const struct mp_slabs *s, uint32_t page)
 struct mp_item *mp_slab_alloc(struct mp_slabs *s, unsigned cls);
 struct mp_item *mp_slab_alloc_locked(struct mp_slabs *s, unsigned cls);
 
-/* Return a chunk whose last reference is gone. */
+/* Return a chunk whose last reference is gone. Freeing zeroes the item's stamp, so a late
+ * optimistic reader's hit finds no item there (item.h). */
 void mp_slab_free(struct mp_slabs *s, struct mp_item *it);
 void mp_slab_free_locked(struct mp_slabs *s, unsigned cls, struct mp_item *it);
 
@@ -183,9 +187,16 @@ void mp_slab_cache_drain_locked(struct mp_slabs *s, unsigned cls);
 uint64_t mp_slab_used_locked(struct mp_slabs *s, unsigned cls);
 
 /* Take a page, all of whose chunks the caller has made free, off class cls (its free chunks leave
- * the free list) and return it, emptied, to the pool, where the next class that needs a page takes
- * it. The caller holds cls's lock. */
+ * the free list) and put it, emptied, in limbo: no class can take it until mp_slab_pages_recycle
+ * has moved it to the pool. The caller holds cls's lock. */
 void mp_slab_page_release_locked(struct mp_slabs *s, unsigned cls, uint32_t page);
+
+/* Move the pages in limbo to the pool, where the next class that needs a page takes them, once
+ * every optimistic read that might have seen one of their items has ended (mp_grace_wait; see
+ * grace.h and item.h): another class's items never share memory with a reader's view of this
+ * one's. One wait serves every page released before it. Called with no class lock held, after a
+ * release, by whoever released. */
+void mp_slab_pages_recycle(struct mp_slabs *s);
 
 /* Bytes of pages handed to classes (memcached's total_malloced). */
 uint64_t mp_slab_malloced(struct mp_slabs *s);

@@ -41,7 +41,7 @@ static void setup(void)
                                  .initial_buckets = 16};
     if (mp_cache_setup(&cache, &cc, err, sizeof(err)) != 0 || mp_stats_setup(&stats, 1) != 0)
         abort();
-    mp_clock_setup(&clk, time(NULL));
+    mp_clock_setup_now(&clk);
     mp_conn_list_init(&list);
     env = (struct mp_conn_env){
         .cache = &cache, .clock = &clk, .cfg = &cfg, .stats = &stats, .nconns = &nconns, .lists = lists, .nlists = 1};

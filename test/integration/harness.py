@@ -106,12 +106,14 @@ def run_threads(workers, timeout):
 class Server:
     """One server process listening on a free port of 127.0.0.1."""
 
-    def __init__(self, binary, **opts):
+    def __init__(self, binary, env=None, **opts):
+        """`env`: variables to add to the server's environment."""
         self.output = tempfile.TemporaryFile()  # its stdout and stderr, shown if it dies
+        environ = dict(os.environ, **(env or {}))
         for _ in range(3):  # another process may take the free port before the server binds it
             self.port = free_port()
             self.argv = server_argv(binary, self.port, **opts)
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, env=environ,
                                          stdout=self.output, stderr=self.output)
             if poll(self._ready, START_TIMEOUT, 0.01) and self.alive():
                 return
@@ -238,7 +240,7 @@ class Fixture:
 
     def server(self, binary=None, **opts):
         """A new server of `binary` (default: the one under test) with the given options
-        (threads, memory_mb, max_conns, item_max, extra)."""
+        (threads, memory_mb, max_conns, item_max, extra, env)."""
         srv = Server(binary or self.binary, **opts)
         self._servers.append(srv)
         return srv

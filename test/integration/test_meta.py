@@ -317,6 +317,29 @@ def test_meta_sessions_are_not_trivial(fx):
     expect(c.request(b"md pin q\r\nmg pin v\r\n"), b"EN\r\n", "md q then mg")
 
 
+GET_COUNTERS = (b"cmd_get", b"get_hits", b"get_misses", b"cmd_touch", b"touch_hits", b"touch_misses")
+
+
+def get_counters(conn):
+    stats = dict(line.split()[1:3] for line in conn.request(b"stats\r\n").split(b"\r\n")
+                 if line.startswith(b"STAT "))
+    return {name: int(stats[name]) for name in GET_COUNTERS}
+
+
+def test_mg_counts_as_memcached_does_a_miss_with_t_is_a_get_miss(fx):
+    """mg with T counts a touch when it hits and a get miss when it misses, as memcached 1.6.18."""
+    session = (b"mg mc-missing T30 v\r\n", b"mg mc-missing T30\r\n", b"ms mc-k 1\r\nv\r\n",
+               b"mg mc-k T30 v\r\n", b"mg mc-k v\r\n", b"mg mc-missing v\r\n")
+    counts = []
+    for server in (fx.server(binary=harness.MEMCACHED), fx.default):
+        conn = fx.conn(server)
+        for request in session:
+            conn.request(request)
+        counts.append(get_counters(conn))
+    expect(counts[1], counts[0], "get and touch counters after the same mg requests as memcached")
+    expect(counts[0][b"get_misses"], 3, "memcached's own count of get misses (the session is not trivial)")
+
+
 def test_me_dumps_the_items_metadata(fx):
     if harness.is_memcached(fx.binary):
         return  # Magpie's `me` format: memcached's without la=, and its own size and class

@@ -13,7 +13,7 @@ import re
 import time
 
 import harness
-from harness import MEMCACHED
+from harness import MEMCACHED, expect
 
 QUIET = 0.3
 K250, K251 = b"k" * 250, b"x" * 251
@@ -410,6 +410,65 @@ def test_flush_all_with_a_delay(fx):
     p.check(store(b"k", b"v"), b"flush_all 2\r\nget k\r\n")  # one send: no clock tick between
     p.settle(b"get k\r\n", b"END\r\n")
     p.check(b"get k\r\n")
+
+
+def server_time(conn):
+    """The server's own clock, in whole seconds (`stats` time: it moves when the server ticks)."""
+    for line in conn.request(b"stats\r\n").split(b"\r\n"):
+        if line.startswith(b"STAT time "):
+            return int(line.split()[2])
+    raise AssertionError("no STAT time")
+
+
+def flush_boundary(fx, conn, delay):
+    """flush_all `delay` on one server, then a key stored every 50 ms for delay + 1 s: which of
+    them survive, each with the second of the server's clock it was stored in, and the second the
+    flush was sent in. Keys whose second is uncertain (the clock ticked during the store) are
+    left out."""
+    for _ in harness.bounded(20, 30):
+        t = server_time(conn)
+        expect(conn.request(b"flush_all %d\r\n" % delay), b"OK\r\n", "flush_all")
+        if server_time(conn) == t:
+            break
+    stored = {}
+    for i in harness.bounded(int((delay + 1) / 0.05), delay + 10):
+        before = server_time(conn)
+        key = b"fb%d" % i
+        expect(conn.request(store(key, b"v")), b"STORED\r\n", "set")
+        if server_time(conn) == before:
+            stored[key] = before
+        time.sleep(0.05)
+    harness.poll(lambda: server_time(conn) >= t + delay + 1, delay + 5)
+    reply = conn.request(b"get " + b" ".join(stored) + b"\r\n")
+    alive = set(re.findall(rb"VALUE (\S+) ", reply))
+    return t, stored, alive
+
+
+def test_flush_all_with_a_delay_flushes_what_is_stored_up_to_the_end_of_its_last_second(fx):
+    """flush_all N sent in the server's second T flushes what is stored up to the end of second
+    T + N - 1 (memcached's oldest_live), and nothing stored from T + N on: on each server, by its
+    own clock, which ticks at its own moment."""
+    for binary in (MEMCACHED, fx.binary):
+        conn = fx.conn(fx.server(binary, threads=2))
+        t, stored, alive = flush_boundary(fx, conn, 2)
+        expected = {k for k, second in stored.items() if second >= t + 2}
+        if alive != expected or not expected or len(expected) == len(stored):
+            wrong = sorted((second, k in alive) for k, second in stored.items()
+                           if (k in alive) != (k in expected))
+            raise AssertionError(f"{binary}: flush_all 2 sent at {t}; stored at {sorted(set(stored.values()))}; "
+                                 f"(second, survived) wrongly: {wrong[:10]}")
+
+
+def test_flush_all_with_an_absolute_time_in_the_past(fx):
+    p = Pair(fx)
+    now = int(time.time())
+    # before either server started: memcached flushes nothing, and forgets a pending flush
+    p.check(store(b"k", b"v"), b"flush_all %d\r\n" % (now - 3600), b"get k\r\n")
+    p.check(b"flush_all 2\r\n", b"flush_all %d\r\n" % (now - 3600))
+    time.sleep(3)
+    p.check(b"get k\r\n")
+    # after they started, but past: everything stored so far goes at once
+    p.check(b"flush_all %d\r\n" % int(time.time() - 1), b"get k\r\n", store(b"k2", b"v"), b"get k2\r\n")
 
 
 def test_exptime_forms(fx):

@@ -580,6 +580,32 @@ START_TEST(test_immediate_flush_cancels_a_pending_delayed_one)
 }
 END_TEST
 
+/* flush_all 1 (a cut-off at the next second): memcached flushes what is there at once, and what is
+ * stored for the rest of this second too. */
+START_TEST(test_flush_a_second_away_also_takes_what_is_stored_in_the_rest_of_it)
+{
+    ck_assert_int_eq(set_str(c, "before", "1", 0, T0), MP_STORED);
+    mp_cache_flush(c, T0, T0 + 1);
+    ck_assert_int_eq(miss_of("before", T0), MP_MISS_FLUSHED);
+    ck_assert_int_eq(set_str(c, "same_second", "2", 0, T0), MP_STORED);
+    assert_value("same_second", T0, "2");
+    ck_assert_int_eq(miss_of("same_second", T0 + 1), MP_MISS_FLUSHED);
+    ck_assert_int_eq(set_str(c, "next_second", "3", 0, T0 + 1), MP_STORED);
+    assert_value("next_second", T0 + 100, "3");
+}
+END_TEST
+
+/* An absolute time before the server started comes out of mp_clock_exptime as 1: memcached then
+ * flushes nothing, and forgets a pending flush. */
+START_TEST(test_flush_with_an_absolute_time_before_the_start_only_cancels)
+{
+    ck_assert_int_eq(set_str(c, "a", "1", 0, T0), MP_STORED);
+    mp_cache_flush(c, T0, T0 + 10);
+    mp_cache_flush(c, T0 + 1, 1);
+    assert_value("a", T0 + 20, "1");
+}
+END_TEST
+
 /* ---- the memory limit ------------------------------------------------------------------------- */
 
 START_TEST(test_sets_never_fail_in_a_full_cache_and_evict)
@@ -782,14 +808,14 @@ START_TEST(test_a_set_in_place_moves_the_item_cas_and_not_the_stripe_count)
 {
     ck_assert_int_eq(set_str(c, "k", "one", 0, T0), MP_STORED);
     struct mp_item *it = linked("k", T0);
-    struct mp_stripe *st = mp_table_stripe(&c->table, mp_table_hash("k", 1));
+    struct mp_stripe *st = mp_table_stripe(&c->table, mp_table_hash(&c->table, "k", 1));
     uint32_t seq = mp_stripe_read_begin(st);
-    uint64_t cas = mp_stripe_item_version(it);
-    ck_assert_uint_ne(cas, 0);
-    ck_assert(mp_stripe_item_valid(st, seq, it, cas));
+    uint64_t stamp = mp_stripe_item_version(it), now;
+    ck_assert_uint_ne(stamp & MP_ITEM_CAS_MASK, 0);
+    ck_assert(mp_stripe_item_valid(st, seq, it, stamp, &now));
     ck_assert_int_eq(set_str(c, "k", "two", 0, T0), MP_STORED);
     ck_assert_uint_eq(mp_stripe_read_begin(st), seq);
-    ck_assert(!mp_stripe_item_valid(st, seq, it, cas));
+    ck_assert(!mp_stripe_item_valid(st, seq, it, stamp, &now));
     ck_assert_ptr_eq(linked("k", T0), it);
 
     seq = mp_stripe_read_begin(st);
@@ -798,7 +824,6 @@ START_TEST(test_a_set_in_place_moves_the_item_cas_and_not_the_stripe_count)
 }
 END_TEST
 
-#if MP_OPTIMISTIC_READS /* under TSan every read is locked (table.h) */
 /* A reader that, the first time it is called, stores the key anew: so the stripe changes under an
  * optimistic read, which must then be undone and made again under the lock. */
 struct racing {
@@ -857,7 +882,263 @@ START_TEST(test_values_over_copy_max_are_read_under_the_lock)
 }
 END_TEST
 
-#endif
+/* A hit on an item that another hit or the CLOCK hand changes meanwhile only changes its CLOCK
+ * bits: the read stands. */
+START_TEST(test_clock_changes_do_not_undo_an_optimistic_read)
+{
+    ck_assert_int_eq(set_str(c, "k", "v", 0, T0), MP_STORED);
+    struct mp_item *it = linked("k", T0);
+    struct mp_stripe *st = mp_table_stripe(&c->table, mp_table_hash(&c->table, "k", 1));
+    uint32_t seq = mp_stripe_read_begin(st);
+    uint64_t stamp = mp_stripe_item_version(it), now;
+    mp_item_touch_clock(it);
+    ck_assert(mp_stripe_item_valid(st, seq, it, stamp, &now));
+    ck_assert_uint_ne(now, stamp);
+    ck_assert(mp_item_fetched(it));
+    ck_assert(mp_item_clock_decay(it));
+    ck_assert_uint_eq(mp_item_hits(it), 0);
+    ck_assert(mp_stripe_item_valid(st, seq, it, stamp, &now));
+}
+END_TEST
+
+/* ---- what a lock-free reader may write -------------------------------------------------------- */
+
+/*
+ * A reader parked by the test hook between its check and the hit's write (cache.h): while it
+ * waits, the test frees its item and reuses the memory, then lets it go and looks at what the new
+ * occupant holds.
+ */
+struct parked {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int state; /* 0 reading, 1 parked in the hook, 2 told to go on */
+    struct mp_item *seen;
+    const char *key;
+    struct got got;
+    enum mp_result res;
+    pthread_t thread;
+};
+
+static void park_hook(void *ctx, struct mp_item *it)
+{
+    struct parked *p = ctx;
+    pthread_mutex_lock(&p->lock);
+    p->seen = it;
+    p->state = 1;
+    pthread_cond_broadcast(&p->cond);
+    while (p->state != 2)
+        pthread_cond_wait(&p->cond, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void *parked_reader(void *arg)
+{
+    struct parked *p = arg;
+    p->res = get_key(c, p->key, T0, &p->got, NULL);
+    return NULL;
+}
+
+/* Start a reader of key and return once it is parked in the hook. */
+static void park_reader(struct parked *p, struct mp_cache_hooks *hooks, const char *key)
+{
+    *p = (struct parked){.key = key};
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    *hooks = (struct mp_cache_hooks){park_hook, p};
+    c->hooks = hooks;
+    ck_assert_int_eq(pthread_create(&p->thread, NULL, parked_reader, p), 0);
+    pthread_mutex_lock(&p->lock);
+    while (p->state != 1)
+        pthread_cond_wait(&p->cond, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+    c->hooks = NULL; /* only that one read parks */
+}
+
+static void release_reader(struct parked *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->state = 2;
+    pthread_cond_broadcast(&p->cond);
+    pthread_mutex_unlock(&p->lock);
+    ck_assert_int_eq(pthread_join(p->thread, NULL), 0);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->cond);
+}
+
+/* Values of this size take a class that keeps no thread magazine: a freed chunk goes to the head
+ * of the class's free list and the next allocation takes it back. */
+#define UNCACHED_VLEN 5000
+
+START_TEST(test_a_reader_parked_after_its_check_writes_nothing_into_the_next_item_in_its_chunk)
+{
+    ck_assert_int_eq(set_fill(c, "victim", UNCACHED_VLEN, 'v', 0, T0), MP_STORED);
+    ck_assert_uint_eq(c->slabs.mag_cap[mp_slab_class_of(&c->slabs, linked("victim", T0))], 0);
+    struct parked p;
+    struct mp_cache_hooks hooks;
+    park_reader(&p, &hooks, "victim");
+
+    /* The victim goes and another key takes its very chunk. */
+    ck_assert_int_eq(mp_cache_delete(c, "victim", 6, T0), MP_DELETED);
+    ck_assert_int_eq(set_fill(c, "thief!", UNCACHED_VLEN, 't', 0, T0), MP_STORED);
+    struct mp_item *other = linked("thief!", T0);
+    ck_assert_ptr_eq(other, p.seen);
+    size_t size = mp_slab_chunk_size(&c->slabs, other);
+    char *before = malloc(size);
+    memcpy(before, other, size);
+
+    release_reader(&p);
+    ck_assert_int_eq(p.res, MP_OK); /* it answered with what it had checked */
+    ck_assert_uint_eq(p.got.nbytes, UNCACHED_VLEN);
+    ck_assert_int_eq(p.got.value[0], 'v');
+    ck_assert_msg(memcmp(other, before, size) == 0, "the parked reader wrote into the chunk's new item");
+    ck_assert(!mp_item_fetched(other));
+    free(before);
+}
+END_TEST
+
+struct evacuation {
+    unsigned cls;
+    uint32_t page;
+    int rc;
+    _Atomic bool done;
+};
+
+static void *evacuate_page(void *arg)
+{
+    struct evacuation *e = arg;
+    e->rc = mp_lru_page_evacuate(&c->lru, e->cls, e->page, T0);
+    atomic_store(&e->done, true);
+    return NULL;
+}
+
+/* Fill `page`, now in the pool, with items of another shape; returns how many went on it. */
+static unsigned fill_page_with_other_class(uint32_t page, unsigned *cls_out)
+{
+    char key[32];
+    unsigned n = 0;
+    for (unsigned i = 0; i < 2000; i++) {
+        key_of(key, sizeof(key), "o:", i);
+        ck_assert_int_eq(set_fill(c, key, 700, (char)('A' + i % 26), 0, T0), MP_STORED);
+        struct mp_item *it = linked(key, T0);
+        if (mp_slab_page_of(&c->slabs, it) == page) {
+            n++;
+            *cls_out = mp_slab_class_of(&c->slabs, it);
+        }
+        if (n && c->slabs.classes[*cls_out].bump_page == MP_SLAB_NONE)
+            break;
+    }
+    return n;
+}
+
+/* Every item of class cls on page holds its own key and its fill, whole. */
+static void assert_page_items_whole(uint32_t page, unsigned cls)
+{
+    const struct mp_slab_class *sc = &c->slabs.classes[cls];
+    unsigned checked = 0;
+    for (uint32_t i = 0; i < sc->perpage; i++) {
+        struct mp_item *it = (struct mp_item *)(mp_slab_page_addr(&c->slabs, page) + (size_t)i * sc->size);
+        if (!mp_item_linked(it))
+            continue;
+        char key[32] = "";
+        ck_assert_uint_lt(it->nkey, sizeof(key));
+        memcpy(key, mp_item_key(it), it->nkey);
+        unsigned n = (unsigned)atoi(key + 2);
+        ck_assert_uint_eq(it->nbytes, 700);
+        ck_assert_int_eq(strncmp(key, "o:", 2), 0);
+        for (uint32_t b = 0; b < it->nbytes; b++)
+            ck_assert_int_eq(mp_item_value(it)[b], 'A' + n % 26);
+        ck_assert_ptr_eq(linked(key, T0), it);
+        ck_assert(!mp_item_fetched(it));
+        checked++;
+    }
+    ck_assert_uint_gt(checked, 0);
+}
+
+/* The page of a parked reader's item moves to another class: the move waits for the reader to
+ * finish (grace.h), and the other class's items come out whole. */
+START_TEST(test_a_page_a_parked_reader_looked_at_changes_class_only_after_it_has_finished)
+{
+    ck_assert_int_eq(set_fill(c, "victim", 100, 'v', 0, T0), MP_STORED);
+    struct mp_item *victim = linked("victim", T0);
+    struct evacuation e = {.cls = mp_slab_class_of(&c->slabs, victim), .page = mp_slab_page_of(&c->slabs, victim)};
+    struct parked p;
+    struct mp_cache_hooks hooks;
+    park_reader(&p, &hooks, "victim");
+
+    uint64_t waits = atomic_load(&c->grace.waits);
+    pthread_t mover;
+    ck_assert_int_eq(pthread_create(&mover, NULL, evacuate_page, &e), 0);
+    /* The move either waits for the reader (it must) or, were it not to, finishes first. */
+    for (unsigned i = 0; i < 10000 && !atomic_load(&e.done) && atomic_load(&c->grace.waits) == waits; i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    unsigned other_cls = 0, on_page = 0;
+    if (atomic_load(&e.done)) /* the page is reused while the reader is still parked */
+        on_page = fill_page_with_other_class(e.page, &other_cls);
+    release_reader(&p);
+    ck_assert_int_eq(pthread_join(mover, NULL), 0);
+    ck_assert_int_eq(e.rc, 0);
+    ck_assert_int_eq(p.res, MP_OK);
+    ck_assert_int_eq(p.got.value[0], 'v');
+    if (!on_page)
+        on_page = fill_page_with_other_class(e.page, &other_cls);
+    ck_assert_uint_gt(on_page, 0);
+    ck_assert_uint_ne(other_cls, e.cls);
+    assert_page_items_whole(e.page, other_cls);
+    ck_assert_uint_gt(atomic_load(&c->grace.waits), waits); /* the move waited for the reader */
+}
+END_TEST
+
+/* ---- the reference limit ---------------------------------------------------------------------- */
+
+/* Reads under the lock, as a connection reads a value it will pin. */
+static enum mp_result get_locked(const char *key, struct got *g)
+{
+    const struct mp_cache_reader rd = {got_hit, got_undo, g, 0};
+    return mp_cache_get(c, key, strlen(key), T0, &rd, NULL);
+}
+
+START_TEST(test_an_item_pinned_to_the_limit_is_a_miss_and_its_count_never_wraps)
+{
+    ck_assert_int_eq(set_fill(c, "big", 20000, 'b', 0, T0), MP_STORED);
+    struct mp_item *it = linked("big", T0);
+    for (unsigned i = 0; i < MP_ITEM_REFS_MAX; i++) {
+        struct got g = {.take_ref = true};
+        ck_assert_int_eq(get_key(c, "big", T0, &g, NULL), MP_OK);
+    }
+    ck_assert_uint_eq(atomic_load(&it->refs), MP_ITEM_REFS_MAX + 1);
+    struct got g = {.take_ref = true};
+    ck_assert_int_eq(get_key(c, "big", T0, &g, NULL), MP_NOT_FOUND);
+    ck_assert_int_eq(get_locked("big", &g), MP_NOT_FOUND);
+    ck_assert_int_eq(mp_cache_touch(c, "big", 3, 0, T0, got_hit, &g), MP_NOT_FOUND); /* gat */
+    ck_assert_int_eq(mp_cache_touch(c, "big", 3, 0, T0, NULL, NULL), MP_TOUCHED);    /* touch pins nothing */
+    ck_assert_uint_eq(atomic_load(&it->refs), MP_ITEM_REFS_MAX + 1);
+    ck_assert_int_eq(g.hits, 0);
+
+    /* One pin let go: it reads again. */
+    struct mp_item *one = it;
+    mp_cache_item_release(c, &one);
+    g = (struct got){.take_ref = true};
+    ck_assert_int_eq(get_key(c, "big", T0, &g, NULL), MP_OK);
+    ck_assert_uint_eq(atomic_load(&it->refs), MP_ITEM_REFS_MAX + 1);
+
+    /* Deleted while pinned: the chunk stays the readers' until the last pin goes. */
+    unsigned cls = mp_slab_class_of(&c->slabs, it);
+    ck_assert_int_eq(mp_cache_delete(c, "big", 3, T0), MP_DELETED);
+    ck_assert_int_eq(set_fill(c, "other", 20000, 'o', 0, T0), MP_STORED);
+    ck_assert_ptr_ne(linked("other", T0), it);
+    for (unsigned i = 0; i < MP_ITEM_REFS_MAX; i++) {
+        ck_assert_int_eq(mp_item_value(it)[19999], 'b');
+        one = it;
+        mp_cache_item_release(c, &one);
+    }
+    ck_assert_uint_eq(used_in(c, cls), 1); /* "other" alone */
+    struct got o = get_hit(c, "other", T0);
+    ck_assert_uint_eq(o.nbytes, 20000);
+    ck_assert_int_eq(o.value[0], 'o');
+}
+END_TEST
 
 START_TEST(test_optimistic_get_leaves_dead_items_to_the_locked_path)
 {
@@ -979,6 +1260,8 @@ static Suite *cache_suite(void)
     tcase_add_test(tc, test_delayed_flush_all_takes_effect_at_its_time);
     tcase_add_test(tc, test_delayed_flush_applies_to_items_first_looked_at_long_after);
     tcase_add_test(tc, test_immediate_flush_cancels_a_pending_delayed_one);
+    tcase_add_test(tc, test_flush_a_second_away_also_takes_what_is_stored_in_the_rest_of_it);
+    tcase_add_test(tc, test_flush_with_an_absolute_time_before_the_start_only_cancels);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("memory");
@@ -993,10 +1276,17 @@ static Suite *cache_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_optimistic_get_leaves_dead_items_to_the_locked_path);
     tcase_add_test(tc, test_a_set_in_place_moves_the_item_cas_and_not_the_stripe_count);
-#if MP_OPTIMISTIC_READS
     tcase_add_test(tc, test_optimistic_get_that_sees_a_change_is_undone_and_read_again_locked);
     tcase_add_test(tc, test_values_over_copy_max_are_read_under_the_lock);
-#endif
+    tcase_add_test(tc, test_clock_changes_do_not_undo_an_optimistic_read);
+    tcase_add_test(tc, test_a_reader_parked_after_its_check_writes_nothing_into_the_next_item_in_its_chunk);
+    tcase_add_test(tc, test_a_page_a_parked_reader_looked_at_changes_class_only_after_it_has_finished);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("references");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_an_item_pinned_to_the_limit_is_a_miss_and_its_count_never_wraps);
+    tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("threads");

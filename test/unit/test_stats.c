@@ -13,6 +13,7 @@
 #include "magpie/stats.h"
 
 #define WALL ((time_t)1700000000)
+#define MONO ((int64_t)5000) /* a CLOCK_MONOTONIC reading at the start */
 #define NTHREADS 3
 
 static struct mp_config cfg;
@@ -73,8 +74,8 @@ static void setup(void)
     cfg.threads = 2;
     struct mp_cache_config cc = test_cache_config(cfg.mem_limit);
     test_cache_setup(c, &cc);
-    mp_clock_setup(&clk, WALL);
-    mp_clock_tick(&clk, WALL + 100);
+    mp_clock_setup(&clk, WALL, MONO);
+    mp_clock_tick(&clk, WALL + 100, MONO + 100);
     ck_assert_int_eq(mp_stats_setup(&stats, NTHREADS), 0);
     src = (struct mp_stats_source){.cfg = &cfg, .cache = c, .clock = &clk, .stats = &stats};
     nlines = 0;
@@ -168,7 +169,7 @@ START_TEST(test_general_report_emits_memcacheds_names_and_values)
     ck_assert_str_eq(stat_of("get_misses"), "0");
     ck_assert_str_eq(stat_of("curr_items"), "3");
     ck_assert_str_eq(stat_of("total_items"), "3");
-    ck_assert_uint_eq(stat_u("bytes"), (25 + 1 + 1) + (25 + 2 + 2) + (25 + 4 + 3 + 3));
+    ck_assert_uint_eq(stat_u("bytes"), (MP_ITEM_HDR + 1 + 1) + (MP_ITEM_HDR + 2 + 2) + (MP_ITEM_HDR + 4 + 3 + 3));
     ck_assert_str_eq(stat_of("limit_maxbytes"), "4194304");
     ck_assert_str_eq(stat_of("threads"), "2");
     ck_assert_str_eq(stat_of("evictions"), "0");

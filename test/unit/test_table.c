@@ -8,6 +8,9 @@
 #include "magpie/slab.h"
 #include "magpie/table.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h> /* the unseeded hash, to choose keys as an attacker would offline */
+
 static struct mp_slabs slabs;
 static struct mp_table table;
 
@@ -39,7 +42,7 @@ static struct mp_item *item_new(const char *key, const char *value, uint32_t fla
 
 static void link_item(struct mp_item *it)
 {
-    uint64_t h = mp_table_hash(mp_item_key(it), it->nkey);
+    uint64_t h = mp_table_hash(&table, mp_item_key(it), it->nkey);
     struct mp_stripe *st = mp_table_stripe(&table, h);
     mp_stripe_lock(st);
     mp_table_link_locked(&table, st, h, it);
@@ -48,7 +51,7 @@ static void link_item(struct mp_item *it)
 
 static struct mp_item *find(const char *key)
 {
-    uint64_t h = mp_table_hash(key, strlen(key));
+    uint64_t h = mp_table_hash(&table, key, strlen(key));
     struct mp_stripe *st = mp_table_stripe(&table, h);
     mp_stripe_lock(st);
     struct mp_item *it = mp_table_find_locked(&table, st, h, key, strlen(key));
@@ -58,7 +61,7 @@ static struct mp_item *find(const char *key)
 
 static bool unlink_item(struct mp_item *it)
 {
-    uint64_t h = mp_table_hash(mp_item_key(it), it->nkey);
+    uint64_t h = mp_table_hash(&table, mp_item_key(it), it->nkey);
     struct mp_stripe *st = mp_table_stripe(&table, h);
     mp_stripe_lock(st);
     bool last = mp_table_unlink_locked(&table, st, h, it);
@@ -68,7 +71,7 @@ static bool unlink_item(struct mp_item *it)
 
 static bool replace_item(struct mp_item *old, struct mp_item *repl)
 {
-    uint64_t h = mp_table_hash(mp_item_key(old), old->nkey);
+    uint64_t h = mp_table_hash(&table, mp_item_key(old), old->nkey);
     struct mp_stripe *st = mp_table_stripe(&table, h);
     mp_stripe_lock(st);
     bool last = mp_table_replace_locked(&table, st, h, old, repl);
@@ -99,11 +102,11 @@ START_TEST(test_count_and_bytes_follow_links_and_unlinks)
     link_item(a);
     link_item(b);
     ck_assert_uint_eq(mp_table_count(&table), 2);
-    ck_assert_uint_eq(mp_table_bytes(&table), (25 + 1 + 5) + (25 + 4 + 2 + 1));
+    ck_assert_uint_eq(mp_table_bytes(&table), (MP_ITEM_HDR + 1 + 5) + (MP_ITEM_HDR + 4 + 2 + 1));
     ck_assert(unlink_item(a));
     mp_slab_free(&slabs, a);
     ck_assert_uint_eq(mp_table_count(&table), 1);
-    ck_assert_uint_eq(mp_table_bytes(&table), 25 + 4 + 2 + 1);
+    ck_assert_uint_eq(mp_table_bytes(&table), MP_ITEM_HDR + 4 + 2 + 1);
     ck_assert(unlink_item(b));
     mp_slab_free(&slabs, b);
     ck_assert_uint_eq(mp_table_count(&table), 0);
@@ -163,7 +166,7 @@ START_TEST(test_replace_swaps_items_in_one_step)
     ck_assert(!mp_item_linked(old));
     ck_assert_uint_eq(atomic_load(&old->refs), 0);
     ck_assert_uint_eq(mp_table_count(&table), 1);
-    ck_assert_uint_eq(mp_table_bytes(&table), 25 + 3 + 14);
+    ck_assert_uint_eq(mp_table_bytes(&table), MP_ITEM_HDR + 3 + 14);
     mp_slab_free(&slabs, old);
 }
 END_TEST
@@ -254,7 +257,7 @@ START_TEST(test_keys_spread_over_the_stripes_by_high_hash_bits)
         uint32_t n = atomic_load(&table.stripes[s].count);
         ck_assert_msg(n > 40 && n < 200, "stripe %u holds %u of 1600", s, n);
     }
-    uint64_t h = mp_table_hash("spread:7", 8);
+    uint64_t h = mp_table_hash(&table, "spread:7", 8);
     ck_assert_ptr_eq(mp_table_stripe(&table, h), &table.stripes[h >> 60]);
 }
 END_TEST
@@ -279,7 +282,7 @@ END_TEST
 
 static struct mp_item *find_optimistic(const char *key, bool *torn)
 {
-    uint64_t h = mp_table_hash(key, strlen(key));
+    uint64_t h = mp_table_hash(&table, key, strlen(key));
     return mp_table_find_optimistic(&table, mp_table_stripe(&table, h), h, key, strlen(key), torn);
 }
 
@@ -345,6 +348,108 @@ START_TEST(test_optimistic_walk_gives_up_on_a_link_outside_the_arena_or_a_loop)
 }
 END_TEST
 
+/* A loop under the lock (memory corrupted somehow) ends the walk at the bound instead of spinning. */
+START_TEST(test_locked_walks_stop_at_the_chain_bound)
+{
+    make(0, 1);
+    struct mp_item *it = item_new("here", "v", 0);
+    link_item(it);
+    it->next = mp_slab_handle(&slabs, it);
+    ck_assert_ptr_null(find("elsewhere"));
+    ck_assert_ptr_eq(find("here"), it);
+    it->next = 0;
+}
+END_TEST
+
+/* `n` keys whose hashes under this table's secret agree in their low `bits` bits. */
+static void colliding_keys(char keys[][32], unsigned n, unsigned bits)
+{
+    uint64_t mask = (UINT64_C(1) << bits) - 1, want = 0;
+    unsigned found = 0;
+    for (unsigned i = 0; found < n && i < 50u * 1000 * 1000; i++) {
+        char key[32];
+        key_of(key, sizeof(key), "c:", i);
+        uint64_t h = mp_table_hash(&table, key, strlen(key));
+        if (found == 0)
+            want = h & mask;
+        if ((h & mask) == want)
+            memcpy(keys[found++], key, sizeof(key));
+    }
+    ck_assert_uint_eq(found, n);
+}
+
+START_TEST(test_a_link_that_would_pass_the_chain_bound_is_refused)
+{
+    make(0, 1);
+    enum { N = MP_TABLE_CHAIN_MAX + 1 };
+    static char keys[N][32];
+    colliding_keys(keys, N, 10); /* one bucket until the stripe has 1024 of them */
+    for (unsigned i = 0; i < MP_TABLE_CHAIN_MAX; i++)
+        link_item(item_new(keys[i], "v", 0));
+    struct mp_item *extra = item_new(keys[N - 1], "v", 0);
+    uint64_t h = mp_table_hash(&table, keys[N - 1], strlen(keys[N - 1]));
+    struct mp_stripe *st = mp_table_stripe(&table, h);
+    mp_stripe_lock(st);
+    ck_assert(!mp_table_link_locked(&table, st, h, extra));
+    mp_stripe_unlock(st);
+    ck_assert_uint_eq(atomic_load(&extra->refs), 1); /* still the caller's */
+    ck_assert_ptr_null(find(keys[N - 1]));
+    ck_assert_uint_eq(mp_table_count(&table), MP_TABLE_CHAIN_MAX);
+    for (unsigned i = 0; i < MP_TABLE_CHAIN_MAX; i++)
+        ck_assert_ptr_nonnull(find(keys[i]));
+    bool torn = true;
+    ck_assert_ptr_nonnull(find_optimistic(keys[MP_TABLE_CHAIN_MAX - 1], &torn));
+    mp_slab_free(&slabs, extra);
+}
+END_TEST
+
+/* Two tables hash the same key differently: each has its own secret. */
+START_TEST(test_every_table_hashes_with_a_secret_of_its_own)
+{
+    make(4, 16);
+    struct mp_table other;
+    ck_assert_int_eq(mp_table_setup(&other, &slabs, 4, 16), 0);
+    ck_assert_int_ne(memcmp(table.secret, other.secret, sizeof(table.secret)), 0);
+    char key[32];
+    unsigned same = 0;
+    for (unsigned i = 0; i < 100; i++) {
+        key_of(key, sizeof(key), "k", i);
+        same += mp_table_hash(&table, key, strlen(key)) == mp_table_hash(&other, key, strlen(key));
+        ck_assert_uint_eq(mp_table_hash(&table, key, strlen(key)), mp_table_hash(&table, key, strlen(key)));
+    }
+    ck_assert_uint_eq(same, 0);
+    mp_table_teardown(&other);
+}
+END_TEST
+
+/* Keys chosen offline to share a stripe and a bucket under plain XXH3 (what an attacker can compute
+ * without the secret) spread over the stripes of a real table. */
+START_TEST(test_keys_crafted_against_the_unseeded_hash_spread_over_the_stripes)
+{
+    make(4, 16);
+    enum { N = 200 };
+    unsigned crafted = 0, stripes_hit = 0;
+    bool hit[16] = {false};
+    char key[32];
+    for (unsigned i = 0; crafted < N && i < 10u * 1000 * 1000; i++) {
+        key_of(key, sizeof(key), "flood:", i);
+        uint64_t plain = XXH3_64bits(key, strlen(key));
+        if ((plain >> 60) != 5 || (plain & 15) != 9) /* stripe 5, bucket 9 of 16 */
+            continue;
+        crafted++;
+        link_item(item_new(key, "v", 0));
+        unsigned s = (unsigned)(mp_table_hash(&table, key, strlen(key)) >> 60);
+        stripes_hit += !hit[s];
+        hit[s] = true;
+    }
+    ck_assert_uint_eq(crafted, N);
+    ck_assert_uint_eq(mp_table_count(&table), N);
+    ck_assert_uint_ge(stripes_hit, 12); /* 200 keys over 16 stripes: all 16, but for bad luck */
+    for (unsigned s = 0; s < table.nstripes; s++)
+        ck_assert_uint_lt(atomic_load(&table.stripes[s].count), N / 2);
+}
+END_TEST
+
 static Suite *table_suite(void)
 {
     Suite *s = suite_create("table");
@@ -364,6 +469,10 @@ static Suite *table_suite(void)
     tcase_add_test(tc, test_optimistic_find_sees_what_the_locked_find_sees_across_growth);
     tcase_add_test(tc, test_every_lock_moves_the_stripe_count);
     tcase_add_test(tc, test_optimistic_walk_gives_up_on_a_link_outside_the_arena_or_a_loop);
+    tcase_add_test(tc, test_locked_walks_stop_at_the_chain_bound);
+    tcase_add_test(tc, test_a_link_that_would_pass_the_chain_bound_is_refused);
+    tcase_add_test(tc, test_every_table_hashes_with_a_secret_of_its_own);
+    tcase_add_test(tc, test_keys_crafted_against_the_unseeded_hash_spread_over_the_stripes);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -54,7 +54,7 @@ deps_lru   := lru cache table slab item grace num clock
 deps_stats := stats cache lru table slab item grace num clock config log
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
-.PHONY: all deps test-deps run test unit stress integration asan tsan bench bench-memory format format-check \
+.PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory format format-check \
         install clean static image fuzz fuzz-deps check
 all: deps $(BUILD)/magpie
 
@@ -64,7 +64,8 @@ deps:
 test-deps: deps
 	$(call ensure_pkgs,$(TEST_PKGS))
 
-$(BUILD)/obj/%.o: src/%.c
+# Order-only on deps: with -j, the packages are installed before anything compiles.
+$(BUILD)/obj/%.o: src/%.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
@@ -161,11 +162,15 @@ $(BUILD)/test/engine_stress: test/stress/engine_stress.c $(ENGINE_OBJS)
 $(BUILD)/bench_engine: bench/engine.c $(ENGINE_OBJS)
 	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(ALL_LDFLAGS)
 
-bench: all test-deps $(BUILD)/bench_engine
+BENCH_PKGS := python3-matplotlib
+bench-deps:
+	$(call ensure_pkgs,$(BENCH_PKGS))
+
+bench: all test-deps bench-deps $(BUILD)/bench_engine
 	./$(BUILD)/bench_engine
 	$(PYTHON) bench/compare --magpie $(BUILD)/magpie
 
-bench-memory: all test-deps
+bench-memory: all test-deps bench-deps
 	$(PYTHON) bench/memory --magpie $(BUILD)/magpie
 	$(PYTHON) bench/hitratio --magpie $(BUILD)/magpie
 

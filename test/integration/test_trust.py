@@ -214,6 +214,7 @@ def test_ttls_idle_timeouts_and_absolute_times_follow_elapsed_time_when_the_wall
         harness.poll(lambda: time.monotonic() - started > 3.5, 5)
         expect(c.request(b"get short\r\n"), b"END\r\n", "a 3 s TTL after 3.5 s, the clock stepped back")
 
+        expect(idle.request(b"version\r\n")[:8], b"VERSION ", "idle connection before the step forward")
         step(5 * HOUR)  # forward five
         time.sleep(1.5)
         expect(c.request(b"get long\r\n"), b"VALUE long 0 1\r\nl\r\nEND\r\n",

@@ -39,13 +39,15 @@ define ensure_pkgs
 	fi
 endef
 
-MODULES := log clock config num item grace slab table lru cache proto meta stats conn worker server health
+MODULES := log clock config num item grace slab table lru cache proto bproto meta stats out exec text binary conn worker \
+           server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto clock slab table cache lru stats
+UNIT_TESTS := num proto bproto clock slab table cache lru stats
 deps_num   := num
 deps_proto := proto num
+deps_bproto := bproto
 deps_clock := clock
 deps_slab  := slab item grace
 deps_table := table slab item grace
@@ -180,11 +182,17 @@ bench-memory: all test-deps bench-deps
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
-FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn meta proto num cache lru table slab item grace clock stats config log)
+FUZZ_BPROTO_SRC := test/fuzz/fuzz_bproto.c src/bproto.c
+FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn out exec text binary meta proto bproto num cache lru table slab \
+                   item grace clock stats config log)
 
 build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $(FUZZ_PROTO_SRC)
+
+build/fuzz/fuzz_bproto: $(FUZZ_BPROTO_SRC) $(wildcard include/magpie/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $(FUZZ_BPROTO_SRC)
 
 build/fuzz/fuzz_conn: $(FUZZ_CONN_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)
@@ -194,8 +202,8 @@ fuzz-deps:
 	$(call ensure_pkgs,$(FUZZ_PKGS))
 
 fuzz: deps fuzz-deps
-	@$(MAKE) --no-print-directory build/fuzz/fuzz_proto build/fuzz/fuzz_conn
-	@for t in proto conn; do \
+	@$(MAKE) --no-print-directory build/fuzz/fuzz_proto build/fuzz/fuzz_bproto build/fuzz/fuzz_conn
+	@for t in proto bproto conn; do \
 	  mkdir -p build/fuzz/corpus_$$t; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
 	  ./build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \

@@ -24,7 +24,11 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 PYTHON  := /usr/bin/python3
 
 BUILD_PKGS := gcc make pkg-config libuv1-dev libxxhash-dev clang-format
-TEST_PKGS  := check memcached libmemcached-tools python3 python3-pymemcache
+# The binary-protocol clients the tests compare (test_clients.py): pylibmc, Dalli, php-memcached, and
+# memjs from npm (NPM_TEST, under build/npm); npm itself comes with nodejs, or Debian's npm package.
+TEST_PKGS  := check memcached libmemcached-tools python3 python3-pymemcache python3-pylibmc ruby ruby-dalli \
+              php-cli php-memcached nodejs $(if $(shell command -v npm),,npm)
+NPM_TEST   := memjs@1.3.2
 FUZZ_PKGS  := clang libclang-rt-14-dev
 
 # Install the Debian packages in $(1) that are missing, saying so; sudo when not root.
@@ -65,6 +69,8 @@ deps:
 
 test-deps: deps
 	$(call ensure_pkgs,$(TEST_PKGS))
+	@test -d build/npm/node_modules/memjs || { echo "magpie: installing npm packages: $(NPM_TEST)"; \
+	  npm install --prefix build/npm --no-audit --no-fund --silent $(NPM_TEST); }
 
 # Order-only on deps: with -j, the packages are installed before anything compiles.
 $(BUILD)/obj/%.o: src/%.c | deps

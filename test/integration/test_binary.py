@@ -11,6 +11,7 @@ the connection, so each server is sent its own CAS values.
 
 import socket
 import struct
+import subprocess
 import time
 
 import harness
@@ -379,3 +380,13 @@ def test_socket_shutdown_mid_request_is_harmless(fx):
     conn.send(store(b"k", b"v" * 1000)[:500])
     conn.sock.shutdown(socket.SHUT_WR)
     expect(fx.conn().request(b"get k\r\n"), b"END\r\n", "nothing stored")
+
+
+def test_health_probe_speaks_binary_with_dash_b_binary(fx):
+    if harness.is_memcached(fx.binary):
+        return  # --health is Magpie's
+    srv = fx.server(extra=("-B", "binary"))
+    for flags, status in ((["-B", "binary"], 0), (["-B", "auto"], 1)):
+        probe = subprocess.run([fx.binary, *flags, "--health", f"{harness.HOST}:{srv.port}"],
+                               capture_output=True, timeout=harness.IO_TIMEOUT)
+        expect(probe.returncode, status, f"{' '.join(flags)} --health ({probe.stderr!r})")

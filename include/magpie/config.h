@@ -14,7 +14,7 @@
 #include <stdio.h>
 
 #define MP_VERSION "1.0.0"
-/* What `version` and `stats` report: the memcached release whose text protocol Magpie reproduces,
+/* What `version` and `stats` report: the memcached release whose protocols Magpie reproduces,
  * then Magpie's own version. Clients and tools (memcapable among them) read the leading
  * "major.minor.patch" to decide what the server understands. */
 #define MP_PROTO_VERSION "1.6.18-magpie-" MP_VERSION

@@ -498,7 +498,7 @@ static void set_reading(struct mp_conn *c, bool on)
  */
 static void process(struct mp_conn *c)
 {
-    while (!c->writing && c->state != ST_CLOSING) {
+    while (!c->writing && c->state != ST_CLOSING && !c->out.stopped) {
         if (c->out.pending >= OUT_HIGH_WATER && !flush(c))
             break;
         if (!step(c))

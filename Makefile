@@ -24,7 +24,11 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 PYTHON  := /usr/bin/python3
 
 BUILD_PKGS := gcc make pkg-config libuv1-dev libxxhash-dev clang-format
-TEST_PKGS  := check memcached libmemcached-tools python3 python3-pymemcache
+# The binary-protocol clients the tests compare (test_clients.py): pylibmc, Dalli, php-memcached, and
+# memjs from npm (NPM_TEST, under build/npm); npm itself comes with nodejs, or Debian's npm package.
+TEST_PKGS  := check memcached libmemcached-tools python3 python3-pymemcache python3-pylibmc ruby ruby-dalli \
+              php-cli php-memcached nodejs $(if $(shell command -v npm),,npm)
+NPM_TEST   := memjs@1.3.2
 FUZZ_PKGS  := clang libclang-rt-14-dev
 
 # Install the Debian packages in $(1) that are missing, saying so; sudo when not root.
@@ -39,13 +43,15 @@ define ensure_pkgs
 	fi
 endef
 
-MODULES := log clock config num item grace slab table lru cache proto meta stats conn worker server health
+MODULES := log clock config num item grace slab table lru cache proto bproto meta stats out exec text binary conn worker \
+           server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto clock slab table cache lru stats
+UNIT_TESTS := num proto bproto clock slab table cache lru stats
 deps_num   := num
 deps_proto := proto num
+deps_bproto := bproto
 deps_clock := clock
 deps_slab  := slab item grace
 deps_table := table slab item grace
@@ -63,6 +69,8 @@ deps:
 
 test-deps: deps
 	$(call ensure_pkgs,$(TEST_PKGS))
+	@test -d build/npm/node_modules/memjs || { echo "magpie: installing npm packages: $(NPM_TEST)"; \
+	  npm install --prefix build/npm --no-audit --no-fund --silent $(NPM_TEST); }
 
 # Order-only on deps: with -j, the packages are installed before anything compiles.
 $(BUILD)/obj/%.o: src/%.c | deps
@@ -180,11 +188,17 @@ bench-memory: all test-deps bench-deps
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
-FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn meta proto num cache lru table slab item grace clock stats config log)
+FUZZ_BPROTO_SRC := test/fuzz/fuzz_bproto.c src/bproto.c
+FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn out exec text binary meta proto bproto num cache lru table slab \
+                   item grace clock stats config log)
 
 build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $(FUZZ_PROTO_SRC)
+
+build/fuzz/fuzz_bproto: $(FUZZ_BPROTO_SRC) $(wildcard include/magpie/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $(FUZZ_BPROTO_SRC)
 
 build/fuzz/fuzz_conn: $(FUZZ_CONN_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)
@@ -194,8 +208,8 @@ fuzz-deps:
 	$(call ensure_pkgs,$(FUZZ_PKGS))
 
 fuzz: deps fuzz-deps
-	@$(MAKE) --no-print-directory build/fuzz/fuzz_proto build/fuzz/fuzz_conn
-	@for t in proto conn; do \
+	@$(MAKE) --no-print-directory build/fuzz/fuzz_proto build/fuzz/fuzz_bproto build/fuzz/fuzz_conn
+	@for t in proto bproto conn; do \
 	  mkdir -p build/fuzz/corpus_$$t; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
 	  ./build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \

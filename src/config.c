@@ -31,9 +31,14 @@ void mp_config_defaults(struct mp_config *cfg)
     cfg->lru_maintainer = true;
 }
 
+const char *mp_config_protocol_name(enum mp_protocol p)
+{
+    return p == MP_PROTOCOL_ASCII ? "ascii" : p == MP_PROTOCOL_BINARY ? "binary" : "auto-negotiate";
+}
+
 void mp_config_usage(FILE *out)
 {
-    fprintf(out, "magpie " MP_VERSION ": a multithreaded cache server speaking the memcached text protocol\n"
+    fprintf(out, "magpie " MP_VERSION ": a multithreaded cache server speaking the memcached protocols\n"
                  "usage: magpie [options]\n"
                  "  -p, --port=NUM            TCP port to listen on (default 11211; 0 turns TCP off)\n"
                  "  -l, --listen=ADDR[,ADDR]  addresses to listen on (default 127.0.0.1)\n"
@@ -47,6 +52,8 @@ void mp_config_usage(FILE *out)
                  "  -f, --slab-growth-factor=F  chunk size growth factor (default 1.04)\n"
                  "  -n, --slab-min-size=BYTES minimum space for key, value and flags (default 32)\n"
                  "  -b, --listen-backlog=NUM  listen backlog (default 1024)\n"
+                 "  -B, --protocol=NAME       ascii, binary or auto (default auto: binary when a\n"
+                 "                            connection's first byte is 0x80)\n"
                  "  -U, --udp-port=NUM        UDP port; only 0 (off) is supported\n"
                  "  -u, --user=NAME           drop root privileges to this user\n"
                  "  -o, --extended=OPTS       comma list: idle_timeout=SECONDS, slab_reassign,\n"
@@ -167,6 +174,7 @@ static const struct option long_options[] = {
     {"slab-growth-factor", required_argument, NULL, 'f'},
     {"slab-min-size", required_argument, NULL, 'n'},
     {"listen-backlog", required_argument, NULL, 'b'},
+    {"protocol", required_argument, NULL, 'B'},
     {"udp-port", required_argument, NULL, 'U'},
     {"user", required_argument, NULL, 'u'},
     {"extended", required_argument, NULL, 'o'},
@@ -244,6 +252,16 @@ static int parse_one(struct mp_config *cfg, int opt, const char *arg, char *err,
             return fail(err, errlen, "-b: not a backlog length: %s", arg);
         cfg->backlog = (int)n;
         return 0;
+    case 'B':
+        if (strcmp(arg, "auto") == 0)
+            cfg->protocol = MP_PROTOCOL_AUTO;
+        else if (strcmp(arg, "ascii") == 0)
+            cfg->protocol = MP_PROTOCOL_ASCII;
+        else if (strcmp(arg, "binary") == 0)
+            cfg->protocol = MP_PROTOCOL_BINARY;
+        else
+            return fail(err, errlen, "-B %s: should be one of auto, binary, or ascii", arg);
+        return 0;
     case 'u': cfg->user = arg; return 0;
     case 'o': return parse_extended(cfg, arg, err, errlen);
     case 'v': cfg->verbose++; return 0;
@@ -259,7 +277,7 @@ int mp_config_parse(struct mp_config *cfg, int argc, char **argv, char *err, siz
     optind = 1;
     opterr = 0;
     int opt;
-    while ((opt = getopt_long(argc, argv, ":p:l:s:a:t:c:m:I:f:n:b:U:u:o:vVh", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":p:l:s:a:t:c:m:I:f:n:b:B:U:u:o:vVh", long_options, NULL)) != -1) {
         if (opt == '?') {
             char o[3] = {'-', (char)optopt, '\0'};
             if (optopt == 0)

@@ -1,7 +1,6 @@
 /* conn: see include/magpie/conn.h */
 #include "magpie/conn.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,22 +9,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "magpie/binary.h"
 #include "magpie/log.h"
-#include "magpie/meta.h"
-#include "magpie/num.h"
+#include "magpie/text.h"
 
 #define RBUF_SIZE (16 * 1024)
-#define OBUF_SIZE (16 * 1024)
-#define OBUF_KEEP (64 * 1024)       /* a buffer grown past this shrinks back after its write */
 #define OUT_HIGH_WATER (256 * 1024) /* flush, and maybe pause, at this much pending output */
-#define COPY_MAX (16 * 1024)        /* larger values are written from the item, not copied */
 #define DIRECT_READ_MIN (16 * 1024) /* larger value remainders are read straight into the item */
-#define SEGS_INIT 16
+#define BUFS_INIT 16
 
 enum state {
-    ST_CMD,       /* expecting a command line */
-    ST_VALUE,     /* reading a storage command's value into c->item */
-    ST_VALUE_END, /* reading the "\r\n" after it */
+    ST_CMD,       /* expecting a request */
+    ST_VALUE,     /* reading a storage command's value into x.update.item */
+    ST_VALUE_END, /* reading the "\r\n" after it (text) */
     ST_SWALLOW,   /* discarding the value of a refused storage command */
     ST_GET,       /* answering the keys of a get in [get_pos, get_end) */
     ST_GET_KEYS,  /* waiting for more keys of a long get line */
@@ -33,19 +29,8 @@ enum state {
     ST_CLOSING,
 };
 
-/* Output: a run of the output buffer, or (ext != NULL) bytes of a pinned item. Runs are kept as
- * offsets so the buffer can grow while replies are gathered. */
-struct seg {
-    const char *ext;
-    size_t off;
-    size_t len;
-};
-
-/* How far the output had got, to take back what follows. */
-struct out_mark {
-    size_t nsegs, olen, held, pending;
-    size_t last; /* the length of the last segment then: it may grow in place */
-};
+/* The protocol a connection speaks: -B, or with -B auto (the default) its first byte's. */
+enum speaks { SPEAKS_UNKNOWN, SPEAKS_TEXT, SPEAKS_BINARY };
 
 struct mp_conn {
     union {
@@ -61,6 +46,7 @@ struct mp_conn {
     struct mp_conn *prev, *next;
     int fd;
     enum state state;
+    enum speaks speaks;
     bool reading;
     bool writing;
     bool close_after_write;
@@ -72,36 +58,22 @@ struct mp_conn {
     char *rbuf;
     size_t rpos, rlen;
 
-    /* the storage command being read */
-    struct mp_item *item;
+    /* requests run here (exec.h); a value being read goes into x.update.item */
+    struct mp_exec x;
     uint32_t vfill;
-    struct mp_store store;
-    bool noreply;
-    bool meta_set; /* an ms: answered by mp_meta_set_reply from mset */
-    struct mp_meta_set mset;
-    struct mp_meta_out meta_sink;
     char crlf[2];
     uint8_t crlf_fill;
-    size_t swallow;
 
-    /* the get being answered */
-    enum mp_cmd get_cmd;
-    uint32_t get_exptime;
+    /* the text get being answered */
     const char *get_pos, *get_end;
-    bool get_more;            /* the line goes on past get_end */
-    struct out_mark get_mark; /* output before this get, to undo it */
-    bool get_flushed;         /* part of its output is gone: it cannot be undone */
-    struct out_mark hit_mark; /* output before this key's hit, should the engine undo it */
+    bool get_more;               /* the line goes on past get_end */
+    struct mp_out_mark get_mark; /* output before this get, to undo it */
+    bool get_flushed;            /* part of its output is gone: it cannot be undone */
 
-    /* output */
-    char *obuf;
-    size_t ocap, olen;
-    struct seg *segs;
+    /* output: the replies (out.h), and the iovecs of a write in progress */
+    struct mp_out out;
     uv_buf_t *bufs;
-    size_t nsegs, segcap;
-    struct mp_item **held;
-    size_t nheld, heldcap;
-    size_t pending; /* bytes described by segs */
+    size_t bufcap;
 };
 
 static void process(struct mp_conn *c);
@@ -109,129 +81,11 @@ static void close_conn(struct mp_conn *c);
 
 /* ---- output ---------------------------------------------------------------------------------- */
 
-static bool grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    size_t ncap = *cap ? *cap : 16;
-    while (ncap < need)
-        ncap *= 2;
-    void *np = realloc(*p, ncap * elem);
-    if (!np)
-        return false;
-    *p = np;
-    *cap = ncap;
-    return true;
-}
-
-static bool seg_room(struct mp_conn *c)
-{
-    size_t cap = c->segcap;
-    if (!grow((void **)&c->segs, &cap, c->nsegs + 1, sizeof(struct seg)))
-        return false;
-    size_t bcap = c->segcap;
-    if (!grow((void **)&c->bufs, &bcap, cap, sizeof(uv_buf_t)))
-        return false;
-    c->segcap = cap;
-    return true;
-}
-
-/* Append bytes to the output. On allocation failure the connection is closed: a reply cannot be
- * half-sent and still keep the client in step. */
-static void out(struct mp_conn *c, const char *data, size_t n)
-{
-    if (n == 0 || c->state == ST_CLOSING)
-        return;
-    if (!grow((void **)&c->obuf, &c->ocap, c->olen + n, 1)) {
-        close_conn(c);
-        return;
-    }
-    memcpy(c->obuf + c->olen, data, n);
-    struct seg *last = c->nsegs ? &c->segs[c->nsegs - 1] : NULL;
-    if (last && !last->ext && last->off + last->len == c->olen) {
-        last->len += n;
-    } else {
-        if (!seg_room(c)) {
-            close_conn(c);
-            return;
-        }
-        c->segs[c->nsegs++] = (struct seg){NULL, c->olen, n};
-    }
-    c->olen += n;
-    c->pending += n;
-}
-
-static void out_str(struct mp_conn *c, const char *s)
-{
-    out(c, s, strlen(s));
-}
-
-/* Append a pinned item's bytes; the reference is dropped once they are written. */
-static void out_item(struct mp_conn *c, struct mp_item *it, const char *data, size_t n)
-{
-    if (c->state == ST_CLOSING || !seg_room(c) ||
-        !grow((void **)&c->held, &c->heldcap, c->nheld + 1, sizeof(*c->held))) {
-        mp_cache_item_release(c->env->cache, &it);
-        close_conn(c);
-        return;
-    }
-    c->held[c->nheld++] = it;
-    c->segs[c->nsegs++] = (struct seg){data, 0, n};
-    c->pending += n;
-}
-
-/* A one-line reply, unless the request said noreply. */
-static void reply(struct mp_conn *c, bool noreply, const char *line)
-{
-    if (noreply)
-        return;
-    out_str(c, line);
-    out(c, "\r\n", 2);
-}
-
-static void release_held(struct mp_conn *c, size_t from)
-{
-    for (size_t i = from; i < c->nheld; i++)
-        mp_cache_item_release(c->env->cache, &c->held[i]);
-    c->nheld = from;
-}
-
-static void mark_output(const struct mp_conn *c, struct out_mark *m)
-{
-    *m = (struct out_mark){c->nsegs, c->olen, c->nheld, c->pending, c->nsegs ? c->segs[c->nsegs - 1].len : 0};
-}
-
-/* Back to the mark; nothing may have been written to the socket since. */
-static void undo_output(struct mp_conn *c, const struct out_mark *m)
-{
-    release_held(c, m->held);
-    c->nsegs = m->nsegs;
-    if (c->nsegs)
-        c->segs[c->nsegs - 1].len = m->last;
-    c->olen = m->olen;
-    c->pending = m->pending;
-}
-
-static void reset_output(struct mp_conn *c)
-{
-    release_held(c, 0);
-    c->nsegs = 0;
-    c->olen = 0;
-    c->pending = 0;
-    if (c->ocap > OBUF_KEEP) {
-        char *nb = realloc(c->obuf, OBUF_SIZE);
-        if (nb) {
-            c->obuf = nb;
-            c->ocap = OBUF_SIZE;
-        }
-    }
-}
-
 static void on_write(uv_write_t *req, int status)
 {
     struct mp_conn *c = req->data;
     c->writing = false;
-    reset_output(c);
+    mp_out_reset(&c->out);
     if (status < 0 || c->close_after_write) {
         close_conn(c);
         return;
@@ -243,26 +97,36 @@ static void on_write(uv_write_t *req, int status)
  * false; the connection then waits for on_write before it reads or parses again. */
 static bool flush(struct mp_conn *c)
 {
+    struct mp_out *o = &c->out;
     if (c->writing)
         return false;
-    if (c->nsegs == 0)
+    if (o->nsegs == 0)
         return true;
     if (c->state == ST_GET || c->state == ST_GET_KEYS)
         c->get_flushed = true; /* part of this get's replies is gone: it can no longer be undone */
-    for (size_t i = 0; i < c->nsegs; i++) {
-        const struct seg *s = &c->segs[i];
-        c->bufs[i] = uv_buf_init((char *)(s->ext ? s->ext : c->obuf + s->off), (unsigned)s->len);
+    if (c->bufcap < o->nsegs) {
+        uv_buf_t *nb = realloc(c->bufs, o->segcap * sizeof(*nb));
+        if (!nb) {
+            close_conn(c);
+            return false;
+        }
+        c->bufs = nb;
+        c->bufcap = o->segcap;
     }
-    size_t n = c->nsegs, first = 0;
+    for (size_t i = 0; i < o->nsegs; i++) {
+        const struct mp_out_seg *s = &o->segs[i];
+        c->bufs[i] = uv_buf_init((char *)(s->ext ? s->ext : o->buf + s->off), (unsigned)s->len);
+    }
+    size_t n = o->nsegs, first = 0;
     int w = uv_try_write(&c->h.stream, c->bufs, (unsigned)n);
     if (w < 0 && w != UV_EAGAIN) {
         close_conn(c);
         return false;
     }
     size_t written = w > 0 ? (size_t)w : 0;
-    MP_STAT_ADD(c->st, bytes_written, c->pending);
-    if (written == c->pending) {
-        reset_output(c);
+    MP_STAT_ADD(c->st, bytes_written, o->pending);
+    if (written == o->pending) {
+        mp_out_reset(o);
         return true;
     }
     /* Skip what went out; queue the rest. Buffers and pinned items stay alive until on_write. */
@@ -282,70 +146,45 @@ static bool flush(struct mp_conn *c)
     return false;
 }
 
-/* ---- commands -------------------------------------------------------------------------------- */
+/* ---- requests -------------------------------------------------------------------------------- */
 
-static uint32_t now(const struct mp_conn *c)
+/* What a request left to do next. */
+static void next(struct mp_conn *c, enum mp_next n)
 {
-    return mp_clock_now(c->env->clock);
-}
-
-/* A hit's value and "\r\n" (see cache.h): a small value is copied, a large one pinned (under the
- * stripe lock, the only way the engine hands over a large value) and written from where it lives. */
-static void out_value(void *ctx, const struct mp_hit *h)
-{
-    struct mp_conn *c = ctx;
-    if (h->nbytes <= COPY_MAX || !h->it) {
-        out(c, h->value, h->nbytes);
-    } else {
-        mp_cache_item_ref(h->it);
-        out_item(c, h->it, h->value, h->nbytes);
+    switch (n) {
+    case MP_NEXT_CMD: c->state = ST_CMD; break;
+    case MP_NEXT_VALUE:
+        c->vfill = 0;
+        c->crlf_fill = 0;
+        c->state = ST_VALUE;
+        break;
+    case MP_NEXT_SWALLOW: c->state = c->x.swallow ? ST_SWALLOW : ST_CMD; break;
+    case MP_NEXT_CLOSE:
+        c->close_after_write = true;
+        c->state = ST_CLOSING;
+        break;
     }
-    out(c, "\r\n", 2);
 }
 
-/* A get's hit: "VALUE ..." and the value. */
-static void emit_value(void *ctx, const struct mp_hit *h)
+/* The value is in (and its "\r\n", for text, in c->crlf): store it and answer. */
+static void finish_update(struct mp_conn *c)
 {
-    struct mp_conn *c = ctx;
-    char hdr[MP_PROTO_VALUE_HDR_MAX];
-    bool with_cas = c->get_cmd == MP_CMD_GETS || c->get_cmd == MP_CMD_GATS;
-    out(c, hdr, mp_proto_value_header(hdr, h->key, h->nkey, h->flags, h->nbytes, with_cas, h->cas));
-    out_value(c, h);
+    c->state = ST_CMD;
+    if (c->speaks == SPEAKS_BINARY)
+        mp_binary_value_done(&c->x);
+    else
+        mp_text_value_done(&c->x, c->crlf[0] == '\r' && c->crlf[1] == '\n');
 }
 
-/* The engine read a hit while it changed: take back what emit_value wrote. */
-static void unemit_value(void *ctx)
+static void start_get(struct mp_conn *c, const struct mp_request *req)
 {
-    struct mp_conn *c = ctx;
-    undo_output(c, &c->hit_mark);
-}
-
-static void get_one(struct mp_conn *c, const char *key, size_t nkey)
-{
-    bool touch = c->get_cmd == MP_CMD_GAT || c->get_cmd == MP_CMD_GATS;
-    if (touch) {
-        enum mp_result r = mp_cache_touch(c->env->cache, key, nkey, c->get_exptime, now(c), emit_value, c);
-        MP_STAT_INC(c->st, cmd_touch);
-        if (r == MP_OK)
-            MP_STAT_INC(c->st, touch_hits);
-        else
-            MP_STAT_INC(c->st, touch_misses);
-        return;
-    }
-    enum mp_miss miss;
-    const struct mp_cache_reader rd = {emit_value, unemit_value, c, COPY_MAX};
-    mark_output(c, &c->hit_mark);
-    enum mp_result r = mp_cache_get(c->env->cache, key, nkey, now(c), &rd, &miss);
-    MP_STAT_INC(c->st, cmd_get);
-    if (r == MP_OK) {
-        MP_STAT_INC(c->st, get_hits);
-        return;
-    }
-    MP_STAT_INC(c->st, get_misses);
-    if (miss == MP_MISS_EXPIRED)
-        MP_STAT_INC(c->st, get_expired);
-    else if (miss == MP_MISS_FLUSHED)
-        MP_STAT_INC(c->st, get_flushed);
+    mp_text_get_begin(&c->x, req);
+    c->get_pos = req->keys;
+    c->get_end = req->keys + req->nkeys;
+    c->get_more = req->partial;
+    mp_out_mark(&c->out, &c->get_mark);
+    c->get_flushed = false;
+    c->state = ST_GET;
 }
 
 /* A key over 250 bytes ends the get with an error, and, as in memcached, the values it had
@@ -353,8 +192,8 @@ static void get_one(struct mp_conn *c, const char *key, size_t nkey)
 static void get_refuse(struct mp_conn *c)
 {
     if (!c->get_flushed)
-        undo_output(c, &c->get_mark);
-    reply(c, false, "CLIENT_ERROR bad command line format");
+        mp_out_undo(&c->out, &c->get_mark);
+    mp_text_get_refuse(&c->x);
     c->state = c->get_more ? ST_SKIP_LINE : ST_CMD;
 }
 
@@ -368,186 +207,28 @@ static bool step_get(struct mp_conn *c)
             get_refuse(c);
             return true;
         }
-        get_one(c, key, nkey);
-        if (c->pending >= OUT_HIGH_WATER && !flush(c))
+        mp_text_get_key(&c->x, key, nkey);
+        if (c->out.pending >= OUT_HIGH_WATER && !flush(c))
             return false; /* resumes from get_pos in on_write */
     }
     if (c->get_more) {
         c->state = ST_GET_KEYS;
         return true;
     }
-    out(c, "END\r\n", 5);
+    mp_text_get_end(&c->x);
     c->state = ST_CMD;
     return true;
 }
 
-static void start_get(struct mp_conn *c, const struct mp_request *req)
+static void run_text(struct mp_conn *c, const struct mp_request *req)
 {
-    c->get_cmd = req->cmd;
-    if (req->cmd == MP_CMD_GAT || req->cmd == MP_CMD_GATS)
-        c->get_exptime = mp_clock_exptime(c->env->clock, req->exptime, now(c));
-    c->get_pos = req->keys;
-    c->get_end = req->keys + req->nkeys;
-    c->get_more = req->partial;
-    mark_output(c, &c->get_mark);
-    c->get_flushed = false;
-    c->state = ST_GET;
-}
-
-static const enum mp_store_op store_ops[] = {
-    [MP_CMD_SET] = MP_SET,       [MP_CMD_ADD] = MP_ADD,         [MP_CMD_REPLACE] = MP_REPLACE,
-    [MP_CMD_APPEND] = MP_APPEND, [MP_CMD_PREPEND] = MP_PREPEND, [MP_CMD_CAS] = MP_CAS,
-};
-
-static void swallow(struct mp_conn *c, size_t n)
-{
-    c->swallow = n;
-    c->state = ST_SWALLOW;
-}
-
-/* set/add/replace/append/prepend/cas and ms: allocate the item the value is read into. */
-static void start_update(struct mp_conn *c, const struct mp_request *req)
-{
-    uint32_t t = now(c);
-    bool meta = req->cmd == MP_CMD_MS;
-    int32_t client_exptime = meta ? (req->meta.new_ttl ? req->meta.exptime : 0) : req->exptime;
-    uint32_t flags = meta ? req->meta.client_flags : req->flags;
-    uint32_t exptime = mp_clock_exptime(c->env->clock, client_exptime, t);
-    enum mp_result res;
-    c->item = mp_cache_alloc(c->env->cache, req->key, req->nkey, flags, exptime, (uint32_t)req->vlen, t, &res);
-    c->noreply = meta ? req->meta.no_reply : req->noreply;
-    c->meta_set = meta;
-    if (!c->item) {
-        if (res == MP_TOO_LARGE)
-            MP_STAT_INC(c->st, store_too_large);
-        else
-            MP_STAT_INC(c->st, store_no_memory);
-        /* meta commands always report errors */
-        reply(c, req->noreply, mp_proto_result_str(res));
-        /* Read past the value to stay in step, and drop the old value: a failed set must not
-         * leave stale data behind (memcached does this for set, and for every ms). */
-        swallow(c, (size_t)req->vlen + 2);
-        if (req->cmd == MP_CMD_SET || meta)
-            mp_cache_forget(c->env->cache, req->key, req->nkey);
-        return;
+    switch (req->cmd) {
+    case MP_CMD_GET:
+    case MP_CMD_GETS:
+    case MP_CMD_GAT:
+    case MP_CMD_GATS: start_get(c, req); break;
+    default: next(c, mp_text_run(&c->x, req)); break;
     }
-    if (meta) {
-        mp_meta_set_prepare(req, &c->mset);
-        c->store = c->mset.store;
-        mp_item_set(c->item, MP_ITEM_KEY_BINARY, req->meta.key_binary);
-    } else {
-        c->store = (struct mp_store){.op = store_ops[req->cmd], .cas = req->cas};
-    }
-    c->vfill = 0;
-    c->crlf_fill = 0;
-    c->state = req->vlen > 0 ? ST_VALUE : ST_VALUE_END;
-}
-
-static const struct mp_meta_out *meta_out(struct mp_conn *c);
-
-static void finish_update(struct mp_conn *c)
-{
-    c->state = ST_CMD;
-    MP_STAT_INC(c->st, cmd_set);
-    if (c->crlf[0] != '\r' || c->crlf[1] != '\n') {
-        mp_cache_item_release(c->env->cache, &c->item);
-        reply(c, c->noreply && !c->meta_set, mp_proto_result_str(MP_BAD_CHUNK));
-        return;
-    }
-    enum mp_store_op op = c->store.op;
-    enum mp_result res = mp_cache_store(c->env->cache, &c->item, &c->store, now(c));
-    if (res == MP_STORED)
-        MP_STAT_INC(c->st, total_items);
-    if (op == MP_CAS) {
-        if (res == MP_STORED)
-            MP_STAT_INC(c->st, cas_hits);
-        else if (res == MP_EXISTS)
-            MP_STAT_INC(c->st, cas_badval);
-        else if (res == MP_NOT_FOUND)
-            MP_STAT_INC(c->st, cas_misses);
-    }
-    if (c->meta_set) {
-        c->mset.store.cas_out = c->store.cas_out;
-        mp_meta_set_reply(&c->mset, res, meta_out(c));
-    } else {
-        reply(c, c->noreply, mp_proto_result_str(res));
-    }
-}
-
-static void run_arith(struct mp_conn *c, const struct mp_request *req)
-{
-    bool incr = req->cmd == MP_CMD_INCR;
-    uint64_t v;
-    enum mp_result res = mp_cache_arith(c->env->cache, req->key, req->nkey, incr, req->delta, now(c), &v);
-    if (res == MP_NOT_FOUND) {
-        if (incr)
-            MP_STAT_INC(c->st, incr_misses);
-        else
-            MP_STAT_INC(c->st, decr_misses);
-    } else if (res == MP_OK || res == MP_NOMEM) {
-        if (incr)
-            MP_STAT_INC(c->st, incr_hits);
-        else
-            MP_STAT_INC(c->st, decr_hits);
-    }
-    if (res == MP_OK) {
-        char digits[24];
-        digits[mp_num_format(digits, v)] = '\0';
-        reply(c, req->noreply, digits);
-    } else {
-        reply(c, req->noreply, res == MP_NOMEM ? "SERVER_ERROR out of memory" : mp_proto_result_str(res));
-    }
-}
-
-static void run_delete(struct mp_conn *c, const struct mp_request *req)
-{
-    enum mp_result res = mp_cache_delete(c->env->cache, req->key, req->nkey, now(c));
-    if (res == MP_DELETED)
-        MP_STAT_INC(c->st, delete_hits);
-    else
-        MP_STAT_INC(c->st, delete_misses);
-    reply(c, req->noreply, mp_proto_result_str(res));
-}
-
-static void run_touch(struct mp_conn *c, const struct mp_request *req)
-{
-    uint32_t t = now(c);
-    uint32_t exptime = mp_clock_exptime(c->env->clock, req->exptime, t);
-    enum mp_result res = mp_cache_touch(c->env->cache, req->key, req->nkey, exptime, t, NULL, NULL);
-    MP_STAT_INC(c->st, cmd_touch);
-    if (res == MP_TOUCHED)
-        MP_STAT_INC(c->st, touch_hits);
-    else
-        MP_STAT_INC(c->st, touch_misses);
-    reply(c, req->noreply, mp_proto_result_str(res));
-}
-
-/* flush_all [delay]: items stored before the second the delay ends in die (see mp_epoch_flush); no
- * delay, or one of 0 or less, flushes what is there now. */
-static void run_flush_all(struct mp_conn *c, const struct mp_request *req)
-{
-    uint32_t t = now(c);
-    uint32_t cutoff = req->exptime > 0 ? mp_clock_exptime(c->env->clock, req->exptime, t) : t;
-    mp_cache_flush(c->env->cache, t, cutoff);
-    MP_STAT_INC(c->st, cmd_flush);
-    reply(c, req->noreply, "OK");
-}
-
-static void emit_stat(void *ctx, const char *name, const char *fmt, ...)
-{
-    struct mp_conn *c = ctx;
-    char line[512];
-    int n = snprintf(line, sizeof(line), "STAT %s ", name);
-    va_list ap;
-    va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 2, fmt, ap);
-    va_end(ap);
-    if (m < 0)
-        return;
-    size_t len = (size_t)n + ((size_t)m < sizeof(line) - (size_t)n - 2 ? (size_t)m : sizeof(line) - (size_t)n - 3);
-    line[len++] = '\r';
-    line[len++] = '\n';
-    out(c, line, len);
 }
 
 static const char *const state_names[] = {
@@ -557,9 +238,10 @@ static const char *const state_names[] = {
 };
 
 /* `stats conns`: every connection of every worker, as memcached lists them. */
-static void report_conns(struct mp_conn *c)
+static void report_conns(struct mp_exec *x, mp_stats_emit_fn emit, void *ctx)
 {
-    uint32_t t = now(c);
+    struct mp_conn *c = x->owner;
+    uint32_t t = mp_exec_now(x);
     char name[32];
     for (unsigned i = 0; i < c->env->nlists; i++) {
         struct mp_conn_list *list = c->env->lists[i];
@@ -567,101 +249,13 @@ static void report_conns(struct mp_conn *c)
         for (struct mp_conn *p = list->head; p; p = p->next) {
             uint8_t st = atomic_load_explicit(&p->shown_state, memory_order_relaxed);
             snprintf(name, sizeof(name), "%d:addr", p->fd);
-            emit_stat(c, name, "%s", p->addr);
+            emit(ctx, name, "%s", p->addr);
             snprintf(name, sizeof(name), "%d:state", p->fd);
-            emit_stat(c, name, "%s", p == c ? "conn_parse_cmd" : state_names[st]);
+            emit(ctx, name, "%s", p == c ? "conn_parse_cmd" : state_names[st]);
             snprintf(name, sizeof(name), "%d:secs_since_last_cmd", p->fd);
-            emit_stat(c, name, "%u", t - atomic_load_explicit(&p->last_active, memory_order_relaxed));
+            emit(ctx, name, "%u", t - atomic_load_explicit(&p->last_active, memory_order_relaxed));
         }
         pthread_mutex_unlock(&list->lock);
-    }
-}
-
-static void run_stats(struct mp_conn *c, const struct mp_request *req)
-{
-    const char *args = req->keys;
-    size_t nargs = req->nkeys;
-    if (nargs >= 5 && memcmp(args, "reset", 5) == 0 && (nargs == 5 || args[5] == ' ')) {
-        mp_stats_reset(c->env->stats);
-        mp_cache_stats_reset(c->env->cache);
-        reply(c, false, "RESET");
-        return;
-    }
-    if (nargs >= 5 && memcmp(args, "conns", 5) == 0 && (nargs == 5 || args[5] == ' ')) {
-        report_conns(c);
-        out(c, "END\r\n", 5);
-        return;
-    }
-    struct mp_stats_source src = {c->env->cfg, c->env->cache, c->env->clock, c->env->stats};
-    if (mp_stats_report(&src, args, nargs, emit_stat, c) != 0) {
-        reply(c, false, "ERROR");
-        return;
-    }
-    out(c, "END\r\n", 5);
-}
-
-static void meta_bytes(void *ctx, const char *data, size_t n)
-{
-    out(ctx, data, n);
-}
-
-static const struct mp_meta_out *meta_out(struct mp_conn *c)
-{
-    c->meta_sink = (struct mp_meta_out){c, meta_bytes, out_value};
-    return &c->meta_sink;
-}
-
-static void run_meta(struct mp_conn *c, const struct mp_request *req)
-{
-    struct mp_meta_env e = {c->env->cache, c->env->clock, c->st};
-    const struct mp_meta_out *o = meta_out(c);
-    switch (req->cmd) {
-    case MP_CMD_MG: mp_meta_get(&e, req, o); break;
-    case MP_CMD_MD: mp_meta_delete(&e, req, o); break;
-    case MP_CMD_MA: mp_meta_arith(&e, req, o); break;
-    default: mp_meta_debug(&e, req, o); break;
-    }
-}
-
-static void execute(struct mp_conn *c, struct mp_request *req)
-{
-    switch (req->cmd) {
-    case MP_CMD_GET:
-    case MP_CMD_GETS:
-    case MP_CMD_GAT:
-    case MP_CMD_GATS: start_get(c, req); break;
-    case MP_CMD_SET:
-    case MP_CMD_ADD:
-    case MP_CMD_REPLACE:
-    case MP_CMD_APPEND:
-    case MP_CMD_PREPEND:
-    case MP_CMD_CAS:
-    case MP_CMD_MS: start_update(c, req); break;
-    case MP_CMD_MG:
-    case MP_CMD_MD:
-    case MP_CMD_MA:
-    case MP_CMD_ME: run_meta(c, req); break;
-    case MP_CMD_DELETE: run_delete(c, req); break;
-    case MP_CMD_INCR:
-    case MP_CMD_DECR: run_arith(c, req); break;
-    case MP_CMD_TOUCH: run_touch(c, req); break;
-    case MP_CMD_FLUSH_ALL: run_flush_all(c, req); break;
-    case MP_CMD_VERSION: reply(c, false, "VERSION " MP_PROTO_VERSION); break;
-    case MP_CMD_VERBOSITY:
-        mp_log_set_level(req->level > 2 ? 2 : (int)req->level);
-        reply(c, req->noreply, "OK");
-        break;
-    case MP_CMD_QUIT:
-        c->close_after_write = true;
-        c->state = ST_CLOSING;
-        break;
-    case MP_CMD_STATS: run_stats(c, req); break;
-    case MP_CMD_MN: reply(c, false, "MN"); break;
-    case MP_CMD_ERROR:
-        reply(c, req->noreply, req->error);
-        if (req->swallow)
-            swallow(c, req->swallow); /* an ms refused after its length was read */
-        break;
     }
 }
 
@@ -672,21 +266,24 @@ static size_t avail(const struct mp_conn *c)
     return c->rlen - c->rpos;
 }
 
-static bool step_cmd(struct mp_conn *c)
+/* Hang up without a reply: a line memcached takes for garbage, or bytes that are no binary request. */
+static bool hang_up(struct mp_conn *c)
 {
-    if (avail(c) == 0)
-        return false;
+    c->close_after_write = true;
+    c->state = ST_CLOSING;
+    return false;
+}
+
+static bool step_text(struct mp_conn *c)
+{
     struct mp_request req;
     size_t used = 0;
     const char *line = c->rbuf + c->rpos;
     enum mp_parse_status st = mp_proto_parse(line, avail(c), &req, &used);
     if (st == MP_PARSE_NEED_MORE)
         return false;
-    if (st == MP_PARSE_CLOSE) {
-        c->close_after_write = true;
-        c->state = ST_CLOSING;
-        return false;
-    }
+    if (st == MP_PARSE_CLOSE)
+        return hang_up(c);
     if (mp_log_enabled(MP_LOG_CMD)) {
         size_t n = used < 120 ? used : 120;
         while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
@@ -694,13 +291,39 @@ static bool step_cmd(struct mp_conn *c)
         mp_log(MP_LOG_CMD, "<%d %.*s", c->fd, (int)n, line);
     }
     c->rpos += used;
-    execute(c, &req);
+    run_text(c, &req);
     return true;
+}
+
+static bool step_binary(struct mp_conn *c)
+{
+    struct mp_brequest req;
+    size_t used = 0;
+    enum mp_parse_status st = mp_bproto_parse(c->rbuf + c->rpos, avail(c), &req, &used);
+    if (st == MP_PARSE_NEED_MORE)
+        return false;
+    if (st == MP_PARSE_CLOSE)
+        return hang_up(c);
+    if (mp_log_enabled(MP_LOG_CMD))
+        mp_log(MP_LOG_CMD, "<%d binary 0x%02x %.*s", c->fd, req.opcode, req.error ? 0 : (int)req.nkey,
+               req.error ? "" : req.key);
+    c->rpos += used;
+    next(c, mp_binary_run(&c->x, &req));
+    return true;
+}
+
+static bool step_cmd(struct mp_conn *c)
+{
+    if (avail(c) == 0)
+        return false;
+    if (c->speaks == SPEAKS_UNKNOWN) /* -B auto: the first byte says, as in memcached */
+        c->speaks = (unsigned char)c->rbuf[c->rpos] == MP_BPROTO_REQ ? SPEAKS_BINARY : SPEAKS_TEXT;
+    return c->speaks == SPEAKS_BINARY ? step_binary(c) : step_text(c);
 }
 
 static bool step_get_keys(struct mp_conn *c)
 {
-    struct mp_request req = {.cmd = c->get_cmd};
+    struct mp_request req = {.cmd = c->x.get_cmd};
     size_t used = 0;
     if (mp_proto_parse_keys(c->rbuf + c->rpos, avail(c), &req, &used) == MP_PARSE_NEED_MORE)
         return false;
@@ -712,20 +335,30 @@ static bool step_get_keys(struct mp_conn *c)
     return true;
 }
 
+/* The whole value is in: the text protocol reads the "\r\n" after it, the binary one is done. */
+static void value_read(struct mp_conn *c)
+{
+    if (c->x.update.crlf)
+        c->state = ST_VALUE_END;
+    else
+        finish_update(c);
+}
+
 static bool step_value(struct mp_conn *c)
 {
-    size_t want = c->item->nbytes - c->vfill, n = avail(c) < want ? avail(c) : want;
+    struct mp_item *it = c->x.update.item;
+    size_t want = it->nbytes - c->vfill, n = avail(c) < want ? avail(c) : want;
     if (want == 0) {
-        c->state = ST_VALUE_END; /* the rest arrived straight into the item */
+        value_read(c); /* the rest arrived straight into the item, or there was none */
         return true;
     }
     if (n == 0)
         return false;
-    memcpy(mp_item_value(c->item) + c->vfill, c->rbuf + c->rpos, n);
+    memcpy(mp_item_value(it) + c->vfill, c->rbuf + c->rpos, n);
     c->vfill += (uint32_t)n;
     c->rpos += n;
-    if (c->vfill == c->item->nbytes)
-        c->state = ST_VALUE_END;
+    if (c->vfill == it->nbytes)
+        value_read(c);
     return true;
 }
 
@@ -741,12 +374,12 @@ static bool step_value_end(struct mp_conn *c)
 
 static bool step_swallow(struct mp_conn *c)
 {
-    size_t n = avail(c) < c->swallow ? avail(c) : c->swallow;
+    size_t n = avail(c) < c->x.swallow ? avail(c) : c->x.swallow;
     c->rpos += n;
-    c->swallow -= n;
-    if (c->swallow == 0)
+    c->x.swallow -= n;
+    if (c->x.swallow == 0)
         c->state = ST_CMD;
-    return n > 0 || c->swallow == 0;
+    return n > 0 || c->x.swallow == 0;
 }
 
 static bool step_skip_line(struct mp_conn *c)
@@ -788,7 +421,7 @@ static bool step(struct mp_conn *c)
  */
 static size_t direct_tail(const struct mp_conn *c)
 {
-    const struct mp_item *it = c->item;
+    const struct mp_item *it = c->x.update.item;
     size_t room =
         mp_slab_chunk_size(&c->env->cache->slabs, it) - mp_item_total(it->nkey, it->nbytes, mp_item_flags(it));
     return room < RBUF_SIZE ? room : RBUF_SIZE;
@@ -796,13 +429,14 @@ static size_t direct_tail(const struct mp_conn *c)
 
 static void take_direct(struct mp_conn *c, size_t n)
 {
-    size_t want = c->item->nbytes - c->vfill;
+    struct mp_item *it = c->x.update.item;
+    size_t want = it->nbytes - c->vfill;
     if (n <= want) {
         c->vfill += (uint32_t)n;
         return;
     }
-    c->vfill = c->item->nbytes;
-    memcpy(c->rbuf + c->rlen, mp_item_value(c->item) + c->item->nbytes, n - want); /* rbuf was empty */
+    c->vfill = it->nbytes;
+    memcpy(c->rbuf + c->rlen, mp_item_value(it) + it->nbytes, n - want); /* rbuf was empty */
     c->rlen += n - want;
 }
 
@@ -810,9 +444,10 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     struct mp_conn *c = h->data;
-    if (c->state == ST_VALUE && avail(c) == 0 && c->item->nbytes - c->vfill >= DIRECT_READ_MIN) {
+    struct mp_item *it = c->x.update.item;
+    if (c->state == ST_VALUE && avail(c) == 0 && it->nbytes - c->vfill >= DIRECT_READ_MIN) {
         c->rpos = c->rlen = 0;
-        *buf = uv_buf_init(mp_item_value(c->item) + c->vfill, (unsigned)(c->item->nbytes - c->vfill + direct_tail(c)));
+        *buf = uv_buf_init(mp_item_value(it) + c->vfill, (unsigned)(it->nbytes - c->vfill + direct_tail(c)));
         return;
     }
     if (c->rpos > 0) {
@@ -835,7 +470,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     MP_STAT_ADD(c->st, bytes_read, (uint64_t)nread);
-    atomic_store_explicit(&c->last_active, now(c), memory_order_relaxed);
+    atomic_store_explicit(&c->last_active, mp_exec_now(&c->x), memory_order_relaxed);
     if (buf->base >= c->rbuf && buf->base < c->rbuf + RBUF_SIZE)
         c->rlen += (size_t)nread;
     else
@@ -863,17 +498,19 @@ static void set_reading(struct mp_conn *c, bool on)
  */
 static void process(struct mp_conn *c)
 {
-    while (!c->writing && c->state != ST_CLOSING) {
-        if (c->pending >= OUT_HIGH_WATER && !flush(c))
+    while (!c->writing && c->state != ST_CLOSING && !c->out.stopped) {
+        if (c->out.pending >= OUT_HIGH_WATER && !flush(c))
             break;
         if (!step(c))
             break;
     }
+    if (c->out.stopped && !uv_is_closing(&c->h.handle))
+        close_conn(c); /* a reply could not be kept: the client would fall out of step */
     if (uv_is_closing(&c->h.handle))
         return;
     /* A get whose line is still arriving keeps its replies (up to the high-water mark): if a key
      * further on is refused, memcached answers that get with the error alone. */
-    bool done = c->state == ST_GET_KEYS && c->pending < OUT_HIGH_WATER ? true : flush(c);
+    bool done = c->state == ST_GET_KEYS && c->out.pending < OUT_HIGH_WATER ? true : flush(c);
     if (c->state == ST_CLOSING) {
         set_reading(c, false);
         if (done)
@@ -895,8 +532,8 @@ static void process(struct mp_conn *c)
 static void on_close(uv_handle_t *h)
 {
     struct mp_conn *c = h->data;
-    release_held(c, 0);
-    mp_cache_item_release(c->env->cache, &c->item);
+    mp_out_deinit(&c->out);
+    mp_cache_item_release(c->env->cache, &c->x.update.item);
     pthread_mutex_lock(&c->list->lock);
     if (c->prev)
         c->prev->next = c->next;
@@ -911,16 +548,14 @@ static void on_close(uv_handle_t *h)
     MP_STAT_DEC(c->st, connection_structures);
     mp_log(MP_LOG_CONN, "conn %d: closed", c->fd);
     free(c->rbuf);
-    free(c->obuf);
-    free(c->segs);
     free(c->bufs);
-    free(c->held);
     free(c);
 }
 
 static void close_conn(struct mp_conn *c)
 {
     c->state = ST_CLOSING;
+    c->out.stopped = true; /* nothing more is said */
     if (!uv_is_closing(&c->h.handle))
         uv_close(&c->h.handle, on_close);
 }
@@ -954,20 +589,20 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
                    struct mp_conn_list *list, int fd, bool is_unix)
 {
     struct mp_conn *c = calloc(1, sizeof(*c));
+    bool out_ok = false;
     if (c) {
         c->rbuf = malloc(RBUF_SIZE);
-        c->obuf = malloc(OBUF_SIZE);
-        c->segs = malloc(SEGS_INIT * sizeof(*c->segs));
-        c->bufs = malloc(SEGS_INIT * sizeof(*c->bufs));
+        c->bufs = malloc(BUFS_INIT * sizeof(*c->bufs));
+        out_ok = mp_out_init(&c->out, env->cache) == 0;
     }
     int rc = UV_ENOMEM;
-    if (c && c->rbuf && c->obuf && c->segs && c->bufs)
+    if (c && c->rbuf && c->bufs && out_ok)
         rc = is_unix ? uv_pipe_init(loop, &c->h.pipe, 0) : uv_tcp_init(loop, &c->h.tcp);
     if (rc != 0) {
         if (c) {
+            if (out_ok)
+                mp_out_deinit(&c->out);
             free(c->rbuf);
-            free(c->obuf);
-            free(c->segs);
             free(c->bufs);
             free(c);
         }
@@ -976,13 +611,23 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
         return rc;
     }
     c->h.handle.data = c;
-    c->ocap = OBUF_SIZE;
-    c->segcap = SEGS_INIT;
+    c->bufcap = BUFS_INIT;
     c->env = env;
     c->st = st;
     c->fd = fd;
     c->list = list;
-    atomic_store_explicit(&c->last_active, now(c), memory_order_relaxed);
+    c->speaks = env->cfg->protocol == MP_PROTOCOL_BINARY  ? SPEAKS_BINARY
+                : env->cfg->protocol == MP_PROTOCOL_ASCII ? SPEAKS_TEXT
+                                                          : SPEAKS_UNKNOWN;
+    c->x = (struct mp_exec){.cache = env->cache,
+                            .clock = env->clock,
+                            .cfg = env->cfg,
+                            .stats = env->stats,
+                            .st = st,
+                            .out = &c->out,
+                            .conns = report_conns,
+                            .owner = c};
+    atomic_store_explicit(&c->last_active, mp_exec_now(&c->x), memory_order_relaxed);
     peer_name(c, fd, is_unix);
     pthread_mutex_lock(&list->lock);
     c->next = list->head;

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "magpie/bproto.h"
+
 #define TIMEOUT_MS 2000
 
 static long elapsed_ms(const struct timespec *start)
@@ -69,7 +71,7 @@ static int connect_to(const char *host, const char *port, const struct timespec 
     return fd;
 }
 
-int mp_health_probe(const char *target, const char *default_host, int default_port)
+int mp_health_probe(const char *target, const char *default_host, int default_port, bool binary)
 {
     char host[256], port[16];
     snprintf(host, sizeof(host), "%s", default_host);
@@ -94,11 +96,15 @@ int mp_health_probe(const char *target, const char *default_host, int default_po
                 host[0] == '/' ? "" : port);
         return 1;
     }
-    static const char req[] = "version\r\n";
+    /* The text `version`, or with -B binary the binary VERSION request (magic 0x80, opcode 0x0b). */
+    static const char text_req[] = "version\r\n";
+    static const char bin_req[MP_BPROTO_HDR] = {(char)MP_BPROTO_REQ, MP_BOP_VERSION};
+    const char *req = binary ? bin_req : text_req;
+    size_t nreq = binary ? sizeof(bin_req) : sizeof(text_req) - 1;
     char buf[128];
     size_t got = 0;
-    int ok = send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof(req) - 1);
-    while (ok && got < sizeof(buf) - 1 && !memchr(buf, '\n', got)) {
+    int ok = send(fd, req, nreq, MSG_NOSIGNAL) == (ssize_t)nreq;
+    while (ok && got < sizeof(buf) - 1 && (binary ? got < MP_BPROTO_HDR : !memchr(buf, '\n', got))) {
         ssize_t n = wait_for(fd, POLLIN, &start) == 0 ? recv(fd, buf + got, sizeof(buf) - 1 - got, 0) : -1;
         if (n <= 0)
             ok = 0;
@@ -106,7 +112,11 @@ int mp_health_probe(const char *target, const char *default_host, int default_po
             got += (size_t)n;
     }
     close(fd);
-    if (ok && got >= 8 && memcmp(buf, "VERSION ", 8) == 0)
+    if (ok && !binary && got >= 8 && memcmp(buf, "VERSION ", 8) == 0)
+        return 0;
+    /* a response (0x81) to VERSION with status 0 */
+    if (ok && binary && got >= MP_BPROTO_HDR && (unsigned char)buf[0] == MP_BPROTO_RES && buf[1] == MP_BOP_VERSION &&
+        buf[6] == 0 && buf[7] == 0)
         return 0;
     fprintf(stderr, "magpie --health: no VERSION reply from %s\n", host);
     return 1;

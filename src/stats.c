@@ -196,7 +196,7 @@ static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn 
     emit(ctx, "num_threads", "%d", cfg->threads);
     emit(ctx, "cas_enabled", "%s", "yes");
     emit(ctx, "tcp_backlog", "%d", cfg->backlog);
-    emit(ctx, "binding_protocol", "%s", "ascii");
+    emit(ctx, "binding_protocol", "%s", mp_config_protocol_name(cfg->protocol));
     emit(ctx, "item_size_max", "%zu", cfg->item_max);
     emit(ctx, "slab_page_size", "%u", src->cache->slabs.page_size);
     emit(ctx, "slab_reassign", "%s", cfg->lru_maintainer ? "yes" : "no");

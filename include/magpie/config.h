@@ -14,7 +14,7 @@
 #include <stdio.h>
 
 #define MP_VERSION "1.0.0"
-/* What `version` and `stats` report: the memcached release whose text protocol Magpie reproduces,
+/* What `version` and `stats` report: the memcached release whose protocols Magpie reproduces,
  * then Magpie's own version. Clients and tools (memcapable among them) read the leading
  * "major.minor.patch" to decide what the server understands. */
 #define MP_PROTO_VERSION "1.6.18-magpie-" MP_VERSION
@@ -25,26 +25,31 @@ enum { MP_EXIT_OK = 0, MP_EXIT_FAILURE = 1, MP_EXIT_USAGE = 64 };
 
 #define MP_LISTEN_MAX 8
 
+/* -B: the protocol connections speak; auto (memcached's default) goes by a connection's first
+ * byte, 0x80 for binary. */
+enum mp_protocol { MP_PROTOCOL_AUTO, MP_PROTOCOL_ASCII, MP_PROTOCOL_BINARY };
+
 struct mp_config {
     int port;                    /* -p, TCP port; 0 turns TCP off */
     char *listen[MP_LISTEN_MAX]; /* -l, comma list of addresses */
     int nlisten;
-    const char *unix_path; /* -s, unix socket path; NULL for none */
-    int unix_mask;         /* -a, permissions of the unix socket (octal) */
-    int threads;           /* -t */
-    int maxconns;          /* -c */
-    size_t mem_limit;      /* -m, bytes */
-    size_t item_max;       /* -I, bytes */
-    double factor;         /* -f */
-    size_t min_chunk;      /* -n, minimum space for key + value + flags */
-    int verbose;           /* -v / -vv */
-    int udp_port;          /* -U: only 0 is accepted */
-    int idle_timeout;      /* -o idle_timeout=N, seconds; 0 = never */
-    int backlog;           /* -b */
-    bool lru_maintainer;   /* background reclaim and rebalance thread */
-    bool automove_off;     /* -o slab_automove=0 */
-    const char *user;      /* -u, drop root privileges to this user */
-    const char *health;    /* --health [HOST:PORT]: probe mode, not a server */
+    const char *unix_path;     /* -s, unix socket path; NULL for none */
+    int unix_mask;             /* -a, permissions of the unix socket (octal) */
+    int threads;               /* -t */
+    int maxconns;              /* -c */
+    size_t mem_limit;          /* -m, bytes */
+    size_t item_max;           /* -I, bytes */
+    double factor;             /* -f */
+    size_t min_chunk;          /* -n, minimum space for key + value + flags */
+    int verbose;               /* -v / -vv */
+    int udp_port;              /* -U: only 0 is accepted */
+    int idle_timeout;          /* -o idle_timeout=N, seconds; 0 = never */
+    int backlog;               /* -b */
+    enum mp_protocol protocol; /* -B */
+    bool lru_maintainer;       /* background reclaim and rebalance thread */
+    bool automove_off;         /* -o slab_automove=0 */
+    const char *user;          /* -u, drop root privileges to this user */
+    const char *health;        /* --health [HOST:PORT]: probe mode, not a server */
     bool show_help;
     bool show_version;
     char listen_buf[256]; /* storage the listen[] pointers refer to */
@@ -56,6 +61,9 @@ void mp_config_defaults(struct mp_config *cfg);
 /* Parse argv into cfg. On error writes a message to err (size errlen) and returns -1;
  * returns 0 on success. */
 int mp_config_parse(struct mp_config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* memcached's name for a protocol setting (`stats settings` binding_protocol). */
+const char *mp_config_protocol_name(enum mp_protocol p);
 
 /* The usage text printed by -h. */
 void mp_config_usage(FILE *out);

@@ -1,13 +1,15 @@
 /*
- * conn: one client connection. Reads bytes, parses commands (proto.h), runs them on the engine
- * (cache.h), gathers the replies and writes them.
+ * conn: one client connection: its buffers, reading, writing and backpressure. Requests are parsed
+ * by the protocol the connection speaks (proto.h for text, bproto.h for binary: -B, or with -B auto
+ * the connection's first byte, 0x80 for binary) and run by the executor (exec.h, through text.h or
+ * binary.h), which writes the replies into the connection's output buffer (out.h).
  *
  * A connection lives on one worker's loop and is touched only by that thread. Its buffers are
- * allocated once and reused: a 16 KiB read buffer (commands are at most 2048 bytes; values are
- * copied, or for large ones read straight into the item, as they arrive) and an output buffer of
- * replies described by a list of segments. Values up to 16 KiB are copied into the output buffer
- * under the stripe lock; larger ones are pinned by a reference and written from where they live,
- * the reference dropped when the write completes.
+ * allocated once and reused: a 16 KiB read buffer (text command lines are at most 2048 bytes and
+ * binary headers, extras and keys at most 529; values are copied, or for large ones read straight
+ * into the item, as they arrive) and the output buffer. Values up to 16 KiB are copied into the
+ * output buffer; larger ones are pinned by a reference and written from where they live, the
+ * reference dropped when the write completes.
  *
  * Every request in a read is answered in order, and the replies of one read go out together with
  * one uv_try_write (a writev). Backpressure: when the pending output reaches 256 KiB the

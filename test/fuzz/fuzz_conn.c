@@ -1,5 +1,6 @@
 /*
- * libFuzzer target: byte streams through a real connection's read path into a real engine.
+ * libFuzzer target: byte streams through a real connection's read path into a real engine, text or
+ * binary (a stream starting with 0x80 is binary, as -B auto has it).
  *
  * One engine (8 MiB) lives for the whole run, as in a server. Each input is split into chunks
  * (the first byte picks the chunk size, so commands and values arrive cut at every boundary), sent

@@ -25,6 +25,7 @@ IO_TIMEOUT = 5.0
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 SENTINEL, SENTINEL_REPLY = b"mn\r\n", b"MN\r\n"
+BINARY_VERSION = b"\x80\x0b" + b"\0" * 22  # the probe of a server started with -B binary
 
 
 class Closed(Exception):
@@ -129,9 +130,11 @@ class Server:
             # A whole round trip, not just a connect: the server has then accepted and counted
             # this probe before any test reads its connection statistics.
             with socket.create_connection((HOST, self.port), timeout=IO_TIMEOUT) as probe:
-                probe.sendall(b"version\r\n")
+                binary = "-B" in self.argv and self.argv[self.argv.index("-B") + 1] == "binary"
+                probe.sendall(BINARY_VERSION if binary else b"version\r\n")
                 reply = b""
-                while not reply.endswith(b"\r\n"):
+                while not (len(reply) >= 24 + int.from_bytes(reply[8:12], "big") if binary
+                           else reply.endswith(b"\r\n")):
                     chunk = probe.recv(256)
                     if not chunk:
                         return False

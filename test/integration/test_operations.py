@@ -112,6 +112,7 @@ def test_bad_flag_value_exits_64_with_a_message(fx):
             (["-t", "0"], b"magpie: -t: threads must be a number from 1 to 256: 0\n"),
             (["-p", "70000"], b"magpie: -p: not a port number: 70000\n"),
             (["-m", "lots"], b"magpie: -m: not a memory size: lots\n"),
+            (["-B", "udp"], b"magpie: -B udp: should be one of auto, binary, or ascii\n"),
             (["-p"], b"magpie: option -p needs a value; see magpie -h\n")]:
         result = run_binary(fx.binary, *args)
         expect(result.returncode, 64, f"exit status of {args}")

@@ -249,7 +249,7 @@ START_TEST(test_settings_report)
     ck_assert_str_eq(stat_of("num_threads"), "2");
     ck_assert_str_eq(stat_of("cas_enabled"), "yes");
     ck_assert_str_eq(stat_of("tcp_backlog"), "1024");
-    ck_assert_str_eq(stat_of("binding_protocol"), "ascii");
+    ck_assert_str_eq(stat_of("binding_protocol"), "auto-negotiate");
     ck_assert_str_eq(stat_of("item_size_max"), "1048576");
     ck_assert_str_eq(stat_of("slab_page_size"), "1048576");
     ck_assert_str_eq(stat_of("slab_reassign"), "yes");

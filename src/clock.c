@@ -16,7 +16,12 @@ void mp_clock_tick(struct mp_clock *clk, time_t wall_now, int64_t mono_now)
         rel = 2;
     if (rel > UINT32_MAX)
         rel = UINT32_MAX;
-    atomic_store_explicit(&clk->epoch, (int64_t)wall_now - rel, memory_order_relaxed);
+    /* The two clocks' whole seconds turn over at different moments, so wall - rel wobbles by one
+     * from tick to tick; only a real step of the wall clock moves the epoch, so `stats time`
+     * counts one a tick. */
+    int64_t epoch = atomic_load_explicit(&clk->epoch, memory_order_relaxed), fresh = (int64_t)wall_now - rel;
+    if (fresh > epoch + 1 || fresh < epoch - 1)
+        atomic_store_explicit(&clk->epoch, fresh, memory_order_relaxed);
     atomic_store_explicit(&clk->now, (uint32_t)rel, memory_order_relaxed);
 }
 

@@ -6,8 +6,9 @@
  * "already expired" in an item's exptime). Elapsed time comes from CLOCK_MONOTONIC, as memcached's
  * does: when the wall clock is stepped (NTP, a VM restored) TTLs and idle timeouts still count
  * real seconds. The wall clock is used only to turn absolute exptimes (over 30 days) into relative
- * ones and for `stats time`: each tick records which Unix time relative second 0 is by the wall
- * clock now (`epoch`), so an absolute exptime means that time on the wall clock as it reads today.
+ * ones and for `stats time`: a tick that finds the wall clock stepped (by two seconds or more)
+ * records which Unix time relative second 0 is by the wall clock now (`epoch`), so an absolute
+ * exptime means that time on the wall clock as it reads today.
  *
  * The acceptor's loop ticks the clock once a second; readers load it relaxed. Every engine
  * function takes `now` as a parameter so unit tests can inject time; mp_clock_setup and

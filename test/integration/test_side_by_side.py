@@ -413,11 +413,12 @@ def test_flush_all_with_a_delay(fx):
 
 
 def server_time(conn):
-    """The server's own clock, in whole seconds (`stats` time: it moves when the server ticks)."""
+    """The server's own relative clock, in whole seconds: `stats` uptime, which moves when the
+    server ticks, and is the clock flush_all and TTLs count on (time follows the wall clock)."""
     for line in conn.request(b"stats\r\n").split(b"\r\n"):
-        if line.startswith(b"STAT time "):
+        if line.startswith(b"STAT uptime "):
             return int(line.split()[2])
-    raise AssertionError("no STAT time")
+    raise AssertionError("no STAT uptime")
 
 
 def flush_boundary(fx, conn, delay):

@@ -45,6 +45,21 @@ START_TEST(test_a_stepped_wall_clock_does_not_move_relative_time)
 }
 END_TEST
 
+/* The two clocks' seconds turn over at different moments: a tick that reads the wall clock a
+ * second "ahead" of the monotonic one is not a step, and `stats time` keeps counting one a tick. */
+START_TEST(test_a_one_second_wobble_between_the_clocks_is_not_a_step)
+{
+    mp_clock_tick(&clk, WALL + 11, MONO + 10);
+    ck_assert_int_eq(mp_clock_wall(&clk, mp_clock_now(&clk)), WALL + 10);
+    mp_clock_tick(&clk, WALL + 11, MONO + 11);
+    ck_assert_int_eq(mp_clock_wall(&clk, mp_clock_now(&clk)), WALL + 11);
+    mp_clock_tick(&clk, WALL + 11, MONO + 12);
+    ck_assert_int_eq(mp_clock_wall(&clk, mp_clock_now(&clk)), WALL + 12);
+    mp_clock_tick(&clk, WALL + 15, MONO + 13); /* two seconds off: a step */
+    ck_assert_int_eq(mp_clock_wall(&clk, mp_clock_now(&clk)), WALL + 15);
+}
+END_TEST
+
 START_TEST(test_tick_to_a_monotonic_reading_before_the_start_stays_at_two)
 {
     mp_clock_tick(&clk, WALL + 50, MONO - 1000);
@@ -130,6 +145,7 @@ static Suite *clock_suite(void)
     tcase_add_test(tc, test_clock_starts_at_relative_two);
     tcase_add_test(tc, test_tick_follows_elapsed_time);
     tcase_add_test(tc, test_a_stepped_wall_clock_does_not_move_relative_time);
+    tcase_add_test(tc, test_a_one_second_wobble_between_the_clocks_is_not_a_step);
     tcase_add_test(tc, test_tick_to_a_monotonic_reading_before_the_start_stays_at_two);
     suite_add_tcase(s, tc);
 

@@ -24,7 +24,7 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 PYTHON  := /usr/bin/python3
 
 BUILD_PKGS := gcc make pkg-config libuv1-dev libxxhash-dev clang-format
-TEST_PKGS  := check memcached libmemcached-tools python3 python3-pymemcache
+TEST_PKGS  := check memcached libmemcached-tools python3 python3-pymemcache prometheus
 FUZZ_PKGS  := clang libclang-rt-14-dev
 
 # Install the Debian packages in $(1) that are missing, saying so; sudo when not root.
@@ -39,11 +39,12 @@ define ensure_pkgs
 	fi
 endef
 
-MODULES := log clock config num item grace slab table lru cache proto meta stats conn worker server health
+MODULES := log clock config num item grace slab table lru cache proto meta latency hotkeys stats prom metrics conn worker \
+           server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto clock slab table cache lru stats
+UNIT_TESTS := num proto clock slab table cache lru stats latency hotkeys prom metrics
 deps_num   := num
 deps_proto := proto num
 deps_clock := clock
@@ -51,7 +52,11 @@ deps_slab  := slab item grace
 deps_table := table slab item grace
 deps_cache := cache lru table slab item grace num clock
 deps_lru   := lru cache table slab item grace num clock
-deps_stats := stats cache lru table slab item grace num clock config log
+deps_stats := stats hotkeys proto cache lru table slab item grace num clock config log
+deps_latency := latency
+deps_hotkeys := hotkeys
+deps_prom  := prom proto num latency
+deps_metrics := metrics prom latency $(deps_stats)
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
 .PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory format format-check \
@@ -180,7 +185,8 @@ bench-memory: all test-deps bench-deps
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
-FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn meta proto num cache lru table slab item grace clock stats config log)
+FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn meta proto num cache lru table slab item grace clock stats \
+                                                            latency hotkeys config log)
 
 build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)

@@ -57,6 +57,8 @@ struct mp_conn {
     uv_write_t wreq;
     const struct mp_conn_env *env;
     struct mp_stats_thread *st;
+    struct mp_latency_batch lat;   /* the commands of this round, for the latency histograms */
+    struct mp_hotkeys_thread *hot; /* the worker's hot keys sketch, or NULL */
     struct mp_conn_list *list;
     struct mp_conn *prev, *next;
     int fd;
@@ -322,6 +324,7 @@ static void unemit_value(void *ctx)
 
 static void get_one(struct mp_conn *c, const char *key, size_t nkey)
 {
+    mp_hotkeys_note(c->hot, key, nkey, false, now(c));
     bool touch = c->get_cmd == MP_CMD_GAT || c->get_cmd == MP_CMD_GATS;
     if (touch) {
         enum mp_result r = mp_cache_touch(c->env->cache, key, nkey, c->get_exptime, now(c), emit_value, c);
@@ -592,7 +595,7 @@ static void run_stats(struct mp_conn *c, const struct mp_request *req)
         out(c, "END\r\n", 5);
         return;
     }
-    struct mp_stats_source src = {c->env->cfg, c->env->cache, c->env->clock, c->env->stats};
+    struct mp_stats_source src = {c->env->cfg, c->env->cache, c->env->clock, c->env->stats, c->env->hotkeys};
     if (mp_stats_report(&src, args, nargs, emit_stat, c) != 0) {
         reply(c, false, "ERROR");
         return;
@@ -616,7 +619,10 @@ static void run_meta(struct mp_conn *c, const struct mp_request *req)
     struct mp_meta_env e = {c->env->cache, c->env->clock, c->st};
     const struct mp_meta_out *o = meta_out(c);
     switch (req->cmd) {
-    case MP_CMD_MG: mp_meta_get(&e, req, o); break;
+    case MP_CMD_MG:
+        mp_hotkeys_note(c->hot, req->key, req->nkey, req->meta.key_binary, now(c));
+        mp_meta_get(&e, req, o);
+        break;
     case MP_CMD_MD: mp_meta_delete(&e, req, o); break;
     case MP_CMD_MA: mp_meta_arith(&e, req, o); break;
     default: mp_meta_debug(&e, req, o); break;
@@ -625,6 +631,7 @@ static void run_meta(struct mp_conn *c, const struct mp_request *req)
 
 static void execute(struct mp_conn *c, struct mp_request *req)
 {
+    mp_latency_note(&c->lat, req->cmd);
     switch (req->cmd) {
     case MP_CMD_GET:
     case MP_CMD_GETS:
@@ -835,6 +842,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     MP_STAT_ADD(c->st, bytes_read, (uint64_t)nread);
+    mp_latency_begin(&c->lat);
     atomic_store_explicit(&c->last_active, now(c), memory_order_relaxed);
     if (buf->base >= c->rbuf && buf->base < c->rbuf + RBUF_SIZE)
         c->rlen += (size_t)nread;
@@ -874,6 +882,7 @@ static void process(struct mp_conn *c)
     /* A get whose line is still arriving keeps its replies (up to the high-water mark): if a key
      * further on is refused, memcached answers that get with the error alone. */
     bool done = c->state == ST_GET_KEYS && c->pending < OUT_HIGH_WATER ? true : flush(c);
+    mp_latency_end(&c->lat); /* the round's replies are with the kernel, or queued for it */
     if (c->state == ST_CLOSING) {
         set_reading(c, false);
         if (done)
@@ -980,6 +989,11 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
     c->segcap = SEGS_INIT;
     c->env = env;
     c->st = st;
+    /* st is the worker's block of env->stats: its index is the worker's in the other per-worker
+     * arrays */
+    unsigned worker = (unsigned)(st - env->stats->threads);
+    mp_latency_batch_init(&c->lat, env->latency ? &env->latency->threads[worker] : NULL);
+    c->hot = mp_hotkeys_thread(env->hotkeys, worker);
     c->fd = fd;
     c->list = list;
     atomic_store_explicit(&c->last_active, now(c), memory_order_relaxed);

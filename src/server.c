@@ -155,6 +155,7 @@ static void on_signal(uv_signal_t *s, int signum)
         uv_poll_stop(&srv->listeners[i].poll);
         uv_close((uv_handle_t *)&srv->listeners[i].poll, NULL);
     }
+    mp_metrics_close(&srv->metrics);
     uv_close((uv_handle_t *)&srv->tick, NULL);
     uv_close((uv_handle_t *)&srv->accept_retry, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
@@ -212,8 +213,18 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         snprintf(err, errlen, "%s", "out of memory");
         return MP_EXIT_FAILURE;
     }
-    srv->env = (struct mp_conn_env){
-        .cache = &srv->cache, .clock = &srv->clock, .cfg = cfg, .stats = &srv->stats, .nconns = &srv->nconns};
+    if ((cfg->metrics && mp_latency_setup(&srv->latency, (unsigned)cfg->threads) != 0) ||
+        (cfg->hotkeys && mp_hotkeys_setup(&srv->hotkeys, (unsigned)cfg->threads, mp_clock_now(&srv->clock)) != 0)) {
+        snprintf(err, errlen, "%s", "out of memory");
+        return MP_EXIT_FAILURE;
+    }
+    srv->env = (struct mp_conn_env){.cache = &srv->cache,
+                                    .clock = &srv->clock,
+                                    .cfg = cfg,
+                                    .stats = &srv->stats,
+                                    .nconns = &srv->nconns,
+                                    .latency = cfg->metrics ? &srv->latency : NULL,
+                                    .hotkeys = cfg->hotkeys ? &srv->hotkeys : NULL};
     for (int i = 0; cfg->port && i < cfg->nlisten; i++)
         if (listen_tcp(srv, cfg->listen[i], err, errlen) != 0)
             return MP_EXIT_FAILURE;
@@ -224,6 +235,15 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         return MP_EXIT_FAILURE;
     }
     srv->loop_ready = true;
+    if (cfg->metrics) {
+        struct mp_metrics_source ms = {
+            .stats = {cfg, &srv->cache, &srv->clock, &srv->stats, srv->env.hotkeys},
+            .latency = &srv->latency,
+            .hotkeys_k = (size_t)cfg->hotkeys_metrics,
+        };
+        if (mp_metrics_setup(&srv->metrics, &srv->loop, cfg->metrics, &ms, err, errlen) != 0)
+            return MP_EXIT_FAILURE;
+    }
     srv->workers = calloc((size_t)cfg->threads, sizeof(*srv->workers));
     srv->lists = calloc((size_t)cfg->threads, sizeof(*srv->lists));
     if (!srv->workers || !srv->lists) {
@@ -291,4 +311,7 @@ void mp_server_teardown(struct mp_server *srv)
     }
     mp_cache_teardown(&srv->cache);
     mp_stats_teardown(&srv->stats);
+    mp_latency_teardown(&srv->latency);
+    if (srv->hotkeys.threads)
+        mp_hotkeys_teardown(&srv->hotkeys);
 }

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "magpie/debug.h"
+
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -72,6 +74,7 @@ int mp_hotkeys_setup(struct mp_hotkeys *hk, unsigned nthreads, uint32_t now)
             return -ENOMEM;
         }
         hk->threads[i]->seed = seed; /* one hash for all workers: their counts merge by it */
+        hk->threads[i]->rng = (seed ^ UINT64_C(0x2545f4914f6cdd1d) * (i + 1)) | 1;
         store32(&hk->threads[i]->window_start, now);
     }
     return 0;
@@ -176,7 +179,7 @@ static void write_slot(struct mp_hotkeys_thread *t, unsigned s, uint64_t hash, c
     memcpy(words, key, nkey);
     uint32_t seq = atomic_load_explicit(&t->seq[s], memory_order_relaxed);
     store32(&t->seq[s], seq + 1);
-    atomic_thread_fence(memory_order_release);
+    mp_fence(memory_order_release);
     store64(&t->hash[s], hash);
     store32(&t->meta[s], (uint32_t)nkey | (binary ? 1u << 8 : 0));
     for (size_t w = 0; w < (nkey + 7) / 8; w++)
@@ -192,7 +195,7 @@ static void write_counts(struct mp_hotkeys_thread *t, unsigned s, uint64_t cur, 
 {
     uint32_t seq = atomic_load_explicit(&t->seq[s], memory_order_relaxed);
     store32(&t->seq[s], seq + 1);
-    atomic_thread_fence(memory_order_release);
+    mp_fence(memory_order_release);
     store64(&t->cur[s], cur);
     store64(&t->prev[s], prev);
     atomic_store_explicit(&t->seq[s], seq + 2, memory_order_release);
@@ -211,6 +214,20 @@ static void turn_window(struct mp_hotkeys_thread *t, uint32_t now)
     for (unsigned i = used / 2; i-- > 0;)
         sift_down(t, i, used);
     store32(&t->window_start, start + windows * MP_HOTKEYS_WINDOW);
+}
+
+/* True with a chance of 1 in n: the top half of a xorshift draw, scaled by n, stays under 2^32
+ * for 2^32 / n of its values. No division. */
+static bool admit(struct mp_hotkeys_thread *t, uint64_t n)
+{
+    uint64_t r = t->rng;
+    r ^= r << 13;
+    r ^= r >> 7;
+    r ^= r << 17;
+    t->rng = r;
+    if (n > UINT32_MAX)
+        n = UINT32_MAX;
+    return (r >> 32) * n < (UINT64_C(1) << 32);
 }
 
 void mp_hotkeys_count(struct mp_hotkeys_thread *t, const char *key, size_t nkey, bool binary, uint32_t now)
@@ -235,8 +252,11 @@ void mp_hotkeys_count(struct mp_hotkeys_thread *t, const char *key, size_t nkey,
         atomic_store_explicit(&t->used, used + 1, memory_order_release);
         return;
     }
-    /* Space-Saving: the least counted key gives its slot, and its count, to the new one. */
+    /* The least counted key gives its slot, and its count, to the new one, with a chance of
+     * one in that count plus one (see hotkeys.h). */
     unsigned s = t->heap[0];
+    if (!admit(t, t->total[s] + 1))
+        return;
     index_remove(t, load64(&t->hash[s]));
     write_slot(t, s, hash, key, nkey, binary, t->total[s] + 1);
     sift_down(t, 0, used);
@@ -254,7 +274,7 @@ static bool read_count(struct mp_hotkeys_thread *t, unsigned s, bool with_prev, 
             continue;
         *hash = load64(&t->hash[s]);
         *count = load64(&t->cur[s]) + (with_prev ? load64(&t->prev[s]) : 0);
-        atomic_thread_fence(memory_order_acquire);
+        mp_fence(memory_order_acquire);
         if (atomic_load_explicit(&t->seq[s], memory_order_relaxed) == seq)
             return true;
     }
@@ -276,7 +296,7 @@ static bool read_key(struct mp_hotkeys_thread *t, unsigned s, uint64_t hash, str
             nkey = MP_KEY_MAX;
         for (size_t w = 0; w < (nkey + 7) / 8; w++)
             words[w] = load64(&t->key[s][w]);
-        atomic_thread_fence(memory_order_acquire);
+        mp_fence(memory_order_acquire);
         if (atomic_load_explicit(&t->seq[s], memory_order_relaxed) != seq)
             continue;
         if (h != hash)

@@ -3,14 +3,19 @@
  * merged on request (`stats hotkeys [K]`, and the metrics endpoint with -o hotkeys_metrics).
  *
  * Each worker counts the keys of its reads (get, gets, gat, gats, mg) in a Space-Saving sketch of
- * MP_HOTKEYS_SLOTS keys (Metwally, Agrawal, El Abbadi, 2005): a key already followed has its
- * count raised; a new key takes the slot of the least counted one and starts from that count
- * plus one. A key's count is never below its true count, and over it by at most the count it
- * inherited; on skewed (Zipf) traffic the most requested keys enter early and stay, so their
- * counts are close to exact. The least counted key is the top of a min-heap over the slots,
- * and keys are found through an open-addressing index of their hashes (XXH3 with a seed drawn
- * from getrandom(), so keys chosen offline cannot crowd the index): a count is a hash, a probe
- * or two and a heap step, with no lock and no allocation.
+ * MP_HOTKEYS_SLOTS keys (Metwally, Agrawal, El Abbadi, 2005) with randomized admission (RAP: Ben
+ * Basat, Einziger, Friedman, Kassner, 2017): a key already followed has its count raised; a new
+ * key takes the slot of the least counted one, and starts from that count plus one, only with a
+ * chance of one in that count plus one. Plain Space-Saving replaces a key on every request for
+ * a key it does not follow, which under churn (many keys each requested rarely: uniform traffic)
+ * is most requests, at over 100 ns each; with admission the least count grows and replacements
+ * become rare, so such a request costs a hash, a probe and a random draw. The counts are
+ * estimates: a key's count is exact from when it entered, plus what it inherited on entering.
+ * On skewed (Zipf) traffic the most requested keys enter early, while counts are small, and
+ * stay, so their counts are close to exact. The least counted key is the top of a min-heap over
+ * the slots, and keys are found through an open-addressing index of their hashes (XXH3 with a
+ * seed drawn from getrandom(), so keys chosen offline cannot crowd the index): a count is a
+ * hash, a probe or two and a heap step, with no lock and no allocation.
  *
  * The window: counts are kept for the current window of MP_HOTKEYS_WINDOW seconds and the one
  * before it, and a report adds the two, so it covers the last one to two windows. The worker
@@ -58,6 +63,7 @@ struct mp_hotkeys_thread {
     _Atomic uint64_t key[MP_HOTKEYS_SLOTS][MP_HOTKEYS_KEY_WORDS];
     /* the owner's alone */
     uint64_t seed;
+    uint64_t rng;                     /* xorshift state, for admissions */
     uint64_t total[MP_HOTKEYS_SLOTS]; /* cur + prev, the heap's order */
     uint16_t heap[MP_HOTKEYS_SLOTS];  /* slots, least total first */
     uint16_t pos[MP_HOTKEYS_SLOTS];   /* a slot's place in heap */

@@ -224,7 +224,9 @@ START_TEST(test_zipf_top_10_are_the_true_top_10_in_order_within_5_percent)
 }
 END_TEST
 
-START_TEST(test_one_workers_counts_are_never_below_the_truth)
+/* Far down the list keys differ by a request or two, so the order may not be the true one there;
+ * the counts still are close. */
+START_TEST(test_zipf_top_100_of_one_worker_are_within_5_percent)
 {
     size_t n;
     uint32_t *s = zipf_stream(&n);
@@ -232,10 +234,15 @@ START_TEST(test_one_workers_counts_are_never_below_the_truth)
     free(s);
     size_t got = mp_hotkeys_top(&hk, T0, top, MP_HOTKEYS_MAX);
     ck_assert_uint_eq(got, MP_HOTKEYS_MAX);
+    unsigned in_true_top = 0;
     for (size_t i = 0; i < got; i++) {
         unsigned id = (unsigned)strtoul(top[i].key + 4, NULL, 10);
-        ck_assert_uint_ge(top[i].count, ZIPF_TOP / id);
+        double truth = ZIPF_TOP / id;
+        ck_assert_msg(top[i].count >= truth * 0.95 && top[i].count <= truth * 1.05, "%s: %llu, true %.0f", top[i].key,
+                      (unsigned long long)top[i].count, truth);
+        in_true_top += id <= MP_HOTKEYS_MAX;
     }
+    ck_assert_uint_ge(in_true_top, 95);
 }
 END_TEST
 
@@ -264,6 +271,46 @@ static void check_structures(const struct mp_hotkeys_thread *t)
     for (unsigned i = 1; i < used; i++)
         ck_assert_uint_ge(t->total[t->heap[i]], t->total[t->heap[(i - 1) / 2]]);
 }
+
+START_TEST(test_uniform_churn_does_not_push_out_a_key_requested_often)
+{
+    char key[32];
+    for (unsigned i = 0; i < 400000; i++) {
+        int len = i % 50 == 0 ? snprintf(key, sizeof(key), "steady") : snprintf(key, sizeof(key), "once:%u", i);
+        mp_hotkeys_count(hk.threads[0], key, (size_t)len, false, T0);
+    }
+    ck_assert_uint_eq(mp_hotkeys_top(&hk, T0, top, 1), 1);
+    ck_assert_str_eq(top[0].key, "steady");
+    ck_assert_uint_eq(top[0].count, 8000); /* in from its first request, never out */
+    check_structures(hk.threads[0]);
+}
+END_TEST
+
+/* Under churn a new key replaces the least counted one only now and then (one chance in that
+ * count plus one), where plain Space-Saving replaces one for every new key. */
+START_TEST(test_under_churn_new_keys_are_admitted_now_and_then)
+{
+    char key[32];
+    struct mp_hotkeys_thread *t = hk.threads[0];
+    for (unsigned i = 0; i < 1000000; i++) {
+        int len = snprintf(key, sizeof(key), "u:%u", next_random() % 100000);
+        mp_hotkeys_count(t, key, (size_t)len, false, T0);
+    }
+    static uint64_t before[MP_HOTKEYS_SLOTS];
+    for (unsigned s = 0; s < MP_HOTKEYS_SLOTS; s++)
+        before[s] = atomic_load(&t->hash[s]);
+    for (unsigned i = 0; i < 10000; i++) {
+        int len = snprintf(key, sizeof(key), "fresh:%u", i);
+        mp_hotkeys_count(t, key, (size_t)len, false, T0);
+    }
+    unsigned changed = 0;
+    for (unsigned s = 0; s < MP_HOTKEYS_SLOTS; s++)
+        changed += atomic_load(&t->hash[s]) != before[s];
+    ck_assert_uint_gt(changed, 0);
+    ck_assert_uint_lt(changed, MP_HOTKEYS_SLOTS / 2);
+    check_structures(t);
+}
+END_TEST
 
 START_TEST(test_heap_and_index_hold_after_heavy_churn_and_window_turns)
 {
@@ -302,7 +349,9 @@ static Suite *hotkeys_suite(void)
     tc = tcase_create("many keys");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_zipf_top_10_are_the_true_top_10_in_order_within_5_percent);
-    tcase_add_test(tc, test_one_workers_counts_are_never_below_the_truth);
+    tcase_add_test(tc, test_zipf_top_100_of_one_worker_are_within_5_percent);
+    tcase_add_test(tc, test_uniform_churn_does_not_push_out_a_key_requested_often);
+    tcase_add_test(tc, test_under_churn_new_keys_are_admitted_now_and_then);
     tcase_add_test(tc, test_heap_and_index_hold_after_heavy_churn_and_window_turns);
     suite_add_tcase(s, tc);
     return s;

@@ -1,6 +1,7 @@
 /* metrics: see include/magpie/metrics.h */
 #include "magpie/metrics.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -412,6 +413,21 @@ int mp_metrics_setup(struct mp_metrics *m, uv_loop_t *loop, const char *hostport
         snprintf(err, errlen, "--metrics: cannot listen on %s: %s", hostport, uv_strerror(rc));
         return -1;
     }
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int bound = 0;
+    if (uv_tcp_getsockname(&m->listener, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+            bound = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+            bound = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        }
+    }
+    snprintf(m->url, sizeof(m->url), ss.ss_family == AF_INET6 ? "http://[%s]:%d/metrics" : "http://%s:%d/metrics", ip,
+             bound);
     return 0;
 }
 

@@ -177,10 +177,12 @@ static void log_startup(const struct mp_server *srv)
     mp_log(MP_LOG_INFO,
            "magpie %s listening on %s; threads %d, memory %zu MiB, max item %zu bytes, max connections %d, "
            "growth factor %.2f, min chunk %zu, %u slab classes, page %u bytes, idle timeout %d s, automove %s, "
-           "verbosity %d",
+           "verbosity %d, hot keys %s, metrics %s%s%s",
            MP_VERSION, where, cfg->threads, cfg->mem_limit >> 20, cfg->item_max, cfg->maxconns, cfg->factor,
            cfg->min_chunk, srv->cache.slabs.nclasses, srv->cache.slabs.page_size, cfg->idle_timeout,
-           cfg->lru_maintainer && !cfg->automove_off ? "on" : "off", cfg->verbose);
+           cfg->lru_maintainer && !cfg->automove_off ? "on" : "off", cfg->verbose, cfg->hotkeys ? "on" : "off",
+           cfg->metrics ? "on " : "off", cfg->metrics ? srv->metrics.url : "",
+           cfg->hotkeys_metrics ? " with hot keys" : "");
 }
 
 static unsigned stripe_bits_for(size_t mem_limit)

@@ -70,6 +70,7 @@ struct mp_metrics {
     struct mp_metrics_conn *head, *tail; /* open connections, oldest first */
     unsigned nconns;
     bool listening, closing;
+    char url[96]; /* "http://ADDR:PORT/metrics" as bound (port 0 gives a free port), for the log */
 };
 
 /* Listen on "HOST:PORT", "[IPV6]:PORT" or ":PORT" (every IPv4 address) on loop. 0, or -1 with a

@@ -12,6 +12,7 @@ memcached has no metrics endpoint and no hot keys: these tests are Magpie's alon
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -32,18 +33,21 @@ def magpie_only(fx):
     return not harness.is_memcached(fx.binary)
 
 
+def metrics_port(srv):
+    """The port --metrics 127.0.0.1:0 was given, from the start-up line."""
+    def found():
+        srv.output.seek(0)
+        return re.search(rb"metrics on http://127\.0\.0\.1:(\d+)/metrics", srv.output.read())
+    match = harness.poll(found, 5.0)
+    if not match:
+        raise AssertionError(f"no metrics address in the start-up line:\n{srv.tail()}")
+    return int(match.group(1))
+
+
 def metrics_server(fx, extra=(), **opts):
-    """A server with --metrics on a free port (retried should another process take the port);
-    returns (server, metrics port)."""
-    last = None
-    for _ in range(3):
-        port = harness.free_port()
-        try:
-            srv = fx.server(extra=["--metrics", f"{harness.HOST}:{port}", *extra], **opts)
-            return srv, port
-        except RuntimeError as exc:
-            last = exc
-    raise last
+    """A server with --metrics on a port the kernel picks; returns (server, metrics port)."""
+    srv = fx.server(extra=["--metrics", f"{harness.HOST}:0", *extra], **opts)
+    return srv, metrics_port(srv)
 
 
 def http(port, request, timeout=harness.IO_TIMEOUT):
@@ -260,10 +264,10 @@ def test_idle_connections_over_the_limit_make_way_for_a_scrape(fx):
 def test_sigterm_with_scrape_connections_open_exits_0_within_a_second(fx):
     if not magpie_only(fx):
         return
-    port = harness.free_port()
     # Not fx.server(): the fixture fails a test whose server exited during it.
-    srv = harness.Server(fx.binary, extra=["--metrics", f"{harness.HOST}:{port}"])
+    srv = harness.Server(fx.binary, extra=["--metrics", f"{harness.HOST}:0"])
     fx.defer(srv.stop)
+    port = metrics_port(srv)
     half = socket.create_connection((harness.HOST, port), timeout=harness.IO_TIMEOUT)
     fx.defer(half.close)
     half.sendall(b"GET /metrics HTTP/1.1\r\n")

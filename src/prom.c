@@ -111,6 +111,8 @@ static int stat_cmp(const void *a, const void *b)
 
 static const char *lookup(struct mp_prom_stats *s, enum mp_prom_report report, const char *name)
 {
+    if (s->n == 0)
+        return NULL;
     if (!s->sorted) {
         qsort(s->v, s->n, sizeof(*s->v), stat_cmp);
         s->sorted = true;

@@ -993,7 +993,7 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
      * arrays */
     unsigned worker = (unsigned)(st - env->stats->threads);
     mp_latency_batch_init(&c->lat, env->latency ? &env->latency->threads[worker] : NULL);
-    c->hot = mp_hotkeys_thread(env->hotkeys, worker);
+    c->hot = mp_hotkeys_worker(env->hotkeys, worker);
     c->fd = fd;
     c->list = list;
     atomic_store_explicit(&c->last_active, now(c), memory_order_relaxed);

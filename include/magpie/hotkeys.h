@@ -91,7 +91,8 @@ struct mp_hotkey {
 int mp_hotkeys_setup(struct mp_hotkeys *hk, unsigned nthreads, uint32_t now);
 void mp_hotkeys_teardown(struct mp_hotkeys *hk);
 
-static inline struct mp_hotkeys_thread *mp_hotkeys_thread(struct mp_hotkeys *hk, unsigned i)
+/* Worker i's sketch, or NULL when hot keys are off (hk NULL). */
+static inline struct mp_hotkeys_thread *mp_hotkeys_worker(struct mp_hotkeys *hk, unsigned i)
 {
     return hk ? hk->threads[i] : NULL;
 }

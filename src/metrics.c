@@ -251,11 +251,34 @@ static void on_written(uv_write_t *req, int status)
         close_conn(c);
 }
 
+/* A copy of the page to answer with: the last one rendered if it is recent enough (metrics.h). */
+static int page_for(struct mp_metrics *m, char **out, size_t *len)
+{
+    uint64_t now = uv_now(m->loop);
+    if (!m->page || now - m->page_at >= MP_METRICS_REUSE_MS) {
+        char *page;
+        size_t n;
+        if (mp_metrics_page(&m->src, &page, &n) != 0)
+            return -1;
+        free(m->page);
+        m->page = page;
+        m->page_len = n;
+        m->page_at = now;
+    }
+    char *copy = malloc(m->page_len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, m->page, m->page_len + 1);
+    *out = copy;
+    *len = m->page_len;
+    return 0;
+}
+
 static void respond(struct mp_metrics_conn *c, int status, bool head)
 {
     char *body = NULL;
     size_t nbody = 0;
-    if (status == MP_METRICS_OK && mp_metrics_page(&c->m->src, &body, &nbody) != 0)
+    if (status == MP_METRICS_OK && page_for(c->m, &body, &nbody) != 0)
         status = 500;
     if (status != MP_METRICS_OK) {
         char text[64];
@@ -436,6 +459,8 @@ void mp_metrics_close(struct mp_metrics *m)
     if (!m->listening || m->closing)
         return;
     m->closing = true;
+    free(m->page);
+    m->page = NULL;
     uv_close((uv_handle_t *)&m->listener, NULL);
     for (struct mp_metrics_conn *c = m->head; c; c = c->next)
         close_conn(c);

@@ -13,7 +13,10 @@
  * rather than a reset. At most 16 scrape connections are open at once: a 17th replaces the oldest
  * one still sending its request, or is closed at once when none is. Only GET and HEAD of
  * /metrics (a query string is ignored) are served; another path is 404, another method 405, a
- * malformed request 400, another HTTP version 505. Every answer says "Connection: close".
+ * malformed request 400, another HTTP version 505. Every answer says "Connection: close". A page
+ * rendered less than 100 ms before is served again rather than rendered anew, so clients that
+ * scrape as fast as they can cost the acceptor's loop (which also accepts the cache's
+ * connections and ticks its clock) a copy each, and at most ten renders a second.
  *
  * The HTTP reading is a pure function, mp_metrics_parse_request, tested on its own.
  */
@@ -33,6 +36,7 @@
 #define MP_METRICS_REQUEST_MS 5000
 #define MP_METRICS_WRITE_MS 10000
 #define MP_METRICS_LINGER_MS 2000
+#define MP_METRICS_REUSE_MS 100
 
 /* What a request head asks: MP_METRICS_NEED_MORE until the blank line ending it has arrived,
  * then the status to answer with. */
@@ -71,6 +75,9 @@ struct mp_metrics {
     unsigned nconns;
     bool listening, closing;
     char url[96]; /* "http://ADDR:PORT/metrics" as bound (port 0 gives a free port), for the log */
+    char *page;   /* the last page rendered, and when (the loop's time) */
+    size_t page_len;
+    uint64_t page_at;
 };
 
 /* Listen on "HOST:PORT", "[IPV6]:PORT" or ":PORT" (every IPv4 address) on loop. 0, or -1 with a

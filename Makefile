@@ -27,7 +27,7 @@ BUILD_PKGS := gcc make pkg-config libuv1-dev libxxhash-dev clang-format
 # The binary-protocol clients the tests compare (test_clients.py): pylibmc, Dalli, php-memcached, and
 # memjs from npm (NPM_TEST, under build/npm); npm itself comes with nodejs, or Debian's npm package.
 TEST_PKGS  := check memcached libmemcached-tools python3 python3-pymemcache python3-pylibmc ruby ruby-dalli \
-              php-cli php-memcached nodejs $(if $(shell command -v npm),,npm)
+              php-cli php-memcached nodejs prometheus $(if $(shell command -v npm),,npm)
 NPM_TEST   := memjs@1.3.2
 FUZZ_PKGS  := clang libclang-rt-14-dev
 
@@ -43,12 +43,13 @@ define ensure_pkgs
 	fi
 endef
 
-MODULES := log clock config num item grace slab table lru cache proto bproto meta stats out exec text binary conn worker \
+MODULES := log clock config num item grace slab table lru cache proto bproto meta latency hotkeys stats out exec \
+           text binary prom metrics conn worker \
            server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto bproto clock slab table cache lru stats
+UNIT_TESTS := num proto bproto clock slab table cache lru stats latency hotkeys prom metrics
 deps_num   := num
 deps_proto := proto num
 deps_bproto := bproto
@@ -57,7 +58,11 @@ deps_slab  := slab item grace
 deps_table := table slab item grace
 deps_cache := cache lru table slab item grace num clock
 deps_lru   := lru cache table slab item grace num clock
-deps_stats := stats cache lru table slab item grace num clock config log
+deps_stats := stats hotkeys proto cache lru table slab item grace num clock config log
+deps_latency := latency
+deps_hotkeys := hotkeys
+deps_prom  := prom proto num latency
+deps_metrics := metrics prom latency $(deps_stats)
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
 .PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory format format-check \
@@ -190,7 +195,7 @@ FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -f
 FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
 FUZZ_BPROTO_SRC := test/fuzz/fuzz_bproto.c src/bproto.c
 FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn out exec text binary meta proto bproto num cache lru table slab \
-                   item grace clock stats config log)
+                   item grace clock stats latency hotkeys config log)
 
 build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)

@@ -108,14 +108,15 @@ def machine_busy(seconds=1.0):
 class Server:
     """One server process on a free port; a context manager that always stops it.
 
-    Flags are memcached's: -p -l -t -m -c -U 0, and -I when item_max is given.
+    Flags are memcached's: -p -l -t -m -c -U 0, and -I when item_max is given;
+    `extra` flags follow them.
     memcached refuses to run as root without `-u root`, so that flag is added
     only when we are root and the binary's name starts with "memcached" (Magpie
     is not expected to take -u).
     """
 
     def __init__(self, name, path, threads=2, memory_mib=64, max_conns=1024,
-                 item_max=None, start_timeout=10.0):
+                 item_max=None, start_timeout=10.0, extra=()):
         self.name = name
         self.path = path
         self.port = free_port()
@@ -123,6 +124,7 @@ class Server:
                      "-m", str(memory_mib), "-c", str(max_conns), "-U", "0"]
         if item_max:
             self.argv += ["-I", str(item_max)]
+        self.argv += list(extra)  # flags of one server only (Magpie's --metrics, say)
         if os.geteuid() == 0 and os.path.basename(path).startswith("memcached"):
             self.argv += ["-u", "root"]
         self.start_timeout = start_timeout

@@ -201,3 +201,28 @@ const char *mp_bproto_status_str(uint16_t status)
     default: return "";
     }
 }
+
+enum mp_cmd mp_bproto_text_cmd(uint8_t cmd)
+{
+    switch (cmd) {
+    case MP_BOP_GET:
+    case MP_BOP_GETK: return MP_CMD_GET;
+    case MP_BOP_SET: return MP_CMD_SET;
+    case MP_BOP_ADD: return MP_CMD_ADD;
+    case MP_BOP_REPLACE: return MP_CMD_REPLACE;
+    case MP_BOP_APPEND: return MP_CMD_APPEND;
+    case MP_BOP_PREPEND: return MP_CMD_PREPEND;
+    case MP_BOP_DELETE: return MP_CMD_DELETE;
+    case MP_BOP_INCREMENT: return MP_CMD_INCR;
+    case MP_BOP_DECREMENT: return MP_CMD_DECR;
+    case MP_BOP_QUIT: return MP_CMD_QUIT;
+    case MP_BOP_FLUSH: return MP_CMD_FLUSH_ALL;
+    case MP_BOP_NOOP: return MP_CMD_MN;
+    case MP_BOP_VERSION: return MP_CMD_VERSION;
+    case MP_BOP_STAT: return MP_CMD_STATS;
+    case MP_BOP_TOUCH: return MP_CMD_TOUCH;
+    case MP_BOP_GAT:
+    case MP_BOP_GATK: return MP_CMD_GAT;
+    default: return MP_CMD_ERROR;
+    }
+}

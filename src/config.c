@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "magpie/hotkeys.h"
+
 #define KIB ((size_t)1024)
 #define MIB (KIB * KIB)
 
@@ -29,6 +31,7 @@ void mp_config_defaults(struct mp_config *cfg)
     cfg->min_chunk = 32;
     cfg->backlog = 1024;
     cfg->lru_maintainer = true;
+    cfg->hotkeys = true;
 }
 
 const char *mp_config_protocol_name(enum mp_protocol p)
@@ -57,8 +60,11 @@ void mp_config_usage(FILE *out)
                  "  -U, --udp-port=NUM        UDP port; only 0 (off) is supported\n"
                  "  -u, --user=NAME           drop root privileges to this user\n"
                  "  -o, --extended=OPTS       comma list: idle_timeout=SECONDS, slab_reassign,\n"
-                 "                            slab_automove=0|1, lru_maintainer, no_lru_maintainer\n"
+                 "                            slab_automove=0|1, lru_maintainer, no_lru_maintainer,\n"
+                 "                            no_hotkeys, hotkeys_metrics[=K]\n"
                  "  -v, --verbose             log connection events; -vv also every command\n"
+                 "      --metrics=HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics\n"
+                 "                            (:PORT: every IPv4 address; default off)\n"
                  "      --health [TARGET]     probe a running server with `version`; exit 0 if it answers.\n"
                  "                            TARGET: HOST:PORT, HOST, :PORT or a unix socket path\n"
                  "                            (default: the -l address and -p port)\n"
@@ -153,6 +159,14 @@ static int parse_extended(struct mp_config *cfg, const char *arg, char *err, siz
             cfg->lru_maintainer = true;
         } else if (strcmp(opt, "no_lru_maintainer") == 0 || strcmp(opt, "no_lru_crawler") == 0) {
             cfg->lru_maintainer = false;
+        } else if (strcmp(opt, "no_hotkeys") == 0) {
+            cfg->hotkeys = false;
+        } else if (strcmp(opt, "hotkeys_metrics") == 0) {
+            if (!val)
+                n = MP_HOTKEYS_DEFAULT;
+            else if (!parse_long(val, 1, MP_HOTKEYS_MAX, &n))
+                return fail(err, errlen, "-o hotkeys_metrics takes a number of keys from 1 to 100: %s", arg);
+            cfg->hotkeys_metrics = (int)n;
         } else {
             return fail(err, errlen, "Illegal suboption \"%s\"", opt);
         }
@@ -160,7 +174,7 @@ static int parse_extended(struct mp_config *cfg, const char *arg, char *err, siz
     return 0;
 }
 
-enum { OPT_HEALTH = 1000 };
+enum { OPT_HEALTH = 1000, OPT_METRICS };
 
 static const struct option long_options[] = {
     {"port", required_argument, NULL, 'p'},
@@ -180,6 +194,7 @@ static const struct option long_options[] = {
     {"extended", required_argument, NULL, 'o'},
     {"verbose", no_argument, NULL, 'v'},
     {"health", optional_argument, NULL, OPT_HEALTH},
+    {"metrics", required_argument, NULL, OPT_METRICS},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -266,6 +281,11 @@ static int parse_one(struct mp_config *cfg, int opt, const char *arg, char *err,
     case 'o': return parse_extended(cfg, arg, err, errlen);
     case 'v': cfg->verbose++; return 0;
     case OPT_HEALTH: cfg->health = arg ? arg : ""; return 0;
+    case OPT_METRICS:
+        if (!strchr(arg, ':'))
+            return fail(err, errlen, "--metrics: not HOST:PORT: %s", arg);
+        cfg->metrics = arg;
+        return 0;
     case 'V': cfg->show_version = true; return 0;
     case 'h': cfg->show_help = true; return 0;
     default: return fail(err, errlen, "%s", "unknown option; see magpie -h");
@@ -298,6 +318,10 @@ int mp_config_parse(struct mp_config *cfg, int argc, char **argv, char *err, siz
         return fail(err, errlen, "unexpected argument: %s; see magpie -h", argv[optind]);
     if (cfg->item_max > cfg->mem_limit / 2)
         return fail(err, errlen, "%s", "Cannot set item size limit higher than 1/2 of memory max.");
+    if (cfg->hotkeys_metrics && !cfg->metrics)
+        return fail(err, errlen, "%s", "-o hotkeys_metrics needs --metrics");
+    if (cfg->hotkeys_metrics && !cfg->hotkeys)
+        return fail(err, errlen, "%s", "-o hotkeys_metrics needs hot keys: drop -o no_hotkeys");
     if (cfg->port == 0 && !cfg->unix_path && !cfg->health && !cfg->show_help && !cfg->show_version)
         return fail(err, errlen, "%s", "nothing to listen on: -p 0 and no -s");
     return 0;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "magpie/binary.h"
+#include "magpie/latency.h"
 #include "magpie/log.h"
 #include "magpie/text.h"
 
@@ -60,6 +61,7 @@ struct mp_conn {
 
     /* requests run here (exec.h); a value being read goes into x.update.item */
     struct mp_exec x;
+    struct mp_latency_batch lat; /* the commands of this round, for the latency histograms */
     uint32_t vfill;
     char crlf[2];
     uint8_t crlf_fill;
@@ -291,6 +293,7 @@ static bool step_text(struct mp_conn *c)
         mp_log(MP_LOG_CMD, "<%d %.*s", c->fd, (int)n, line);
     }
     c->rpos += used;
+    mp_latency_note(&c->lat, req.cmd);
     run_text(c, &req);
     return true;
 }
@@ -308,6 +311,7 @@ static bool step_binary(struct mp_conn *c)
         mp_log(MP_LOG_CMD, "<%d binary 0x%02x %.*s", c->fd, req.opcode, req.error ? 0 : (int)req.nkey,
                req.error ? "" : req.key);
     c->rpos += used;
+    mp_latency_note(&c->lat, mp_bproto_text_cmd(req.cmd));
     next(c, mp_binary_run(&c->x, &req));
     return true;
 }
@@ -469,6 +473,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
+    mp_latency_begin(&c->lat);
     MP_STAT_ADD(c->st, bytes_read, (uint64_t)nread);
     atomic_store_explicit(&c->last_active, mp_exec_now(&c->x), memory_order_relaxed);
     if (buf->base >= c->rbuf && buf->base < c->rbuf + RBUF_SIZE)
@@ -511,6 +516,7 @@ static void process(struct mp_conn *c)
     /* A get whose line is still arriving keeps its replies (up to the high-water mark): if a key
      * further on is refused, memcached answers that get with the error alone. */
     bool done = c->state == ST_GET_KEYS && c->out.pending < OUT_HIGH_WATER ? true : flush(c);
+    mp_latency_end(&c->lat); /* the round's replies are with the kernel, or queued for it */
     if (c->state == ST_CLOSING) {
         set_reading(c, false);
         if (done)
@@ -627,6 +633,12 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
                             .out = &c->out,
                             .conns = report_conns,
                             .owner = c};
+    /* st is the worker's block of env->stats: its index is the worker's in the other per-worker
+     * arrays */
+    unsigned worker = (unsigned)(st - env->stats->threads);
+    mp_latency_batch_init(&c->lat, env->latency ? &env->latency->threads[worker] : NULL);
+    c->x.hotkeys = env->hotkeys;
+    c->x.hot = mp_hotkeys_worker(env->hotkeys, worker);
     atomic_store_explicit(&c->last_active, mp_exec_now(&c->x), memory_order_relaxed);
     peer_name(c, fd, is_unix);
     pthread_mutex_lock(&list->lock);

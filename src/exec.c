@@ -13,6 +13,7 @@ uint32_t mp_exec_now(const struct mp_exec *x)
 enum mp_result mp_exec_get(struct mp_exec *x, const char *key, size_t nkey, const struct mp_cache_reader *rd)
 {
     enum mp_miss miss;
+    mp_hotkeys_note(x->hot, key, nkey, false, mp_exec_now(x));
     enum mp_result r = mp_cache_get(x->cache, key, nkey, mp_exec_now(x), rd, &miss);
     MP_STAT_INC(x->st, cmd_get);
     if (r == MP_OK) {
@@ -35,6 +36,8 @@ uint32_t mp_exec_ttl(const struct mp_exec *x, int64_t client_exptime)
 enum mp_result mp_exec_touch(struct mp_exec *x, const char *key, size_t nkey, uint32_t exptime, mp_cache_hit_fn fn,
                              void *ctx)
 {
+    if (fn) /* a gat is a read */
+        mp_hotkeys_note(x->hot, key, nkey, false, mp_exec_now(x));
     enum mp_result r = mp_cache_touch(x->cache, key, nkey, exptime, mp_exec_now(x), fn, ctx);
     MP_STAT_INC(x->st, cmd_touch);
     if (r == MP_NOT_FOUND)
@@ -193,6 +196,6 @@ void mp_exec_stats_reset(struct mp_exec *x)
 
 int mp_exec_stats(struct mp_exec *x, const char *args, size_t nargs, mp_stats_emit_fn emit, void *ctx)
 {
-    struct mp_stats_source src = {x->cfg, x->cache, x->clock, x->stats};
+    struct mp_stats_source src = {x->cfg, x->cache, x->clock, x->stats, x->hotkeys};
     return mp_stats_report(&src, args, nargs, emit, ctx);
 }

@@ -587,6 +587,39 @@ bool mp_proto_next_key(const char **pos, const char *end, const char **key, size
     return true;
 }
 
+const char *mp_proto_cmd_name(enum mp_cmd cmd)
+{
+    static const char *const names[] = {
+        [MP_CMD_GET] = "get",
+        [MP_CMD_GETS] = "gets",
+        [MP_CMD_GAT] = "gat",
+        [MP_CMD_GATS] = "gats",
+        [MP_CMD_SET] = "set",
+        [MP_CMD_ADD] = "add",
+        [MP_CMD_REPLACE] = "replace",
+        [MP_CMD_APPEND] = "append",
+        [MP_CMD_PREPEND] = "prepend",
+        [MP_CMD_CAS] = "cas",
+        [MP_CMD_DELETE] = "delete",
+        [MP_CMD_INCR] = "incr",
+        [MP_CMD_DECR] = "decr",
+        [MP_CMD_TOUCH] = "touch",
+        [MP_CMD_FLUSH_ALL] = "flush_all",
+        [MP_CMD_VERSION] = "version",
+        [MP_CMD_VERBOSITY] = "verbosity",
+        [MP_CMD_QUIT] = "quit",
+        [MP_CMD_STATS] = "stats",
+        [MP_CMD_MN] = "mn",
+        [MP_CMD_MG] = "mg",
+        [MP_CMD_MS] = "ms",
+        [MP_CMD_MD] = "md",
+        [MP_CMD_MA] = "ma",
+        [MP_CMD_ME] = "me",
+        [MP_CMD_ERROR] = "error",
+    };
+    return (unsigned)cmd < sizeof(names) / sizeof(names[0]) && names[cmd] ? names[cmd] : "error";
+}
+
 const char *mp_proto_result_str(enum mp_result res)
 {
     switch (res) {

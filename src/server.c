@@ -155,6 +155,7 @@ static void on_signal(uv_signal_t *s, int signum)
         uv_poll_stop(&srv->listeners[i].poll);
         uv_close((uv_handle_t *)&srv->listeners[i].poll, NULL);
     }
+    mp_metrics_close(&srv->metrics);
     uv_close((uv_handle_t *)&srv->tick, NULL);
     uv_close((uv_handle_t *)&srv->accept_retry, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
@@ -176,10 +177,12 @@ static void log_startup(const struct mp_server *srv)
     mp_log(MP_LOG_INFO,
            "magpie %s listening on %s; threads %d, memory %zu MiB, max item %zu bytes, max connections %d, "
            "growth factor %.2f, min chunk %zu, %u slab classes, page %u bytes, idle timeout %d s, automove %s, "
-           "verbosity %d",
+           "verbosity %d, hot keys %s, metrics %s%s%s",
            MP_VERSION, where, cfg->threads, cfg->mem_limit >> 20, cfg->item_max, cfg->maxconns, cfg->factor,
            cfg->min_chunk, srv->cache.slabs.nclasses, srv->cache.slabs.page_size, cfg->idle_timeout,
-           cfg->lru_maintainer && !cfg->automove_off ? "on" : "off", cfg->verbose);
+           cfg->lru_maintainer && !cfg->automove_off ? "on" : "off", cfg->verbose, cfg->hotkeys ? "on" : "off",
+           cfg->metrics ? "on " : "off", cfg->metrics ? srv->metrics.url : "",
+           cfg->hotkeys_metrics ? " with hot keys" : "");
 }
 
 static unsigned stripe_bits_for(size_t mem_limit)
@@ -212,8 +215,18 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         snprintf(err, errlen, "%s", "out of memory");
         return MP_EXIT_FAILURE;
     }
-    srv->env = (struct mp_conn_env){
-        .cache = &srv->cache, .clock = &srv->clock, .cfg = cfg, .stats = &srv->stats, .nconns = &srv->nconns};
+    if ((cfg->metrics && mp_latency_setup(&srv->latency, (unsigned)cfg->threads) != 0) ||
+        (cfg->hotkeys && mp_hotkeys_setup(&srv->hotkeys, (unsigned)cfg->threads, mp_clock_now(&srv->clock)) != 0)) {
+        snprintf(err, errlen, "%s", "out of memory");
+        return MP_EXIT_FAILURE;
+    }
+    srv->env = (struct mp_conn_env){.cache = &srv->cache,
+                                    .clock = &srv->clock,
+                                    .cfg = cfg,
+                                    .stats = &srv->stats,
+                                    .nconns = &srv->nconns,
+                                    .latency = cfg->metrics ? &srv->latency : NULL,
+                                    .hotkeys = cfg->hotkeys ? &srv->hotkeys : NULL};
     for (int i = 0; cfg->port && i < cfg->nlisten; i++)
         if (listen_tcp(srv, cfg->listen[i], err, errlen) != 0)
             return MP_EXIT_FAILURE;
@@ -224,6 +237,15 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         return MP_EXIT_FAILURE;
     }
     srv->loop_ready = true;
+    if (cfg->metrics) {
+        struct mp_metrics_source ms = {
+            .stats = {cfg, &srv->cache, &srv->clock, &srv->stats, srv->env.hotkeys},
+            .latency = &srv->latency,
+            .hotkeys_k = (size_t)cfg->hotkeys_metrics,
+        };
+        if (mp_metrics_setup(&srv->metrics, &srv->loop, cfg->metrics, &ms, err, errlen) != 0)
+            return MP_EXIT_FAILURE;
+    }
     srv->workers = calloc((size_t)cfg->threads, sizeof(*srv->workers));
     srv->lists = calloc((size_t)cfg->threads, sizeof(*srv->lists));
     if (!srv->workers || !srv->lists) {
@@ -291,4 +313,7 @@ void mp_server_teardown(struct mp_server *srv)
     }
     mp_cache_teardown(&srv->cache);
     mp_stats_teardown(&srv->stats);
+    mp_latency_teardown(&srv->latency);
+    if (srv->hotkeys.threads)
+        mp_hotkeys_teardown(&srv->hotkeys);
 }

@@ -10,7 +10,9 @@
 #include "magpie/cache.h"
 #include "magpie/clock.h"
 #include "magpie/config.h"
+#include "magpie/hotkeys.h"
 #include "magpie/log.h"
+#include "magpie/proto.h"
 
 int mp_stats_setup(struct mp_stats *s, unsigned nthreads)
 {
@@ -267,6 +269,48 @@ static bool arg_is(const char *args, size_t nargs, const char *word)
     return nargs >= n && memcmp(args, word, n) == 0 && (nargs == n || args[n] == ' ');
 }
 
+/* "hotkeys" and an optional count in [1, MP_HOTKEYS_MAX]: the count, or 0 when it is not one. */
+static size_t hotkeys_count_arg(const char *args, size_t nargs)
+{
+    size_t i = 7, k = 0; /* past "hotkeys" */
+    while (i < nargs && args[i] == ' ')
+        i++;
+    if (i == nargs)
+        return MP_HOTKEYS_DEFAULT;
+    for (; i < nargs && args[i] >= '0' && args[i] <= '9'; i++) {
+        k = k * 10 + (size_t)(args[i] - '0');
+        if (k > MP_HOTKEYS_MAX)
+            return 0;
+    }
+    while (i < nargs && args[i] == ' ')
+        i++;
+    return i == nargs ? k : 0;
+}
+
+static int report_hotkeys(const struct mp_stats_source *src, const char *args, size_t nargs, mp_stats_emit_fn emit,
+                          void *ctx)
+{
+    size_t k = hotkeys_count_arg(args, nargs);
+    if (k == 0)
+        return -1;
+    if (!src->hotkeys) {
+        emit(ctx, "hotkeys_status", "%s", "disabled");
+        return 0;
+    }
+    struct mp_hotkey top[MP_HOTKEYS_MAX];
+    size_t n = mp_hotkeys_top(src->hotkeys, mp_clock_now(src->clock), top, k);
+    for (size_t i = 0; i < n; i++) {
+        if (top[i].binary) {
+            char b64[((MP_KEY_MAX + 2) / 3) * 4 + 1];
+            b64[mp_proto_base64_encode((const unsigned char *)top[i].key, top[i].nkey, b64)] = '\0';
+            emit(ctx, b64, "%llu b", (unsigned long long)top[i].count);
+        } else {
+            emit(ctx, top[i].key, "%llu", (unsigned long long)top[i].count);
+        }
+    }
+    return 0;
+}
+
 int mp_stats_report(const struct mp_stats_source *src, const char *args, size_t nargs, mp_stats_emit_fn emit, void *ctx)
 {
     if (nargs == 0)
@@ -279,6 +323,8 @@ int mp_stats_report(const struct mp_stats_source *src, const char *args, size_t 
         report_items(src, emit, ctx);
     else if (arg_is(args, nargs, "sizes"))
         emit(ctx, "sizes_status", "%s", "disabled");
+    else if (arg_is(args, nargs, "hotkeys"))
+        return report_hotkeys(src, args, nargs, emit, ctx);
     else
         return -1;
     return 0;

@@ -207,7 +207,10 @@ static void run_meta(struct mp_exec *x, const struct mp_request *req)
     struct mp_meta_env e = {x->cache, x->clock, x->st};
     const struct mp_meta_out *o = meta_out(x);
     switch (req->cmd) {
-    case MP_CMD_MG: mp_meta_get(&e, req, o); break;
+    case MP_CMD_MG:
+        mp_hotkeys_note(x->hot, req->key, req->nkey, req->meta.key_binary, mp_exec_now(x));
+        mp_meta_get(&e, req, o);
+        break;
     case MP_CMD_MD: mp_meta_delete(&e, req, o); break;
     case MP_CMD_MA: mp_meta_arith(&e, req, o); break;
     default: mp_meta_debug(&e, req, o); break;

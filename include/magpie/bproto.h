@@ -104,6 +104,10 @@ struct mp_brequest {
     uint32_t swallow;
 };
 
+/* The text command a (folded) opcode does the work of, so both protocols are counted by command
+ * alike (latency.h); MP_CMD_ERROR for opcodes without one (SASL, unknown). */
+enum mp_cmd mp_bproto_text_cmd(uint8_t cmd);
+
 /* Parse one request from buf[0, len): NEED_MORE, OK (*req, *consumed bytes of header, extras and
  * key), or CLOSE (not a request: close without a reply). */
 enum mp_parse_status mp_bproto_parse(const char *buf, size_t len, struct mp_brequest *req, size_t *consumed);

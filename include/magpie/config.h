@@ -50,6 +50,9 @@ struct mp_config {
     bool automove_off;         /* -o slab_automove=0 */
     const char *user;          /* -u, drop root privileges to this user */
     const char *health;        /* --health [HOST:PORT]: probe mode, not a server */
+    const char *metrics;       /* --metrics HOST:PORT: the Prometheus endpoint; NULL for none */
+    bool hotkeys;              /* count hot keys (on; -o no_hotkeys turns it off) */
+    int hotkeys_metrics;       /* -o hotkeys_metrics[=K]: hot keys on the metrics page; 0 for none */
     bool show_help;
     bool show_version;
     char listen_buf[256]; /* storage the listen[] pointers refer to */

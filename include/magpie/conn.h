@@ -27,6 +27,8 @@
 #include "magpie/cache.h"
 #include "magpie/clock.h"
 #include "magpie/config.h"
+#include "magpie/hotkeys.h"
+#include "magpie/latency.h"
 #include "magpie/proto.h"
 #include "magpie/stats.h"
 
@@ -47,6 +49,9 @@ struct mp_conn_env {
     _Atomic int *nconns;         /* open connections, for -c; decremented when one closes */
     struct mp_conn_list **lists; /* every worker's list, for `stats conns` */
     unsigned nlists;
+    /* Per-worker blocks, indexed like stats->threads; NULL when off. */
+    struct mp_latency *latency; /* --metrics: latency histograms */
+    struct mp_hotkeys *hotkeys; /* hot keys, unless -o no_hotkeys */
 };
 
 struct mp_conn;

@@ -23,6 +23,7 @@
 #include "magpie/cache.h"
 #include "magpie/clock.h"
 #include "magpie/config.h"
+#include "magpie/hotkeys.h"
 #include "magpie/meta.h"
 #include "magpie/out.h"
 #include "magpie/proto.h"
@@ -58,7 +59,9 @@ struct mp_exec {
     const struct mp_clock *clock;
     const struct mp_config *cfg;
     struct mp_stats *stats;
-    struct mp_stats_thread *st; /* this thread's counters */
+    struct mp_stats_thread *st;    /* this thread's counters */
+    struct mp_hotkeys *hotkeys;    /* every worker's sketches, for `stats hotkeys`; NULL when off */
+    struct mp_hotkeys_thread *hot; /* this worker's, where gets note their keys; NULL when off */
     struct mp_out *out;
     mp_exec_conns_fn conns;
     void *owner; /* the connection, for `conns` */

@@ -117,6 +117,9 @@ enum mp_parse_status mp_proto_parse_keys(const char *buf, size_t len, struct mp_
 /* Iterate over a key list: the next key, or false at its end. */
 bool mp_proto_next_key(const char **pos, const char *end, const char **key, size_t *nkey);
 
+/* The command's name as a client spells it ("get", "flush_all", "mg"); "error" for MP_CMD_ERROR. */
+const char *mp_proto_cmd_name(enum mp_cmd cmd);
+
 /* memcached's reply for an engine result, without "\r\n". */
 const char *mp_proto_result_str(enum mp_result res);
 

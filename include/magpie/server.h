@@ -8,6 +8,8 @@
  * few connections (memcached and Pelikan make the same choice). Beyond -c open connections a new
  * one gets memcached's "ERROR Too many open connections" and is closed.
  *
+ * With --metrics the acceptor's loop also serves the Prometheus endpoint (metrics.h).
+ *
  * SIGINT and SIGTERM stop accepting, ask the workers to write what they have computed and close,
  * and end the process with status 0 within a second.
  */
@@ -21,6 +23,9 @@
 #include "magpie/clock.h"
 #include "magpie/config.h"
 #include "magpie/conn.h"
+#include "magpie/hotkeys.h"
+#include "magpie/latency.h"
+#include "magpie/metrics.h"
 #include "magpie/stats.h"
 #include "magpie/worker.h"
 
@@ -35,7 +40,10 @@ struct mp_server {
     const struct mp_config *cfg;
     struct mp_cache cache;
     struct mp_clock clock;
-    struct mp_stats stats; /* blocks 0..threads-1 for the workers, the last for the acceptor */
+    struct mp_stats stats;     /* blocks 0..threads-1 for the workers, the last for the acceptor */
+    struct mp_latency latency; /* one block per worker, with --metrics */
+    struct mp_hotkeys hotkeys; /* one sketch per worker, unless -o no_hotkeys */
+    struct mp_metrics metrics; /* the --metrics endpoint, on `loop` */
     struct mp_conn_env env;
     _Atomic int nconns;
     uv_loop_t loop;

@@ -20,6 +20,7 @@
 struct mp_cache;
 struct mp_clock;
 struct mp_config;
+struct mp_hotkeys;
 
 #define MP_STATS_COUNTERS(X)                                                                                           \
     X(curr_connections)                                                                                                \
@@ -96,15 +97,21 @@ struct mp_stats_source {
     struct mp_cache *cache;
     const struct mp_clock *clock;
     struct mp_stats *stats;
+    struct mp_hotkeys *hotkeys; /* NULL when hot keys are off */
 };
 
 /* Where report lines go: called once per "STAT name value" line. */
 typedef void (*mp_stats_emit_fn)(void *ctx, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* The report for `stats [args]` (general, settings, items, slabs, sizes): emits its lines and
- * returns 0, or returns -1 for an argument it does not know (the caller answers "ERROR").
- * "reset" is not a report: see mp_stats_reset. */
+/* The report for `stats [args]` (general, settings, items, slabs, sizes, hotkeys [K]): emits its
+ * lines and returns 0, or returns -1 for an argument it does not know (the caller answers
+ * "ERROR"). "reset" is not a report: see mp_stats_reset.
+ *
+ * `stats hotkeys [K]` (hotkeys.h): the K most requested keys (default 10, at most 100) as
+ * "STAT <key> <requests>", most requested first. A binary key (meta's b flag) is shown in
+ * base64 with " b" after its count, as meta commands spell such keys. With hot keys off, the one
+ * line "STAT hotkeys_status disabled". */
 int mp_stats_report(const struct mp_stats_source *src, const char *args, size_t nargs, mp_stats_emit_fn emit,
                     void *ctx);
 

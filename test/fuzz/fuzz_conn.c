@@ -23,6 +23,8 @@ static struct mp_config cfg;
 static struct mp_cache cache;
 static struct mp_clock clk;
 static struct mp_stats stats;
+static struct mp_latency latency;
+static struct mp_hotkeys hotkeys;
 static struct mp_conn_env env;
 static struct mp_conn_list list;
 static struct mp_conn_list *lists[1] = {&list};
@@ -43,9 +45,19 @@ static void setup(void)
     if (mp_cache_setup(&cache, &cc, err, sizeof(err)) != 0 || mp_stats_setup(&stats, 1) != 0)
         abort();
     mp_clock_setup_now(&clk);
+    /* the observability hooks too: latency batches, hot keys, `stats hotkeys` */
+    if (mp_latency_setup(&latency, 1) != 0 || mp_hotkeys_setup(&hotkeys, 1, mp_clock_now(&clk)) != 0)
+        abort();
     mp_conn_list_init(&list);
-    env = (struct mp_conn_env){
-        .cache = &cache, .clock = &clk, .cfg = &cfg, .stats = &stats, .nconns = &nconns, .lists = lists, .nlists = 1};
+    env = (struct mp_conn_env){.cache = &cache,
+                               .clock = &clk,
+                               .cfg = &cfg,
+                               .stats = &stats,
+                               .nconns = &nconns,
+                               .lists = lists,
+                               .nlists = 1,
+                               .latency = &latency,
+                               .hotkeys = &hotkeys};
     uv_loop_init(&loop);
     mp_log_set_level(MP_LOG_ERROR);
 }

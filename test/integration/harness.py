@@ -266,6 +266,10 @@ class Fixture:
         self._closers.append(c.close)
         return c
 
+    def defer(self, close):
+        """Call close() when the test ends, before the servers stop (helper processes, files)."""
+        self._closers.append(close)
+
     def teardown(self):
         """Close everything and start stopping the servers; return a list of problems (servers
         that died during the test)."""

@@ -10,6 +10,7 @@
 #include "magpie/cache.h"
 #include "magpie/clock.h"
 #include "magpie/config.h"
+#include "magpie/hotkeys.h"
 #include "magpie/stats.h"
 
 #define WALL ((time_t)1700000000)
@@ -356,6 +357,70 @@ START_TEST(test_unknown_argument_returns_minus_one_and_emits_nothing)
 }
 END_TEST
 
+/* ---- stats hotkeys ----------------------------------------------------------------------------- */
+
+START_TEST(test_hotkeys_report_lists_keys_most_requested_first)
+{
+    struct mp_hotkeys hk;
+    ck_assert_int_eq(mp_hotkeys_setup(&hk, 2, mp_clock_now(&clk)), 0);
+    src.hotkeys = &hk;
+    uint32_t now = mp_clock_now(&clk);
+    for (int i = 0; i < 12; i++)
+        mp_hotkeys_count(hk.threads[i % 2], "user:1", 6, false, now);
+    for (int i = 0; i < 7; i++)
+        mp_hotkeys_count(hk.threads[1], "user:2", 6, false, now);
+    mp_hotkeys_count(hk.threads[0], "\x00\r\n x", 5, true, now); /* meta's b flag */
+    ck_assert_int_eq(report("hotkeys"), 0);
+    ck_assert_uint_eq(nlines, 3);
+    ck_assert_str_eq(lines[0].name, "user:1");
+    ck_assert_str_eq(lines[0].value, "12");
+    ck_assert_str_eq(lines[1].name, "user:2");
+    ck_assert_str_eq(lines[1].value, "7");
+    ck_assert_str_eq(lines[2].name, "AA0KIHg="); /* base64, as the client sent it */
+    ck_assert_str_eq(lines[2].value, "1 b");
+    ck_assert_int_eq(report("hotkeys 1"), 0);
+    ck_assert_uint_eq(nlines, 1);
+    ck_assert_str_eq(lines[0].name, "user:1");
+    ck_assert_int_eq(report("hotkeys   2  "), 0);
+    ck_assert_uint_eq(nlines, 2);
+    ck_assert_int_eq(report("hotkeys 100"), 0);
+    ck_assert_uint_eq(nlines, 3);
+    mp_hotkeys_teardown(&hk);
+}
+END_TEST
+
+START_TEST(test_hotkeys_count_must_be_1_to_100)
+{
+    struct mp_hotkeys hk;
+    ck_assert_int_eq(mp_hotkeys_setup(&hk, 1, mp_clock_now(&clk)), 0);
+    src.hotkeys = &hk;
+    static const char *const bad[] = {"hotkeys 0",
+                                      "hotkeys 101",
+                                      "hotkeys x",
+                                      "hotkeys 5x",
+                                      "hotkeys 5 6",
+                                      "hotkeys -1",
+                                      "hotkeys 99999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(report(bad[i]) == -1, "%s accepted", bad[i]);
+        ck_assert_uint_eq(nlines, 0);
+    }
+    ck_assert_int_eq(report("hotkeysx"), -1);
+    ck_assert_int_eq(report("hotkeys 100"), 0);
+    mp_hotkeys_teardown(&hk);
+}
+END_TEST
+
+START_TEST(test_hotkeys_report_says_disabled_when_off)
+{
+    src.hotkeys = NULL;
+    ck_assert_int_eq(report("hotkeys"), 0);
+    ck_assert_uint_eq(nlines, 1);
+    ck_assert_str_eq(stat_of("hotkeys_status"), "disabled");
+    ck_assert_int_eq(report("hotkeys 0"), -1);
+}
+END_TEST
+
 static Suite *stats_suite(void)
 {
     Suite *s = suite_create("stats");
@@ -376,6 +441,9 @@ static Suite *stats_suite(void)
     tcase_add_test(tc, test_items_report_lists_the_classes_in_use);
     tcase_add_test(tc, test_sizes_report_says_disabled);
     tcase_add_test(tc, test_unknown_argument_returns_minus_one_and_emits_nothing);
+    tcase_add_test(tc, test_hotkeys_report_lists_keys_most_requested_first);
+    tcase_add_test(tc, test_hotkeys_count_must_be_1_to_100);
+    tcase_add_test(tc, test_hotkeys_report_says_disabled_when_off);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -29,6 +29,8 @@ void mp_config_defaults(struct mp_config *cfg)
     cfg->min_chunk = 32;
     cfg->backlog = 1024;
     cfg->lru_maintainer = true;
+    cfg->slab_automove = 1;
+    cfg->lru_crawler = true;
 }
 
 const char *mp_config_protocol_name(enum mp_protocol p)
@@ -57,7 +59,9 @@ void mp_config_usage(FILE *out)
                  "  -U, --udp-port=NUM        UDP port; only 0 (off) is supported\n"
                  "  -u, --user=NAME           drop root privileges to this user\n"
                  "  -o, --extended=OPTS       comma list: idle_timeout=SECONDS, slab_reassign,\n"
-                 "                            slab_automove=0|1, lru_maintainer, no_lru_maintainer\n"
+                 "                            slab_automove=0|1|2, lru_maintainer, no_lru_maintainer,\n"
+                 "                            lru_crawler, no_lru_crawler\n"
+                 "  -A, --enable-shutdown     let the `shutdown` command stop the server\n"
                  "  -v, --verbose             log connection events; -vv also every command\n"
                  "      --health [TARGET]     probe a running server with `version`; exit 0 if it answers.\n"
                  "                            TARGET: HOST:PORT, HOST, :PORT or a unix socket path\n"
@@ -147,12 +151,16 @@ static int parse_extended(struct mp_config *cfg, const char *arg, char *err, siz
             if (!val || !parse_long(val, 0, 2, &n))
                 return fail(err, errlen, "-o slab_automove takes 0, 1 or 2: %s", arg);
             cfg->lru_maintainer = cfg->lru_maintainer || n > 0;
-            cfg->automove_off = n == 0;
-        } else if (strcmp(opt, "slab_reassign") == 0 || strcmp(opt, "lru_maintainer") == 0 ||
-                   strcmp(opt, "lru_crawler") == 0) {
+            cfg->slab_automove = (int)n;
+        } else if (strcmp(opt, "slab_reassign") == 0 || strcmp(opt, "lru_maintainer") == 0) {
             cfg->lru_maintainer = true;
-        } else if (strcmp(opt, "no_lru_maintainer") == 0 || strcmp(opt, "no_lru_crawler") == 0) {
+        } else if (strcmp(opt, "lru_crawler") == 0) {
+            cfg->lru_maintainer = true;
+            cfg->lru_crawler = true;
+        } else if (strcmp(opt, "no_lru_maintainer") == 0) {
             cfg->lru_maintainer = false;
+        } else if (strcmp(opt, "no_lru_crawler") == 0) {
+            cfg->lru_crawler = false;
         } else {
             return fail(err, errlen, "Illegal suboption \"%s\"", opt);
         }
@@ -179,6 +187,7 @@ static const struct option long_options[] = {
     {"user", required_argument, NULL, 'u'},
     {"extended", required_argument, NULL, 'o'},
     {"verbose", no_argument, NULL, 'v'},
+    {"enable-shutdown", no_argument, NULL, 'A'},
     {"health", optional_argument, NULL, OPT_HEALTH},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
@@ -265,6 +274,7 @@ static int parse_one(struct mp_config *cfg, int opt, const char *arg, char *err,
     case 'u': cfg->user = arg; return 0;
     case 'o': return parse_extended(cfg, arg, err, errlen);
     case 'v': cfg->verbose++; return 0;
+    case 'A': cfg->shutdown_enabled = true; return 0;
     case OPT_HEALTH: cfg->health = arg ? arg : ""; return 0;
     case 'V': cfg->show_version = true; return 0;
     case 'h': cfg->show_help = true; return 0;
@@ -277,7 +287,7 @@ int mp_config_parse(struct mp_config *cfg, int argc, char **argv, char *err, siz
     optind = 1;
     opterr = 0;
     int opt;
-    while ((opt = getopt_long(argc, argv, ":p:l:s:a:t:c:m:I:f:n:b:B:U:u:o:vVh", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":p:l:s:a:t:c:m:I:f:n:b:B:U:u:o:vAVh", long_options, NULL)) != -1) {
         if (opt == '?') {
             char o[3] = {'-', (char)optopt, '\0'};
             if (optopt == 0)

@@ -193,10 +193,10 @@ START_TEST(test_reclaim_frees_expired_items_nobody_reads)
     }
     read_item(1, T0); /* one expiring item was read */
     ck_assert_uint_eq(mp_lru_reclaim(&c->lru, cls, T0 + 4, 10 * perpage), 0);
-    ck_assert_uint_eq(items_class()->reclaimed, 0);
+    ck_assert_uint_eq(items_class()->crawler_reclaimed, 0);
 
     ck_assert_uint_eq(mp_lru_reclaim(&c->lru, cls, T0 + 5, 10 * perpage), expiring);
-    ck_assert_uint_eq(items_class()->reclaimed, expiring);
+    ck_assert_uint_eq(items_class()->crawler_reclaimed, expiring);
     ck_assert_uint_eq(items_class()->expired_unfetched, expiring - 1);
     ck_assert_uint_eq(used_in(c, item_class()), perpage - expiring);
     ck_assert_uint_eq(items_class()->nfree, expiring);
@@ -220,7 +220,7 @@ START_TEST(test_reclaim_looks_at_no_more_than_its_budget_and_resumes)
     ck_assert_uint_eq(mp_table_count(&c->table), perpage - 10);
     ck_assert_uint_eq(mp_lru_reclaim(&c->lru, cls, T0 + 1, perpage - 10), perpage - 10);
     ck_assert_uint_eq(mp_table_count(&c->table), 0);
-    ck_assert_uint_eq(items_class()->reclaimed, perpage);
+    ck_assert_uint_eq(items_class()->crawler_reclaimed, perpage);
 }
 END_TEST
 

@@ -24,10 +24,12 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 PYTHON  := /usr/bin/python3
 
 BUILD_PKGS := gcc make pkg-config libuv1-dev libxxhash-dev clang-format
-# The binary-protocol clients the tests compare (test_clients.py): pylibmc, Dalli, php-memcached, and
-# memjs from npm (NPM_TEST, under build/npm); npm itself comes with nodejs, or Debian's npm package.
+# The clients and tools the tests compare with memcached (test_clients.py, test_tools.py): pylibmc,
+# Dalli, php-memcached, Cache::Memcached::Fast, memcached-tool (in memcached), memcdump (in
+# libmemcached-tools), and memjs from npm (NPM_TEST, under build/npm; npm itself comes with nodejs, or
+# Debian's npm package); twemproxy (nutcracker) as a proxy in front of a pool (test_proxy.py).
 TEST_PKGS  := check memcached libmemcached-tools python3 python3-pymemcache python3-pylibmc ruby ruby-dalli \
-              php-cli php-memcached nodejs $(if $(shell command -v npm),,npm)
+              php-cli php-memcached libcache-memcached-fast-perl nutcracker nodejs $(if $(shell command -v npm),,npm)
 NPM_TEST   := memjs@1.3.2
 FUZZ_PKGS  := clang libclang-rt-14-dev
 

@@ -50,7 +50,7 @@ MODULES := log clock config num item grace slab table lru cache proto bproto met
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto bproto clock slab table cache lru stats
+UNIT_TESTS := num proto bproto clock slab table cache lru stats dump
 deps_num   := num
 deps_proto := proto num
 deps_bproto := bproto
@@ -60,6 +60,7 @@ deps_table := table slab item grace
 deps_cache := cache lru table slab item grace num clock
 deps_lru   := lru cache table slab item grace num clock
 deps_stats := stats cache lru table slab item grace num clock config log
+deps_dump  := dump watch cache lru table slab item grace num clock
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
 .PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory format format-check \

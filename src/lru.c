@@ -447,7 +447,9 @@ static void do_reassign(struct mp_lru *l, int src, int dst, uint32_t now)
 unsigned mp_lru_shrink(struct mp_lru *l, uint32_t now, unsigned max_pages)
 {
     unsigned moved = 0;
-    for (unsigned i = 0; i < max_pages && mp_slab_over_limit(l->slabs) > 0; i++) {
+    /* Pages released wait in limbo, still counted, until the recycle below: count them off here. */
+    uint32_t over = mp_slab_over_limit(l->slabs);
+    for (unsigned i = 0; i < max_pages && i < over; i++) {
         unsigned cls = largest_class(l->slabs, 0, 1);
         if (!cls || evacuate_one(l, cls, now) != 0)
             break;

@@ -587,6 +587,15 @@ START_TEST(test_a_lower_memory_limit_gives_pages_back_and_a_higher_one_takes_the
 }
 END_TEST
 
+/* A class's pages, read under its lock while the maintainer may change them. */
+static uint32_t locked_pages(unsigned cls)
+{
+    pthread_mutex_lock(&class_at(c, cls)->lock);
+    uint32_t n = class_at(c, cls)->npages;
+    pthread_mutex_unlock(&class_at(c, cls)->lock);
+    return n;
+}
+
 START_TEST(test_reassign_answers_as_memcached_and_the_page_moves)
 {
     make(4 * MIB);
@@ -603,7 +612,7 @@ START_TEST(test_reassign_answers_as_memcached_and_the_page_moves)
     struct mp_clock clk;
     mp_clock_setup(&clk, 1700000000, 5000);
     ck_assert_int_eq(mp_lru_maintainer_start(&c->lru, &clk, 0), 0);
-    for (int i = 0; i < 200 && class_at(c, 1)->npages == 0; i++) {
+    for (int i = 0; i < 200 && locked_pages(1) == 0; i++) {
         struct timespec pause = {0, 10 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }

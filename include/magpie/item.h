@@ -52,9 +52,10 @@
  *
  *   field    written by                                  read without the stripe lock by
  *   stamp    the store that links or rewrites the item   optimistic gets (version check, then
- *            (stripe lock); CLOCK bits by any hit, and   the hit's swap); the CLOCK hand,
- *            the CLOCK hand (class lock), always with    reclaim and evacuation (class lock:
- *            atomic operations                           flushed? hits left?)
+ *            (stripe lock); CLOCK bits and last access   the hit's swap); the CLOCK hand,
+ *            by any hit; the CLOCK hand and the reclaim  reclaim and evacuation (class lock:
+ *            pass's last-access keep (class lock),       flushed? hits left? last access?),
+ *            always with atomic operations               dumps (class lock)
  *   next     the table under the stripe lock; the slab   optimistic gets (chain walk, bounded)
  *            under the class lock while free
  *   exptime  alloc (before linking); touch, gat, meta    optimistic gets; the CLOCK hand,

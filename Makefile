@@ -24,10 +24,13 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 PYTHON  := /usr/bin/python3
 
 BUILD_PKGS := gcc make pkg-config libuv1-dev libxxhash-dev clang-format
-# The binary-protocol clients the tests compare (test_clients.py): pylibmc, Dalli, php-memcached, and
-# memjs from npm (NPM_TEST, under build/npm); npm itself comes with nodejs, or Debian's npm package.
+# The clients and tools the tests compare with memcached (test_clients.py, test_tools.py): pylibmc,
+# Dalli, php-memcached, Cache::Memcached::Fast, memcached-tool (in memcached), memcdump (in
+# libmemcached-tools), and memjs from npm (NPM_TEST, under build/npm; npm itself comes with nodejs, or
+# Debian's npm package); twemproxy (nutcracker) as a proxy in front of a pool (test_proxy.py).
 TEST_PKGS  := check memcached libmemcached-tools python3 python3-pymemcache python3-pylibmc ruby ruby-dalli \
-              php-cli php-memcached nodejs prometheus $(if $(shell command -v npm),,npm)
+              php-cli php-memcached libcache-memcached-fast-perl nutcracker nodejs prometheus \
+              $(if $(shell command -v npm),,npm)
 NPM_TEST   := memjs@1.3.2
 FUZZ_PKGS  := clang libclang-rt-14-dev
 
@@ -43,13 +46,12 @@ define ensure_pkgs
 	fi
 endef
 
-MODULES := log clock config num item grace slab table lru cache proto bproto meta latency hotkeys stats out exec \
-           text binary prom metrics conn worker \
-           server health
+MODULES := log clock config num item grace slab table lru cache proto bproto meta latency hotkeys stats watch dump out \
+           exec admin text binary prom metrics conn worker server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto bproto clock slab table cache lru stats latency hotkeys prom metrics
+UNIT_TESTS := num proto bproto clock slab table cache lru stats dump latency hotkeys prom metrics
 deps_num   := num
 deps_proto := proto num
 deps_bproto := bproto
@@ -59,6 +61,7 @@ deps_table := table slab item grace
 deps_cache := cache lru table slab item grace num clock
 deps_lru   := lru cache table slab item grace num clock
 deps_stats := stats hotkeys proto cache lru table slab item grace num clock config log
+deps_dump  := dump watch cache lru table slab item grace num clock
 deps_latency := latency
 deps_hotkeys := hotkeys
 deps_prom  := prom proto num latency
@@ -194,8 +197,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
 FUZZ_BPROTO_SRC := test/fuzz/fuzz_bproto.c src/bproto.c
-FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn out exec text binary meta proto bproto num cache lru table slab \
-                   item grace clock stats latency hotkeys config log)
+FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn out exec admin text binary meta dump watch proto bproto num cache lru \
+                   table slab item grace clock stats latency hotkeys config log)
 
 build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)

@@ -92,6 +92,7 @@ static enum mp_next start_update(struct mp_exec *x, const struct mp_brequest *re
     bool append = req->cmd == MP_BOP_APPEND || req->cmd == MP_BOP_PREPEND;
     struct mp_exec_update *u = &x->update;
     enum mp_result res;
+    mp_exec_count_set(x, req->key, req->nkey);
     /* append and prepend take the old item's flags and exptime; a failed set drops the old value */
     u->item = mp_exec_alloc(x, req->key, req->nkey, append ? 0 : req->flags, append ? 0 : req->exptime, req->vlen,
                             req->cmd == MP_BOP_SET, &res);

@@ -125,7 +125,7 @@ struct mp_item *mp_cache_find_locked(struct mp_cache *c, struct mp_cache_lock *l
 
 bool mp_cache_link_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it, uint32_t now)
 {
-    mp_item_stamp_fresh(it, mp_epoch_next_cas(&c->epoch, now), memory_order_relaxed);
+    mp_item_stamp_fresh(it, mp_item_stamp_new(mp_epoch_next_cas(&c->epoch, now), now), memory_order_relaxed);
     return mp_table_link_locked(&c->table, lk->st, lk->hash, it);
 }
 
@@ -148,8 +148,9 @@ void mp_cache_set_exptime_locked(struct mp_cache_lock *lk, struct mp_item *it, u
 }
 
 /* An item's fields for a reader, each loaded once (see struct mp_hit). */
-static void hit_of(struct mp_item *it, bool locked, struct mp_hit *h)
+static void hit_of(const struct mp_slabs *s, struct mp_item *it, bool locked, struct mp_hit *h)
 {
+    h->cls = s ? mp_slab_class_of(s, it) : 0;
     uint8_t fl = atomic_load_explicit(&it->iflags, memory_order_relaxed);
     h->it = locked ? it : NULL;
     h->nkey = __atomic_load_n(&it->nkey, __ATOMIC_RELAXED);
@@ -165,7 +166,7 @@ static void hit_of(struct mp_item *it, bool locked, struct mp_hit *h)
 
 void mp_cache_hit_locked(struct mp_item *it, struct mp_hit *h)
 {
-    hit_of(it, true, h);
+    hit_of(NULL, it, true, h);
 }
 
 /*
@@ -192,7 +193,7 @@ static bool read_optimistic(struct mp_cache *c, const char *key, size_t nkey, ui
     if ((version & MP_ITEM_CAS_MASK) == 0)
         return false; /* being written in place */
     struct mp_hit h;
-    hit_of(it, false, &h);
+    hit_of(&c->slabs, it, false, &h);
     /* The item's key matched the caller's, which cannot change meanwhile: use its length. */
     h.value = h.key + nkey;
     h.key = key;
@@ -224,7 +225,7 @@ static bool get_optimistic(struct mp_cache *c, const char *key, size_t nkey, uin
         if (c->hooks && c->hooks->after_check)
             c->hooks->after_check(c->hooks->ctx, it);
         /* The hit: a swap that writes only this very item's CLOCK bits (item.h). */
-        mp_item_hit_seen(it, stamp);
+        mp_item_hit_seen(it, stamp, now);
     }
     mp_grace_leave(slot);
     if (!answered)
@@ -251,9 +252,9 @@ enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, ui
             *miss = MP_MISS_ABSENT;
     }
     if (it) {
-        mp_item_touch_clock(it);
+        mp_item_touch_clock(it, now);
         struct mp_hit h;
-        mp_cache_hit_locked(it, &h);
+        hit_of(&c->slabs, it, true, &h);
         rd->hit(rd->ctx, &h);
     }
     mp_cache_unlock(&l);
@@ -261,7 +262,7 @@ enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, ui
 }
 
 enum mp_result mp_cache_touch(struct mp_cache *c, const char *key, size_t nkey, uint32_t exptime, uint32_t now,
-                              mp_cache_hit_fn fn, void *ctx)
+                              mp_cache_hit_fn fn, void *ctx, unsigned *cls)
 {
     struct mp_cache_lock l;
     mp_cache_lock_key(c, key, nkey, &l);
@@ -270,12 +271,13 @@ enum mp_result mp_cache_touch(struct mp_cache *c, const char *key, size_t nkey, 
         it = NULL; /* a gat pinned to the limit: a miss, as memcached's limited_get */
     if (it) {
         mp_cache_set_exptime_locked(&l, it, exptime);
-        mp_item_touch_clock(it);
-        if (fn) {
-            struct mp_hit h;
-            mp_cache_hit_locked(it, &h);
+        mp_item_touch_clock(it, now);
+        struct mp_hit h;
+        hit_of(&c->slabs, it, true, &h);
+        if (cls)
+            *cls = h.cls;
+        if (fn)
             fn(ctx, &h);
-        }
     }
     mp_cache_unlock(&l);
     return it ? (fn ? MP_OK : MP_TOUCHED) : MP_NOT_FOUND;
@@ -357,7 +359,7 @@ static bool decide_existing(struct mp_cache *c, struct mp_item *old, struct mp_i
     enum cas_check cc = check_cas(old, st);
     switch (st->op) {
     case MP_ADD:
-        mp_item_touch_clock(old); /* memcached bumps the item an add bounced off */
+        mp_item_touch_clock(old, now); /* memcached bumps the item an add bounced off */
         *res = MP_NOT_STORED;
         return false;
     case MP_CAS:
@@ -414,12 +416,15 @@ enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **itp, struct m
     *itp = NULL;
     enum mp_result res = MP_STORED;
     st->cas_out = 0;
+    st->old_cls = 0;
     /* Readers untold: a store that writes over the old item leaves optimistic readers' count alone
      * (the table's links and unlinks, here and in find_live, tell them themselves). */
     struct mp_cache_lock l;
     lock_hash(c, mp_table_hash(&c->table, mp_item_key(it), it->nkey), &l, true);
     struct mp_item *old = find_live(c, &l, mp_item_key(it), it->nkey, now, NULL);
     bool store;
+    if (old)
+        st->old_cls = mp_slab_class_of(&c->slabs, old);
     if (old) {
         store = decide_existing(c, old, &it, st, now, &res);
     } else {
@@ -432,9 +437,9 @@ enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **itp, struct m
         return res;
     }
     uint64_t cas = mp_epoch_next_cas(&c->epoch, now);
-    mp_item_stamp_fresh(it, cas, memory_order_relaxed);
+    mp_item_stamp_fresh(it, mp_item_stamp_new(cas, now), memory_order_relaxed);
     if (old && can_overwrite(c, old, it)) {
-        mp_table_overwrite_locked(l.st, old, it, cas);
+        mp_table_overwrite_locked(l.st, old, it, mp_item_stamp_new(cas, now));
         mp_cache_unlock(&l);
         mp_cache_item_release(c, &it);
         st->cas_out = cas;
@@ -496,7 +501,7 @@ enum mp_result mp_cache_arith_locked(struct mp_cache *c, struct mp_cache_lock *l
         memcpy(mp_item_value(it), digits, n);
         memset(mp_item_value(it) + n, ' ', it->nbytes - n);
         mp_cache_recas_locked(c, lk, it, now);
-        mp_item_touch_clock(it);
+        mp_item_touch_clock(it, now);
         return MP_OK;
     }
     enum mp_result ares;
@@ -505,7 +510,7 @@ enum mp_result mp_cache_arith_locked(struct mp_cache *c, struct mp_cache_lock *l
     if (!repl)
         return MP_NOMEM;
     memcpy(mp_item_value(repl), digits, n);
-    mp_item_stamp_fresh(repl, mp_epoch_next_cas(&c->epoch, now), memory_order_relaxed);
+    mp_item_stamp_fresh(repl, mp_item_stamp_new(mp_epoch_next_cas(&c->epoch, now), now), memory_order_relaxed);
     if (mp_table_replace_locked(&c->table, lk->st, lk->hash, it, repl))
         mp_slab_cache_free(&c->slabs, it);
     *itp = repl;

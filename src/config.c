@@ -32,6 +32,8 @@ void mp_config_defaults(struct mp_config *cfg)
     cfg->backlog = 1024;
     cfg->lru_maintainer = true;
     cfg->hotkeys = true;
+    cfg->slab_automove = 1;
+    cfg->lru_crawler = true;
 }
 
 const char *mp_config_protocol_name(enum mp_protocol p)
@@ -60,8 +62,9 @@ void mp_config_usage(FILE *out)
                  "  -U, --udp-port=NUM        UDP port; only 0 (off) is supported\n"
                  "  -u, --user=NAME           drop root privileges to this user\n"
                  "  -o, --extended=OPTS       comma list: idle_timeout=SECONDS, slab_reassign,\n"
-                 "                            slab_automove=0|1, lru_maintainer, no_lru_maintainer,\n"
-                 "                            no_hotkeys, hotkeys_metrics[=K]\n"
+                 "                            slab_automove=0|1|2, lru_maintainer, no_lru_maintainer,\n"
+                 "                            lru_crawler, no_lru_crawler, no_hotkeys, hotkeys_metrics[=K]\n"
+                 "  -A, --enable-shutdown     let the `shutdown` command stop the server\n"
                  "  -v, --verbose             log connection events; -vv also every command\n"
                  "      --metrics=HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics\n"
                  "                            (:PORT: every IPv4 address; default off)\n"
@@ -153,11 +156,13 @@ static int parse_extended(struct mp_config *cfg, const char *arg, char *err, siz
             if (!val || !parse_long(val, 0, 2, &n))
                 return fail(err, errlen, "-o slab_automove takes 0, 1 or 2: %s", arg);
             cfg->lru_maintainer = cfg->lru_maintainer || n > 0;
-            cfg->automove_off = n == 0;
-        } else if (strcmp(opt, "slab_reassign") == 0 || strcmp(opt, "lru_maintainer") == 0 ||
-                   strcmp(opt, "lru_crawler") == 0) {
+            cfg->slab_automove = (int)n;
+        } else if (strcmp(opt, "slab_reassign") == 0 || strcmp(opt, "lru_maintainer") == 0) {
             cfg->lru_maintainer = true;
-        } else if (strcmp(opt, "no_lru_maintainer") == 0 || strcmp(opt, "no_lru_crawler") == 0) {
+        } else if (strcmp(opt, "lru_crawler") == 0) {
+            cfg->lru_maintainer = true;
+            cfg->lru_crawler = true;
+        } else if (strcmp(opt, "no_lru_maintainer") == 0) {
             cfg->lru_maintainer = false;
         } else if (strcmp(opt, "no_hotkeys") == 0) {
             cfg->hotkeys = false;
@@ -167,6 +172,8 @@ static int parse_extended(struct mp_config *cfg, const char *arg, char *err, siz
             else if (!parse_long(val, 1, MP_HOTKEYS_MAX, &n))
                 return fail(err, errlen, "-o hotkeys_metrics takes a number of keys from 1 to 100: %s", arg);
             cfg->hotkeys_metrics = (int)n;
+        } else if (strcmp(opt, "no_lru_crawler") == 0) {
+            cfg->lru_crawler = false;
         } else {
             return fail(err, errlen, "Illegal suboption \"%s\"", opt);
         }
@@ -193,6 +200,7 @@ static const struct option long_options[] = {
     {"user", required_argument, NULL, 'u'},
     {"extended", required_argument, NULL, 'o'},
     {"verbose", no_argument, NULL, 'v'},
+    {"enable-shutdown", no_argument, NULL, 'A'},
     {"health", optional_argument, NULL, OPT_HEALTH},
     {"metrics", required_argument, NULL, OPT_METRICS},
     {"version", no_argument, NULL, 'V'},
@@ -280,6 +288,7 @@ static int parse_one(struct mp_config *cfg, int opt, const char *arg, char *err,
     case 'u': cfg->user = arg; return 0;
     case 'o': return parse_extended(cfg, arg, err, errlen);
     case 'v': cfg->verbose++; return 0;
+    case 'A': cfg->shutdown_enabled = true; return 0;
     case OPT_HEALTH: cfg->health = arg ? arg : ""; return 0;
     case OPT_METRICS:
         if (!strchr(arg, ':'))
@@ -297,7 +306,7 @@ int mp_config_parse(struct mp_config *cfg, int argc, char **argv, char *err, siz
     optind = 1;
     opterr = 0;
     int opt;
-    while ((opt = getopt_long(argc, argv, ":p:l:s:a:t:c:m:I:f:n:b:B:U:u:o:vVh", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":p:l:s:a:t:c:m:I:f:n:b:B:U:u:o:vAVh", long_options, NULL)) != -1) {
         if (opt == '?') {
             char o[3] = {'-', (char)optopt, '\0'};
             if (optopt == 0)

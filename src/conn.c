@@ -27,8 +27,13 @@ enum state {
     ST_GET,       /* answering the keys of a get in [get_pos, get_end) */
     ST_GET_KEYS,  /* waiting for more keys of a long get line */
     ST_SKIP_LINE, /* discarding the rest of a refused long line */
+    ST_DUMP,      /* streaming a key listing (x.dump), a batch at a time */
+    ST_WATCH,     /* a watcher: sending what is logged for it, reading nothing */
     ST_CLOSING,
 };
+
+#define DUMP_BATCH 1024 /* chunks one batch of a listing looks at (under one class lock) */
+#define WATCH_MS 10     /* how often a watcher takes what was logged for it */
 
 /* The protocol a connection speaks: -B, or with -B auto (the default) its first byte's. */
 enum speaks { SPEAKS_UNKNOWN, SPEAKS_TEXT, SPEAKS_BINARY };
@@ -54,6 +59,10 @@ struct mp_conn {
     _Atomic uint32_t last_active; /* read by `stats conns` on other workers */
     _Atomic uint8_t shown_state;  /* the state `stats conns` reports, set once per process() */
     char addr[64];                /* "tcp:host:port" or "unix:path", fixed at creation */
+    char laddr[128];              /* the address it came in on, the same way */
+    uv_timer_t aux;               /* resumes a listing, or feeds a watcher (aux_ready once set up) */
+    bool aux_ready;
+    int handles; /* handles not yet closed: the conn is freed when none is left */
 
     /* input: unread bytes are rbuf[rpos, rlen) */
     char *rbuf;
@@ -80,6 +89,8 @@ struct mp_conn {
 
 static void process(struct mp_conn *c);
 static void close_conn(struct mp_conn *c);
+static bool flush(struct mp_conn *c);
+static void start_watch(struct mp_conn *c);
 
 /* ---- output ---------------------------------------------------------------------------------- */
 
@@ -148,6 +159,69 @@ static bool flush(struct mp_conn *c)
     return false;
 }
 
+/* ---- listings and watchers ------------------------------------------------------------------- */
+
+static bool aux_init(struct mp_conn *c)
+{
+    if (c->aux_ready)
+        return true;
+    if (uv_timer_init(c->h.handle.loop, &c->aux) != 0)
+        return false;
+    c->aux.data = c;
+    c->aux_ready = true;
+    c->handles++;
+    return true;
+}
+
+static void dump_sink(void *ctx, const char *data, size_t n)
+{
+    struct mp_conn *c = ctx;
+    mp_out_bytes(&c->out, data, n);
+}
+
+static void on_dump_resume(uv_timer_t *t)
+{
+    process(t->data);
+}
+
+/* One batch of the listing. Then the loop serves others before the next (a zero-delay timer),
+ * and while replies are queued on_write resumes it instead (backpressure). */
+static bool step_dump(struct mp_conn *c)
+{
+    if (mp_dump_step(&c->x.dump, c->env->cache, c->env->clock, DUMP_BATCH, dump_sink, c)) {
+        c->state = ST_CMD;
+        return true;
+    }
+    if (aux_init(c))
+        uv_timer_start(&c->aux, on_dump_resume, 0, 0);
+    else
+        close_conn(c);
+    return false;
+}
+
+/* A watcher's lines: as many as fit under the high-water mark, written with the usual flush. */
+static void on_watch_tick(uv_timer_t *t)
+{
+    struct mp_conn *c = t->data;
+    if (c->writing || c->state != ST_WATCH || !c->x.watcher)
+        return;
+    char buf[16384];
+    size_t n;
+    while (c->out.pending < OUT_HIGH_WATER && (n = mp_watch_take(c->env->watch, c->x.watcher, buf, sizeof(buf))) > 0)
+        mp_out_bytes(&c->out, buf, n);
+    if (c->out.stopped)
+        close_conn(c);
+    else
+        flush(c);
+}
+
+static void start_watch(struct mp_conn *c)
+{
+    c->state = ST_WATCH;
+    if (!aux_init(c) || uv_timer_start(&c->aux, on_watch_tick, WATCH_MS, WATCH_MS) != 0)
+        close_conn(c);
+}
+
 /* ---- requests -------------------------------------------------------------------------------- */
 
 /* What a request left to do next. */
@@ -165,6 +239,8 @@ static void next(struct mp_conn *c, enum mp_next n)
         c->close_after_write = true;
         c->state = ST_CLOSING;
         break;
+    case MP_NEXT_DUMP: c->state = ST_DUMP; break;
+    case MP_NEXT_WATCH: start_watch(c); break;
     }
 }
 
@@ -236,29 +312,79 @@ static void run_text(struct mp_conn *c, const struct mp_request *req)
 static const char *const state_names[] = {
     [ST_CMD] = "conn_parse_cmd",     [ST_VALUE] = "conn_nread",     [ST_VALUE_END] = "conn_nread",
     [ST_SWALLOW] = "conn_swallow",   [ST_GET] = "conn_mwrite",      [ST_GET_KEYS] = "conn_parse_cmd",
-    [ST_SKIP_LINE] = "conn_swallow", [ST_CLOSING] = "conn_closing",
+    [ST_SKIP_LINE] = "conn_swallow", [ST_CLOSING] = "conn_closing", [ST_DUMP] = "conn_watch",
+    [ST_WATCH] = "conn_watch",
 };
 
-/* `stats conns`: every connection of every worker, as memcached lists them. */
+/* One line group of `stats conns`. */
+struct conn_line {
+    int fd;
+    const char *state;
+    uint32_t secs;
+    char addr[128], laddr[128]; /* laddr empty for a listener */
+};
+
+static int by_fd(const void *a, const void *b)
+{
+    int x = ((const struct conn_line *)a)->fd, y = ((const struct conn_line *)b)->fd;
+    return (x > y) - (x < y);
+}
+
+/* `stats conns`: the listeners and every connection of every worker, by socket, as memcached
+ * lists them. */
 static void report_conns(struct mp_exec *x, mp_stats_emit_fn emit, void *ctx)
 {
     struct mp_conn *c = x->owner;
+    const struct mp_conn_env *env = c->env;
     uint32_t t = mp_exec_now(x);
-    char name[32];
-    for (unsigned i = 0; i < c->env->nlists; i++) {
-        struct mp_conn_list *list = c->env->lists[i];
+    size_t n = 0, cap = env->nlisteners + 16;
+    struct conn_line *lines = malloc(cap * sizeof(*lines));
+    for (unsigned i = 0; lines && i < env->nlisteners; i++) {
+        lines[n] = (struct conn_line){.fd = env->listeners[i].fd, .state = "conn_listening", .secs = t - 2};
+        snprintf(lines[n].addr, sizeof(lines[n].addr), "%s", env->listeners[i].addr);
+        n++;
+    }
+    for (unsigned i = 0; lines && i < env->nlists; i++) {
+        struct mp_conn_list *list = env->lists[i];
         pthread_mutex_lock(&list->lock);
-        for (struct mp_conn *p = list->head; p; p = p->next) {
+        for (struct mp_conn *p = list->head; p && lines; p = p->next) {
+            if (n == cap) {
+                struct conn_line *more = realloc(lines, 2 * cap * sizeof(*lines));
+                if (!more) {
+                    free(lines);
+                    lines = NULL;
+                    break;
+                }
+                lines = more;
+                cap *= 2;
+            }
             uint8_t st = atomic_load_explicit(&p->shown_state, memory_order_relaxed);
-            snprintf(name, sizeof(name), "%d:addr", p->fd);
-            emit(ctx, name, "%s", p->addr);
-            snprintf(name, sizeof(name), "%d:state", p->fd);
-            emit(ctx, name, "%s", p == c ? "conn_parse_cmd" : state_names[st]);
-            snprintf(name, sizeof(name), "%d:secs_since_last_cmd", p->fd);
-            emit(ctx, name, "%u", t - atomic_load_explicit(&p->last_active, memory_order_relaxed));
+            lines[n] = (struct conn_line){.fd = p->fd,
+                                          .state = p == c ? "conn_parse_cmd" : state_names[st],
+                                          .secs = t - atomic_load_explicit(&p->last_active, memory_order_relaxed)};
+            memcpy(lines[n].addr, p->addr, sizeof(p->addr));
+            memcpy(lines[n].laddr, p->laddr, sizeof(p->laddr));
+            n++;
         }
         pthread_mutex_unlock(&list->lock);
     }
+    if (!lines)
+        return;
+    qsort(lines, n, sizeof(*lines), by_fd);
+    char name[32];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(name, sizeof(name), "%d:addr", lines[i].fd);
+        emit(ctx, name, "%s", lines[i].addr);
+        if (lines[i].laddr[0]) {
+            snprintf(name, sizeof(name), "%d:listen_addr", lines[i].fd);
+            emit(ctx, name, "%s", lines[i].laddr);
+        }
+        snprintf(name, sizeof(name), "%d:state", lines[i].fd);
+        emit(ctx, name, "%s", lines[i].state);
+        snprintf(name, sizeof(name), "%d:secs_since_last_cmd", lines[i].fd);
+        emit(ctx, name, "%u", lines[i].secs);
+    }
+    free(lines);
 }
 
 /* ---- input ----------------------------------------------------------------------------------- */
@@ -411,6 +537,10 @@ static bool step(struct mp_conn *c)
     case ST_GET: return step_get(c);
     case ST_GET_KEYS: return step_get_keys(c);
     case ST_SKIP_LINE: return step_skip_line(c);
+    case ST_DUMP: return step_dump(c);
+    case ST_WATCH:
+        c->rpos = c->rlen = 0; /* a watcher's input is ignored, as memcached ignores it */
+        return false;
     case ST_CLOSING: return false;
     }
     return false;
@@ -529,7 +659,7 @@ static void process(struct mp_conn *c)
         close_conn(c);
         return;
     }
-    set_reading(c, !c->writing);
+    set_reading(c, !c->writing && c->state != ST_DUMP);
     atomic_store_explicit(&c->shown_state, (uint8_t)(c->writing ? ST_GET : c->state), memory_order_relaxed);
 }
 
@@ -553,42 +683,63 @@ static void on_close(uv_handle_t *h)
     MP_STAT_DEC(c->st, curr_connections);
     MP_STAT_DEC(c->st, connection_structures);
     mp_log(MP_LOG_CONN, "conn %d: closed", c->fd);
+    mp_watch_remove(c->env->watch, &c->x.watcher);
     free(c->rbuf);
     free(c->bufs);
-    free(c);
+    c->rbuf = NULL;
+    c->bufs = NULL;
+    if (--c->handles == 0)
+        free(c);
+}
+
+static void on_aux_close(uv_handle_t *h)
+{
+    struct mp_conn *c = h->data;
+    if (--c->handles == 0)
+        free(c);
 }
 
 static void close_conn(struct mp_conn *c)
 {
     c->state = ST_CLOSING;
     c->out.stopped = true; /* nothing more is said */
+    if (c->aux_ready && !uv_is_closing((uv_handle_t *)&c->aux))
+        uv_close((uv_handle_t *)&c->aux, on_aux_close);
     if (!uv_is_closing(&c->h.handle))
         uv_close(&c->h.handle, on_close);
 }
 
-/* The peer's address as memcached's `stats conns` prints it. */
-static void peer_name(struct mp_conn *c, int fd, bool is_unix)
+/* An address as memcached's `stats conns` prints it. */
+static void addr_text(const struct sockaddr_storage *ss, bool ok, char *out, size_t cap)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
+    if (ok && ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+        port = ntohs(a->sin6_port);
+    } else if (ok && ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+        port = ntohs(a->sin_port);
+    }
+    snprintf(out, cap, ok && ss->ss_family == AF_INET6 ? "tcp6:[%s]:%d" : "tcp:%s:%d", host, port);
+}
+
+/* The peer's address and the one it came in on. */
+static void peer_name(struct mp_conn *c, int fd, bool is_unix)
+{
     if (is_unix) {
-        snprintf(c->addr, sizeof(c->addr), "unix:%s", c->env->cfg->unix_path ? c->env->cfg->unix_path : "");
+        const char *path = c->env->cfg->unix_path ? c->env->cfg->unix_path : "";
+        snprintf(c->addr, sizeof(c->addr), "unix:%s", path);
+        snprintf(c->laddr, sizeof(c->laddr), "unix:%s", path);
         return;
     }
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
-            port = ntohs(a->sin6_port);
-        } else if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
-            port = ntohs(a->sin_port);
-        }
-    }
-    snprintf(c->addr, sizeof(c->addr), ss.ss_family == AF_INET6 ? "tcp6:[%s]:%d" : "tcp:%s:%d", host, port);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    addr_text(&ss, getpeername(fd, (struct sockaddr *)&ss, &len) == 0, c->addr, sizeof(c->addr));
+    len = sizeof(ss);
+    addr_text(&ss, getsockname(fd, (struct sockaddr *)&ss, &len) == 0, c->laddr, sizeof(c->laddr));
 }
 
 int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_stats_thread *st,
@@ -617,6 +768,7 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
         return rc;
     }
     c->h.handle.data = c;
+    c->handles = 1;
     c->bufcap = BUFS_INIT;
     c->env = env;
     c->st = st;
@@ -632,7 +784,10 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
                             .st = st,
                             .out = &c->out,
                             .conns = report_conns,
-                            .owner = c};
+                            .owner = c,
+                            .watch = env->watch,
+                            .event_lib = env->event_lib,
+                            .fd = fd};
     /* st is the worker's block of env->stats: its index is the worker's in the other per-worker
      * arrays */
     unsigned worker = (unsigned)(st - env->stats->threads);

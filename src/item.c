@@ -33,6 +33,7 @@ void mp_epoch_setup(struct mp_epoch *e)
     atomic_store(&e->next_cas, 1);
     atomic_store(&e->flush_cas, 0);
     atomic_store(&e->flush_at, 0);
+    atomic_store(&e->oldest, 0);
 }
 
 /* Raise flush_cas to at least v. */
@@ -65,6 +66,7 @@ void mp_epoch_flush(struct mp_epoch *e, uint32_t now, uint32_t cutoff)
     /* memcached: oldest_live = cutoff - 1 (an item of second t dies once t <= oldest_live), and
      * when that is not in the future, oldest_cas = a fresh CAS, which flushes everything stored so
      * far at once; oldest_live 0 disables flushing. */
+    atomic_store(&e->oldest, cutoff > 1 ? cutoff - 1 : 0);
     if (cutoff <= 1) {
         atomic_store(&e->flush_at, 0);
         return;

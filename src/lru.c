@@ -16,6 +16,8 @@ void mp_lru_setup(struct mp_lru *l, struct mp_slabs *s, struct mp_table *t, stru
     l->epoch = e;
     for (unsigned i = 0; i <= MP_SLAB_CLASSES_MAX; i++)
         l->crawl_page[i] = MP_SLAB_NONE;
+    atomic_store(&l->crawler, true);
+    atomic_store(&l->automove, 1);
     pthread_mutex_init(&l->lock, NULL);
     /* Ticks follow elapsed time: a wall clock stepped back must not stall the maintainer. */
     pthread_condattr_t ca;
@@ -68,15 +70,22 @@ static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item 
     if (!mp_stripe_trylock(st))
         return false;
     bool freed = false;
+    bool linked = mp_item_linked(it);
     /* Linked and held by the table alone: no reader has it, nobody is replacing it. */
-    if (mp_item_linked(it) && atomic_load_explicit(&it->refs, memory_order_acquire) == 1) {
+    if (linked && atomic_load_explicit(&it->refs, memory_order_acquire) == 1) {
         bool dead = mp_item_dead(it, now, l->epoch);
         if (dead || !only_dead) {
-            bool fetched = mp_item_fetched(it);
+            uint64_t stamp = mp_item_stamp(it);
+            bool fetched = stamp & MP_ITEM_FETCHED;
             uint32_t exptime = mp_item_exptime(it);
+            if (!dead && why == TAKE_EVICT && l->on_evict)
+                l->on_evict(l->evict_ctx, it, (unsigned)(c - l->slabs->classes), now);
             freed = mp_table_unlink_locked(l->table, st, hash, it);
             if (dead) {
-                c->reclaimed++;
+                if (only_dead)
+                    c->crawler_reclaimed++;
+                else
+                    c->reclaimed++;
                 c->expired_unfetched += !fetched;
             } else if (why == TAKE_MOVE) {
                 c->evicted_for_move++;
@@ -84,8 +93,12 @@ static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item 
                 c->evictions++;
                 c->evicted_unfetched += !fetched;
                 c->evicted_nonzero += exptime != 0;
+                c->evicted_active += (stamp & MP_ITEM_HITS_MASK) != 0;
+                c->evicted_time = mp_item_la_age(stamp, now);
             }
         }
+    } else if (linked && why == TAKE_EVICT) {
+        c->lrutail_reflocked++;
     }
     mp_stripe_unlock(st);
     return freed;
@@ -115,11 +128,34 @@ struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now
              * mp_slab_alloc_locked does; its stamp zeroed as a free would (item.h) */
             mp_item_stamp_fresh(it, 0, memory_order_relaxed);
             atomic_store_explicit(&it->refs, 1, memory_order_relaxed);
+            c->direct_reclaims++;
             return it;
         }
     }
     c->outofmemory++;
     return NULL;
+}
+
+/* A live item the reclaim pass passes: its last access kept within range (item.h), its age and
+ * size counted for the turn. Under the class lock, which keeps the chunk from being reused; the
+ * fields are read atomically since a store may rewrite them in place meanwhile. */
+static void measure(struct mp_lru *l, unsigned cls, struct mp_item *it, uint32_t now)
+{
+    mp_item_la_keep(it, now);
+    uint32_t age = mp_item_la_age(mp_item_stamp(it), now);
+    if (age > l->crawl_age[cls])
+        l->crawl_age[cls] = age;
+    uint32_t nbytes = __atomic_load_n(&it->nbytes, __ATOMIC_RELAXED);
+    l->crawl_bytes[cls] += mp_item_total(it->nkey, nbytes, mp_item_has_cflags(it) ? 1 : 0);
+}
+
+/* The pass has looked at every chunk of the class once: publish what it measured. */
+static void turn_done(struct mp_lru *l, struct mp_slab_class *c, unsigned cls)
+{
+    c->age = l->crawl_age[cls];
+    c->mem_requested = l->crawl_bytes[cls];
+    l->crawl_age[cls] = 0;
+    l->crawl_bytes[cls] = 0;
 }
 
 size_t mp_lru_reclaim(struct mp_lru *l, unsigned cls, uint32_t now, size_t budget)
@@ -129,7 +165,9 @@ size_t mp_lru_reclaim(struct mp_lru *l, unsigned cls, uint32_t now, size_t budge
     size_t freed = 0;
     pthread_mutex_lock(&c->lock);
     if (c->first_page != MP_SLAB_NONE) {
-        uint64_t total = (uint64_t)c->npages * c->perpage;
+        /* chunks the cursor passes in one turn: all but the bump page's never-used ones */
+        uint64_t total =
+            (uint64_t)c->npages * c->perpage - (c->bump_page != MP_SLAB_NONE ? c->perpage - c->bump_next : 0);
         if (budget > total)
             budget = (size_t)total;
         uint32_t page = l->crawl_page[cls], chunk = l->crawl_chunk[cls];
@@ -138,9 +176,22 @@ size_t mp_lru_reclaim(struct mp_lru *l, unsigned cls, uint32_t now, size_t budge
             page = MP_SLAB_NONE;
         for (size_t i = 0; i < budget; i++) {
             struct mp_item *it = cursor_take(s, c, &page, &chunk);
-            if (mp_item_linked(it) && mp_item_dead(it, now, l->epoch) && take_item(l, c, it, now, TAKE_RECLAIM)) {
-                mp_slab_free_locked(s, cls, it);
-                freed++;
+            if (page == c->first_page && chunk == 1) {
+                /* back at the class's first chunk: a turn ends (if one had begun) */
+                if (l->crawl_seen[cls])
+                    turn_done(l, c, cls);
+                l->crawl_seen[cls] = 1;
+            }
+            if (mp_item_linked(it)) {
+                c->crawler_items_checked++;
+                if (mp_item_dead(it, now, l->epoch)) {
+                    if (take_item(l, c, it, now, TAKE_RECLAIM)) {
+                        mp_slab_free_locked(s, cls, it);
+                        freed++;
+                    }
+                } else {
+                    measure(l, cls, it, now);
+                }
             }
         }
         l->crawl_page[cls] = page;
@@ -303,23 +354,142 @@ unsigned mp_lru_automove(struct mp_lru *l, uint32_t now, unsigned max_pages)
     return moved;
 }
 
+/* Evacuate the page under class cls's hand (the one it would evict from next) into limbo; the
+ * caller recycles. 0, or -EBUSY (an item on it stays in use: the hand moves on, so the next try
+ * takes another page) or -ENOMEM (no page). */
+static int evacuate_one(struct mp_lru *l, unsigned cls, uint32_t now)
+{
+    struct mp_slabs *s = l->slabs;
+    struct mp_slab_class *c = &s->classes[cls];
+    pthread_mutex_lock(&c->lock);
+    int rc = -ENOMEM;
+    if (c->npages > 0) {
+        uint32_t page = c->hand_page != MP_SLAB_NONE ? c->hand_page : c->first_page;
+        rc = evacuate_patiently(l, cls, page, now);
+        if (rc != 0 && atomic_load_explicit(&s->page_class[page], memory_order_relaxed) == cls) {
+            c->hand_page = s->page_next[page] != MP_SLAB_NONE ? s->page_next[page] : c->first_page;
+            c->hand_chunk = 0;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (rc == -EBUSY)
+        atomic_fetch_add_explicit(&l->busy_moves, 1, memory_order_relaxed);
+    return rc;
+}
+
+static uint32_t class_pages(struct mp_slabs *s, unsigned cls)
+{
+    pthread_mutex_lock(&s->classes[cls].lock);
+    uint32_t n = s->classes[cls].npages;
+    pthread_mutex_unlock(&s->classes[cls].lock);
+    return n;
+}
+
+/* The class with the most pages, other than `not`; 0 when none has at least `min`. */
+static unsigned largest_class(struct mp_slabs *s, unsigned not, uint32_t min)
+{
+    unsigned best = 0;
+    uint32_t most = min ? min - 1 : 0;
+    for (unsigned i = 1; i <= s->nclasses; i++) {
+        uint32_t n = i == not ? 0 : class_pages(s, i);
+        if (n > most) {
+            most = n;
+            best = i;
+        }
+    }
+    return best;
+}
+
+enum mp_lru_reassign mp_lru_reassign(struct mp_lru *l, int src, int dst)
+{
+    struct mp_slabs *s = l->slabs;
+    pthread_mutex_lock(&l->lock);
+    enum mp_lru_reassign rc = MP_REASSIGN_OK;
+    if (l->reassign_pending)
+        rc = MP_REASSIGN_RUNNING;
+    else if (src == dst)
+        rc = MP_REASSIGN_SAME;
+    if (rc == MP_REASSIGN_OK && src == -1) /* memcached: pick one ourselves */
+        src = (int)largest_class(s, dst > 0 ? (unsigned)dst : 0, 2);
+    if (rc == MP_REASSIGN_OK && (src < 0 || src > (int)s->nclasses || dst < 0 || dst > (int)s->nclasses))
+        rc = MP_REASSIGN_BADCLASS;
+    if (rc == MP_REASSIGN_OK && (src == 0 ? mp_slab_pool_pages(s) : class_pages(s, (unsigned)src)) < 2)
+        rc = MP_REASSIGN_NOSPARE;
+    if (rc == MP_REASSIGN_OK) {
+        l->reassign_pending = true;
+        l->reassign_src = src;
+        l->reassign_dst = dst;
+        pthread_cond_signal(&l->wake);
+    }
+    pthread_mutex_unlock(&l->lock);
+    return rc;
+}
+
+/* The maintainer's half of a reassign: a page out of src (or the pool) and into dst (or the pool). */
+static void do_reassign(struct mp_lru *l, int src, int dst, uint32_t now)
+{
+    if (src > 0) {
+        int rc = -EBUSY;
+        for (int tries = 0; tries < 8 && rc == -EBUSY; tries++)
+            rc = evacuate_one(l, (unsigned)src, now);
+        if (rc != 0)
+            return;
+        mp_slab_pages_recycle(l->slabs);
+    }
+    if (dst > 0 && mp_slab_page_grant(l->slabs, (unsigned)dst) == 0) {
+        struct mp_slab_class *c = &l->slabs->classes[dst];
+        pthread_mutex_lock(&c->lock);
+        c->pages_moved_in++;
+        pthread_mutex_unlock(&c->lock);
+    }
+}
+
+unsigned mp_lru_shrink(struct mp_lru *l, uint32_t now, unsigned max_pages)
+{
+    unsigned moved = 0;
+    /* Pages released wait in limbo, still counted, until the recycle below: count them off here. */
+    uint32_t over = mp_slab_over_limit(l->slabs);
+    for (unsigned i = 0; i < max_pages && i < over; i++) {
+        unsigned cls = largest_class(l->slabs, 0, 1);
+        if (!cls || evacuate_one(l, cls, now) != 0)
+            break;
+        moved++;
+    }
+    if (moved)
+        mp_slab_pages_recycle(l->slabs);
+    return moved;
+}
+
 static void *maintainer_main(void *arg)
 {
     struct mp_lru *l = arg;
     unsigned ticks = 0;
     pthread_mutex_lock(&l->lock);
     while (!l->stop) {
+        bool reassign = l->reassign_pending;
+        int src = l->reassign_src, dst = l->reassign_dst;
         pthread_mutex_unlock(&l->lock);
         uint32_t now = mp_clock_now(l->clock);
-        for (unsigned cls = 1; cls <= l->slabs->nclasses; cls++)
-            mp_lru_reclaim(l, cls, now, RECLAIM_BUDGET);
+        atomic_fetch_add_explicit(&l->juggles, 1, memory_order_relaxed);
+        if (atomic_load_explicit(&l->crawler, memory_order_relaxed))
+            for (unsigned cls = 1; cls <= l->slabs->nclasses; cls++)
+                mp_lru_reclaim(l, cls, now, RECLAIM_BUDGET);
+        if (reassign)
+            do_reassign(l, src, dst, now);
+        mp_lru_shrink(l, now, 16);
         /* Automove looks at one second of evictions at a time, so one burst does not move pages
-         * back and forth. */
-        if (l->automove && ++ticks % (1000 / TICK_MS) == 0)
+         * back and forth; level 2 looks every tick. */
+        int level = atomic_load_explicit(&l->automove, memory_order_relaxed);
+        ++ticks;
+        if (level == 2 || (level == 1 && ticks % (1000 / TICK_MS) == 0))
             mp_lru_automove(l, now, 16);
         pthread_mutex_lock(&l->lock);
+        if (reassign)
+            l->reassign_pending = false;
         if (l->stop)
             break;
+        if (l->reassign_pending)
+            continue; /* asked for while this tick ran: at once */
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts); /* the condition variable's clock (setup) */
         ts.tv_nsec += TICK_MS * 1000000L;
@@ -333,10 +503,10 @@ static void *maintainer_main(void *arg)
     return NULL;
 }
 
-int mp_lru_maintainer_start(struct mp_lru *l, const struct mp_clock *clk, bool automove)
+int mp_lru_maintainer_start(struct mp_lru *l, const struct mp_clock *clk, int automove)
 {
     l->clock = clk;
-    l->automove = automove;
+    atomic_store(&l->automove, automove);
     l->stop = false;
     int rc = pthread_create(&l->thread, NULL, maintainer_main, l);
     if (rc != 0)

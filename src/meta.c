@@ -129,32 +129,39 @@ static struct mp_item *create(const struct mp_meta_env *e, struct mp_cache_lock 
     return it;
 }
 
-/* mg counts as a get, or a hit with T as a touch, as in memcached (a miss with T is a get miss). */
-static void count_get(const struct mp_meta_env *e, bool touch, bool hit)
+/* The slab class an item lives in, for the per-class counters (stats.h). */
+static unsigned class_of(const struct mp_meta_env *e, const struct mp_item *it)
+{
+    return mp_slab_class_of(&e->cache->slabs, it);
+}
+
+/* mg counts as a get, or a hit with T as a touch, as in memcached (a miss with T is a get miss).
+ * A hit counts in its item's class `cls`. */
+static void count_get(const struct mp_meta_env *e, bool touch, bool hit, unsigned cls)
 {
     if (touch) {
         MP_STAT_INC(e->st, cmd_touch);
         if (hit)
-            MP_STAT_INC(e->st, touch_hits);
+            MP_STAT_CLASS_INC(e->st, cls, touch_hits);
         else
             MP_STAT_INC(e->st, touch_misses);
     } else {
         MP_STAT_INC(e->st, cmd_get);
         if (hit)
-            MP_STAT_INC(e->st, get_hits);
+            MP_STAT_CLASS_INC(e->st, cls, get_hits);
         else
             MP_STAT_INC(e->st, get_misses);
     }
 }
 
-static void count_arith(const struct mp_meta_env *e, bool incr, bool hit)
+static void count_arith(const struct mp_meta_env *e, bool incr, bool hit, unsigned cls)
 {
     if (incr && hit)
-        MP_STAT_INC(e->st, incr_hits);
+        MP_STAT_CLASS_INC(e->st, cls, incr_hits);
     else if (incr)
         MP_STAT_INC(e->st, incr_misses);
     else if (hit)
-        MP_STAT_INC(e->st, decr_hits);
+        MP_STAT_CLASS_INC(e->st, cls, decr_hits);
     else
         MP_STAT_INC(e->st, decr_misses);
 }
@@ -171,7 +178,7 @@ void mp_meta_get(const struct mp_meta_env *e, const struct mp_request *req, cons
         created = true;
     if (!it) {
         mp_cache_unlock(&lk);
-        count_get(e, false, false);
+        count_get(e, false, false, 0);
         if (!m->no_reply)
             short_reply(req, "EN", o);
         return;
@@ -183,6 +190,7 @@ void mp_meta_get(const struct mp_meta_env *e, const struct mp_request *req, cons
         return;
     }
     bool fetched = mp_item_fetched(it);
+    uint64_t seen = mp_item_stamp(it);
     struct line l = {.n = 0};
     put_head(&l, m->value, it->nbytes);
     for (size_t i = 0; i < m->ntoks; i++) {
@@ -219,6 +227,10 @@ void mp_meta_get(const struct mp_meta_env *e, const struct mp_request *req, cons
             put_flag(&l, 'h');
             put(&l, fetched ? "1" : "0", 1);
             break;
+        case 'l': /* seconds since the last access, as it was before this one */
+            put_flag(&l, 'l');
+            put_u64(&l, mp_item_la_age(seen, now));
+            break;
         case 'O': put_token(&l, m, i); break;
         case 'k': put_key(&l, mp_item_key(it), it->nkey, mp_item_has(it, MP_ITEM_KEY_BINARY)); break;
         }
@@ -241,9 +253,10 @@ void mp_meta_get(const struct mp_meta_env *e, const struct mp_request *req, cons
         o->value(o->ctx, &h);
     }
     if (!m->no_update)
-        mp_item_touch_clock(it);
+        mp_item_touch_clock(it, now);
+    unsigned cls = class_of(e, it);
     mp_cache_unlock(&lk);
-    count_get(e, m->new_ttl, true);
+    count_get(e, m->new_ttl, true, cls);
 }
 
 void mp_meta_delete(const struct mp_meta_env *e, const struct mp_request *req, const struct mp_meta_out *o)
@@ -266,8 +279,8 @@ void mp_meta_delete(const struct mp_meta_env *e, const struct mp_request *req, c
         mp_item_set(it, MP_ITEM_TOKEN_SENT, false);
         mp_cache_recas_locked(e->cache, &lk, it, now);
     } else {
+        MP_STAT_CLASS_INC(e->st, class_of(e, it), delete_hits);
         mp_cache_unlink_locked(e->cache, &lk, it);
-        MP_STAT_INC(e->st, delete_hits);
     }
     mp_cache_unlock(&lk);
     if (code[0] != 'H')
@@ -299,7 +312,7 @@ void mp_meta_arith(const struct mp_meta_env *e, const struct mp_request *req, co
         else if (r == MP_NOMEM)
             error = "SERVER_ERROR out of memory";
         if (r != MP_NON_NUMERIC)
-            count_arith(e, incr, true);
+            count_arith(e, incr, true, class_of(e, it));
         quiet = m->no_reply;
     } else if (m->vivify) {
         char digits[20];
@@ -310,7 +323,7 @@ void mp_meta_arith(const struct mp_meta_env *e, const struct mp_request *req, co
         created = it != NULL;
     } else {
         code = "NF";
-        count_arith(e, incr, false);
+        count_arith(e, incr, false, 0);
     }
     if (error || code) {
         mp_cache_unlock(&lk);
@@ -358,6 +371,7 @@ void mp_meta_arith(const struct mp_meta_env *e, const struct mp_request *req, co
 void mp_meta_debug(const struct mp_meta_env *e, const struct mp_request *req, const struct mp_meta_out *o)
 {
     uint32_t now = mp_clock_now(e->clock);
+    MP_STAT_INC(e->st, cmd_meta); /* memcached 1.6.18 counts `me` alone as cmd_meta */
     struct mp_cache_lock lk;
     mp_cache_lock_key(e->cache, req->key, req->nkey, &lk);
     struct mp_item *it = mp_cache_find_locked(e->cache, &lk, req->key, req->nkey, now, NULL);
@@ -369,14 +383,15 @@ void mp_meta_debug(const struct mp_meta_env *e, const struct mp_request *req, co
     struct line l = {.n = 0};
     put_str(&l, "ME ");
     put_key_text(&l, mp_item_key(it), it->nkey, mp_item_has(it, MP_ITEM_KEY_BINARY));
-    /* memcached's exp is now minus the exptime (negative while the item lives), -1 for none; it
-     * also reports la, the seconds since the last access, which Magpie does not keep. */
+    /* memcached's exp is now minus the exptime (negative while the item lives), -1 for none; la
+     * the seconds since the last access (item.h: whole minutes). */
     char tail[160];
     unsigned cls = mp_slab_class_of(&e->cache->slabs, it);
     uint32_t exptime = mp_item_exptime(it);
-    int n = snprintf(tail, sizeof(tail), " exp=%d cas=%llu fetch=%s cls=%u size=%zu",
-                     exptime == 0 ? -1 : (int)(now - exptime), (unsigned long long)mp_item_cas(it),
-                     mp_item_fetched(it) ? "yes" : "no", cls, mp_item_total(it->nkey, it->nbytes, mp_item_flags(it)));
+    int n = snprintf(tail, sizeof(tail), " exp=%d la=%u cas=%llu fetch=%s cls=%u size=%zu",
+                     exptime == 0 ? -1 : (int)(now - exptime), mp_item_la_age(mp_item_stamp(it), now),
+                     (unsigned long long)mp_item_cas(it), mp_item_fetched(it) ? "yes" : "no", cls,
+                     mp_item_total(it->nkey, it->nbytes, mp_item_flags(it)));
     mp_cache_unlock(&lk);
     put(&l, tail, (size_t)n);
     send_line(o, &l);

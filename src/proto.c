@@ -252,7 +252,8 @@ static int meta_flags(const struct tokens *tk, size_t start, struct mp_request *
         case 't':
         case 'c':
         case 'f':
-        case 'h': break;
+        case 'h':
+        case 'l': break;
         case 'v': m->value = true; break;
         case 'u': m->no_update = true; break;
         case 'q': m->no_reply = true; break;
@@ -289,9 +290,7 @@ static int meta_flags(const struct tokens *tk, size_t start, struct mp_request *
                 failed = true;
             }
             break;
-        default: /* among them 'l' (last access time), which Magpie does not keep */
-            req->error = "CLIENT_ERROR invalid flag";
-            return -1;
+        default: req->error = "CLIENT_ERROR invalid flag"; return -1;
         }
     }
     if (failed)
@@ -417,6 +416,25 @@ static void parse_me(const struct tokens *tk, struct mp_request *req)
     req->cmd = MP_CMD_ME;
 }
 
+/* An admin command: its arguments are the rest of the line, and noreply is the last of them. */
+static void admin(const struct tokens *tk, enum mp_cmd cmd, struct mp_request *req)
+{
+    req->cmd = cmd;
+    req->keys = tk->n > 1 ? tk->t[1].p : tk->end;
+    req->nkeys = (size_t)(tk->end - req->keys);
+    req->noreply = last_is_noreply(tk);
+}
+
+size_t mp_proto_split(const char *s, size_t n, struct mp_token *t, size_t max)
+{
+    struct tokens tk;
+    tokenize(s, s + n, &tk);
+    size_t k = tk.n < max ? tk.n : max;
+    for (size_t i = 0; i < k; i++)
+        t[i] = (struct mp_token){tk.t[i].p, tk.t[i].n};
+    return k;
+}
+
 /* The command table: name, and the parser for the rest. */
 static void dispatch(const struct tokens *tk, struct mp_request *req, enum mp_parse_status *st)
 {
@@ -477,8 +495,17 @@ static void dispatch(const struct tokens *tk, struct mp_request *req, enum mp_pa
         req->cmd = MP_CMD_STATS;
         req->keys = tk->n > 1 ? tk->t[1].p : tk->end;
         req->nkeys = (size_t)(tk->end - req->keys);
-    } else if (tok_is(c, "shutdown"))
-        error(req, "ERROR: shutdown not enabled");
+    } else if (tok_is(c, "lru_crawler"))
+        admin(tk, MP_CMD_LRU_CRAWLER, req);
+    else if (tok_is(c, "slabs"))
+        admin(tk, MP_CMD_SLABS, req);
+    else if (tok_is(c, "cache_memlimit")) {
+        if (want(tk, 3, 4, req))
+            admin(tk, MP_CMD_MEMLIMIT, req);
+    } else if (tok_is(c, "watch"))
+        admin(tk, MP_CMD_WATCH, req);
+    else if (tok_is(c, "shutdown"))
+        admin(tk, MP_CMD_SHUTDOWN, req);
     else if (tk->t[tk->n - 1].n >= 5 && memcmp(tk->t[tk->n - 1].p, "HTTP/", 5) == 0)
         *st = MP_PARSE_CLOSE; /* someone speaks HTTP to us: memcached hangs up */
     else

@@ -17,6 +17,9 @@
 
 #include "magpie/log.h"
 
+#include <arpa/inet.h>
+#include <sys/time.h>
+
 #define ACCEPT_BATCH 64
 static const char TOO_MANY[] = "ERROR Too many open connections\r\n";
 
@@ -89,9 +92,24 @@ static int listen_unix(struct mp_server *srv, const char *path, char *err, size_
 
 static void on_accept(uv_poll_t *p, int status, int events);
 
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static struct mp_stats_thread *acceptor_stats(struct mp_server *srv)
+{
+    return &srv->stats.threads[srv->nworkers];
+}
+
 static void on_accept_retry(uv_timer_t *t)
 {
     struct mp_server *srv = t->data;
+    struct mp_stats_thread *st = acceptor_stats(srv);
+    MP_STAT_ADD(st, time_in_listen_disabled_us, now_us() - srv->paused_at_us);
+    MP_STAT_DEC(st, accept_paused);
     for (int i = 0; i < srv->nlisteners; i++)
         uv_poll_start(&srv->listeners[i].poll, UV_READABLE, on_accept);
 }
@@ -119,6 +137,9 @@ static void on_accept(uv_poll_t *p, int status, int events)
             if (errno == EMFILE || errno == ENFILE) {
                 /* Out of descriptors: stop accepting for a moment instead of spinning. */
                 mp_log(MP_LOG_ERROR, "accept: %s; pausing accepts for 100 ms", strerror(errno));
+                MP_STAT_INC(acceptor_stats(srv), listen_disabled_num);
+                MP_STAT_INC(acceptor_stats(srv), accept_paused);
+                srv->paused_at_us = now_us();
                 for (int j = 0; j < srv->nlisteners; j++)
                     uv_poll_stop(&srv->listeners[j].poll);
                 uv_timer_start(&srv->accept_retry, on_accept_retry, 100, 0);
@@ -180,9 +201,50 @@ static void log_startup(const struct mp_server *srv)
            "verbosity %d, hot keys %s, metrics %s%s%s",
            MP_VERSION, where, cfg->threads, cfg->mem_limit >> 20, cfg->item_max, cfg->maxconns, cfg->factor,
            cfg->min_chunk, srv->cache.slabs.nclasses, srv->cache.slabs.page_size, cfg->idle_timeout,
-           cfg->lru_maintainer && !cfg->automove_off ? "on" : "off", cfg->verbose, cfg->hotkeys ? "on" : "off",
+           cfg->lru_maintainer && cfg->slab_automove ? "on" : "off", cfg->verbose, cfg->hotkeys ? "on" : "off",
            cfg->metrics ? "on " : "off", cfg->metrics ? srv->metrics.url : "",
            cfg->hotkeys_metrics ? " with hot keys" : "");
+}
+
+/* A listener as `stats conns` names it: memcached's "tcp:<addr>:<port>" or "unix:<path>". */
+static void show_listener(struct mp_server *srv, int i)
+{
+    struct mp_conn_listener *l = &srv->shown[i];
+    l->fd = srv->listeners[i].fd;
+    if (srv->listeners[i].is_unix) {
+        snprintf(l->addr, sizeof(l->addr), "unix:%s", srv->cfg->unix_path);
+        return;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        snprintf(l->addr, sizeof(l->addr), "tcp6:[%s]:%d", host, port);
+        return;
+    }
+    if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    }
+    snprintf(l->addr, sizeof(l->addr), "tcp:%s:%d", host, port);
+}
+
+/* `watch evictions`: memcached's eviction line, from the CLOCK hand (lru.h; under its locks). */
+static void log_eviction(void *ctx, const struct mp_item *it, unsigned cls, uint32_t now)
+{
+    struct mp_server *srv = ctx;
+    if (!mp_watch_wants(&srv->watch, MP_WATCH_EVICTIONS))
+        return;
+    char key[3 * MP_KEY_MAX + 1];
+    mp_watch_uriencode(mp_item_key(it), it->nkey, key);
+    uint32_t exptime = mp_item_exptime(it);
+    uint64_t stamp = mp_item_stamp(it);
+    mp_watch_log(&srv->watch, MP_WATCH_EVICTIONS, "type=eviction key=%s fetch=%s ttl=%lld la=%u clsid=%u size=%u", key,
+                 stamp & MP_ITEM_FETCHED ? "yes" : "no", exptime ? (long long)exptime - now : -1LL,
+                 mp_item_la_age(stamp, now), cls, it->nbytes);
 }
 
 static unsigned stripe_bits_for(size_t mem_limit)
@@ -211,7 +273,7 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
     int rc = mp_cache_setup(&srv->cache, &cc, err, errlen);
     if (rc != 0)
         return rc == -EINVAL ? MP_EXIT_USAGE : MP_EXIT_FAILURE; /* -EINVAL: flags that cannot work together */
-    if (mp_stats_setup(&srv->stats, (unsigned)cfg->threads + 1) != 0) {
+    if (mp_stats_setup(&srv->stats, (unsigned)cfg->threads + 1, srv->cache.slabs.nclasses) != 0) {
         snprintf(err, errlen, "%s", "out of memory");
         return MP_EXIT_FAILURE;
     }
@@ -220,18 +282,28 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         snprintf(err, errlen, "%s", "out of memory");
         return MP_EXIT_FAILURE;
     }
+    mp_watch_setup(&srv->watch);
+    srv->watch_ready = true;
+    srv->cache.lru.on_evict = log_eviction;
+    srv->cache.lru.evict_ctx = srv;
     srv->env = (struct mp_conn_env){.cache = &srv->cache,
                                     .clock = &srv->clock,
                                     .cfg = cfg,
                                     .stats = &srv->stats,
                                     .nconns = &srv->nconns,
                                     .latency = cfg->metrics ? &srv->latency : NULL,
-                                    .hotkeys = cfg->hotkeys ? &srv->hotkeys : NULL};
+                                    .hotkeys = cfg->hotkeys ? &srv->hotkeys : NULL,
+                                    .listeners = srv->shown,
+                                    .watch = &srv->watch,
+                                    .event_lib = uv_version_string()};
     for (int i = 0; cfg->port && i < cfg->nlisten; i++)
         if (listen_tcp(srv, cfg->listen[i], err, errlen) != 0)
             return MP_EXIT_FAILURE;
     if (cfg->unix_path && listen_unix(srv, cfg->unix_path, err, errlen) != 0)
         return MP_EXIT_FAILURE;
+    for (int i = 0; i < srv->nlisteners; i++)
+        show_listener(srv, i);
+    srv->env.nlisteners = (unsigned)srv->nlisteners;
     if (uv_loop_init(&srv->loop) != 0) {
         snprintf(err, errlen, "%s", "cannot create the event loop");
         return MP_EXIT_FAILURE;
@@ -264,7 +336,8 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         }
         srv->nworkers++;
     }
-    if (cfg->lru_maintainer && mp_lru_maintainer_start(&srv->cache.lru, &srv->clock, !cfg->automove_off) != 0) {
+    atomic_store(&srv->cache.lru.crawler, cfg->lru_crawler);
+    if (cfg->lru_maintainer && mp_lru_maintainer_start(&srv->cache.lru, &srv->clock, cfg->slab_automove) != 0) {
         snprintf(err, errlen, "%s", "cannot start the maintainer thread");
         return MP_EXIT_FAILURE;
     }
@@ -316,4 +389,6 @@ void mp_server_teardown(struct mp_server *srv)
     mp_latency_teardown(&srv->latency);
     if (srv->hotkeys.threads)
         mp_hotkeys_teardown(&srv->hotkeys);
+    if (srv->watch_ready)
+        mp_watch_teardown(&srv->watch);
 }

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 
 #define MIB (1024u * 1024u)
+#define ARENA_ROOM_MIN ((size_t)1 << 30)
 
 static uint32_t align_up(size_t n)
 {
@@ -61,15 +62,20 @@ int mp_slab_setup(struct mp_slabs *s, size_t mem_limit, size_t item_max, size_t 
         snprintf(err, errlen, "memory limit over %zu MiB is not supported", MP_SLAB_ARENA_MAX / MIB);
         return -EINVAL;
     }
+    /* Room for cache_memlimit to grow: four times the limit, at least 1 GiB, within the handles'
+     * reach. Only address space: pages cost memory once used. */
+    size_t room = npages * s->page_size < ARENA_ROOM_MIN / 4 ? ARENA_ROOM_MIN : npages * s->page_size * 4;
+    size_t max_pages = (room < MP_SLAB_ARENA_MAX ? room : MP_SLAB_ARENA_MAX) / s->page_size;
     if (min_chunk + MP_ITEM_HDR > s->page_size / 2) {
         snprintf(err, errlen, "minimum chunk %zu is too large for %u-byte pages", min_chunk, s->page_size);
         return -EINVAL;
     }
-    s->npages = (uint32_t)npages;
+    atomic_store_explicit(&s->npages, (uint32_t)npages, memory_order_relaxed);
+    s->npages_max = (uint32_t)(max_pages > npages ? max_pages : npages);
     int rc = lay_out_classes(s, min_chunk, factor, err, errlen);
     if (rc != 0)
         return rc;
-    s->arena_size = npages * s->page_size;
+    s->arena_size = (size_t)s->npages_max * s->page_size;
     /* Reserved, not committed: pages cost RSS only once items are written to them. */
     void *arena = mmap(NULL, s->arena_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (arena == MAP_FAILED) {
@@ -78,8 +84,8 @@ int mp_slab_setup(struct mp_slabs *s, size_t mem_limit, size_t item_max, size_t 
     }
     s->arena = arena;
     s->base = (uintptr_t)s->arena - MP_SLAB_ALIGN;
-    s->page_class = calloc(npages, sizeof(*s->page_class));
-    s->page_next = malloc(npages * sizeof(*s->page_next));
+    s->page_class = calloc(s->npages_max, sizeof(*s->page_class));
+    s->page_next = malloc(s->npages_max * sizeof(*s->page_next));
     if (!s->page_class || !s->page_next) {
         mp_slab_teardown(s);
         snprintf(err, errlen, "%s", "out of memory for the page table");
@@ -127,19 +133,43 @@ unsigned mp_slab_class_for(const struct mp_slabs *s, size_t total)
     return lo;
 }
 
-/* A page from the pool: a returned one, else a never-used one. */
+/* A page from the pool (a returned one, else a never-used one) while classes hold fewer than the
+ * limit. */
 static uint32_t take_page(struct mp_slabs *s)
 {
     uint32_t page = MP_SLAB_NONE;
     pthread_mutex_lock(&s->pages_lock);
-    if (s->pages_free != MP_SLAB_NONE) {
-        page = s->pages_free;
-        s->pages_free = s->page_next[page];
-    } else if (s->pages_bump < s->npages) {
-        page = s->pages_bump++;
+    if (s->pages_held < atomic_load_explicit(&s->npages, memory_order_relaxed)) {
+        if (s->pages_free != MP_SLAB_NONE) {
+            page = s->pages_free;
+            s->pages_free = s->page_next[page];
+            s->pages_nfree--;
+        } else if (s->pages_bump < s->npages_max) {
+            page = s->pages_bump++;
+        }
+        s->pages_held += page != MP_SLAB_NONE;
     }
     pthread_mutex_unlock(&s->pages_lock);
     return page;
+}
+
+/* Chain a page to a class, at the tail (the order the CLOCK hand passes pages). The caller holds
+ * the class lock. */
+static void chain_page_locked(struct mp_slabs *s, unsigned cls, uint32_t page)
+{
+    struct mp_slab_class *c = &s->classes[cls];
+    atomic_store_explicit(&s->page_class[page], (uint16_t)cls, memory_order_relaxed);
+    s->page_next[page] = MP_SLAB_NONE;
+    if (c->last_page == MP_SLAB_NONE)
+        c->first_page = page;
+    else
+        s->page_next[c->last_page] = page;
+    c->last_page = page;
+    c->npages++;
+    if (c->hand_page == MP_SLAB_NONE) {
+        c->hand_page = page;
+        c->hand_chunk = 0;
+    }
 }
 
 struct mp_item *mp_slab_alloc_locked(struct mp_slabs *s, unsigned cls)
@@ -155,22 +185,11 @@ struct mp_item *mp_slab_alloc_locked(struct mp_slabs *s, unsigned cls)
             uint32_t page = take_page(s);
             if (page == MP_SLAB_NONE)
                 return NULL;
-            atomic_store_explicit(&s->page_class[page], (uint16_t)cls, memory_order_relaxed);
             /* At the tail: the chain is in the order pages were filled, which is the order the
              * CLOCK hand passes them, so the oldest items are looked at first. */
-            s->page_next[page] = MP_SLAB_NONE;
-            if (c->last_page == MP_SLAB_NONE)
-                c->first_page = page;
-            else
-                s->page_next[c->last_page] = page;
-            c->last_page = page;
-            c->npages++;
+            chain_page_locked(s, cls, page);
             c->bump_page = page;
             c->bump_next = 0;
-            if (c->hand_page == MP_SLAB_NONE) {
-                c->hand_page = page;
-                c->hand_chunk = 0;
-            }
         }
         it = (struct mp_item *)(mp_slab_page_addr(s, c->bump_page) + (size_t)c->bump_next * c->size);
         if (++c->bump_next == c->perpage)
@@ -413,12 +432,14 @@ void mp_slab_pages_recycle(struct mp_slabs *s)
     /* Every page taken here was released before the wait begins (see slab.h). */
     if (s->grace)
         mp_grace_wait(s->grace);
-    uint32_t last = first;
-    while (s->page_next[last] != MP_SLAB_NONE)
+    uint32_t last = first, n = 1;
+    for (; s->page_next[last] != MP_SLAB_NONE; n++)
         last = s->page_next[last];
     pthread_mutex_lock(&s->pages_lock);
     s->page_next[last] = s->pages_free;
     s->pages_free = first;
+    s->pages_nfree += n;
+    s->pages_held -= n; /* limbo counted until now: its pages come back only after the grace period */
     pthread_mutex_unlock(&s->pages_lock);
 }
 
@@ -431,4 +452,68 @@ uint64_t mp_slab_malloced(struct mp_slabs *s)
         pthread_mutex_unlock(&s->classes[i].lock);
     }
     return pages * s->page_size;
+}
+
+int mp_slab_set_limit(struct mp_slabs *s, size_t bytes)
+{
+    size_t pages = bytes / s->page_size;
+    if (pages == 0 || pages > s->npages_max)
+        return -ERANGE;
+    atomic_store_explicit(&s->npages, (uint32_t)pages, memory_order_relaxed);
+    return 0;
+}
+
+uint64_t mp_slab_limit(const struct mp_slabs *s)
+{
+    return (uint64_t)atomic_load_explicit(&((struct mp_slabs *)s)->npages, memory_order_relaxed) * s->page_size;
+}
+
+uint32_t mp_slab_over_limit(struct mp_slabs *s)
+{
+    pthread_mutex_lock(&s->pages_lock);
+    uint32_t limit = atomic_load_explicit(&s->npages, memory_order_relaxed);
+    uint32_t over = s->pages_held > limit ? s->pages_held - limit : 0;
+    pthread_mutex_unlock(&s->pages_lock);
+    return over;
+}
+
+uint32_t mp_slab_pool_pages(struct mp_slabs *s)
+{
+    pthread_mutex_lock(&s->pages_lock);
+    uint32_t n = s->pages_nfree;
+    pthread_mutex_unlock(&s->pages_lock);
+    return n;
+}
+
+int mp_slab_page_grant(struct mp_slabs *s, unsigned cls)
+{
+    struct mp_slab_class *c = &s->classes[cls];
+    pthread_mutex_lock(&c->lock);
+    uint32_t page = MP_SLAB_NONE;
+    pthread_mutex_lock(&s->pages_lock);
+    if (s->pages_free != MP_SLAB_NONE && s->pages_held < atomic_load_explicit(&s->npages, memory_order_relaxed)) {
+        page = s->pages_free;
+        s->pages_free = s->page_next[page];
+        s->pages_nfree--;
+        s->pages_held++;
+    }
+    pthread_mutex_unlock(&s->pages_lock);
+    if (page != MP_SLAB_NONE) {
+        chain_page_locked(s, cls, page);
+        if (c->bump_page == MP_SLAB_NONE) {
+            c->bump_page = page; /* its chunks are handed out in order, as a new page's */
+            c->bump_next = 0;
+        } else {
+            /* The page reads as zeros (released with MADV_DONTNEED): every chunk free. */
+            for (uint32_t i = c->perpage; i-- > 0;) {
+                struct mp_item *it = (struct mp_item *)(mp_slab_page_addr(s, page) + (size_t)i * c->size);
+                atomic_store_explicit(&it->iflags, MP_ITEM_FREE, memory_order_relaxed);
+                it->next = c->free_head;
+                c->free_head = mp_slab_handle(s, it);
+                c->nfree++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return page == MP_SLAB_NONE ? -ENOMEM : 0;
 }

@@ -363,7 +363,7 @@ bool mp_table_replace_locked(struct mp_table *t, struct mp_stripe *st, uint64_t 
     return drop_table_ref(st, old);
 }
 
-void mp_table_overwrite_locked(struct mp_stripe *st, struct mp_item *it, const struct mp_item *src, uint64_t cas)
+void mp_table_overwrite_locked(struct mp_stripe *st, struct mp_item *it, const struct mp_item *src, uint64_t stamp)
 {
     MP_ASSERT(mp_stripe_held(st));
     /* A seqlock of one item, its stamp the count (table.h): 0 first, the new CAS last. The fresh
@@ -373,7 +373,7 @@ void mp_table_overwrite_locked(struct mp_stripe *st, struct mp_item *it, const s
     account(st, it, -1);
     mp_item_overwrite(it, src);
     account(st, it, +1);
-    mp_item_stamp_fresh(it, cas, memory_order_release);
+    mp_item_stamp_fresh(it, stamp, memory_order_release);
 }
 
 uint64_t mp_table_count(const struct mp_table *t)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "magpie/admin.h"
 #include "magpie/log.h"
 #include "magpie/num.h"
 
@@ -96,6 +97,8 @@ static enum mp_next start_update(struct mp_exec *x, const struct mp_request *req
     uint32_t flags = meta ? req->meta.client_flags : req->flags;
     struct mp_exec_update *u = &x->update;
     enum mp_result res;
+    if (!meta)
+        mp_exec_count_set(x, req->key, req->nkey);
     /* A failed set drops the old value (memcached does this for set, and for every ms). */
     u->item = mp_exec_alloc(x, req->key, req->nkey, flags, exptime, (uint32_t)req->vlen, req->cmd == MP_CMD_SET || meta,
                             &res);
@@ -172,22 +175,26 @@ static bool arg_is(const char *args, size_t nargs, const char *word)
     return nargs >= n && memcmp(args, word, n) == 0 && (nargs == n || args[n] == ' ');
 }
 
-static void run_stats(struct mp_exec *x, const struct mp_request *req)
+static enum mp_next run_stats(struct mp_exec *x, const struct mp_request *req)
 {
     const char *args = req->keys;
     size_t nargs = req->nkeys;
+    enum mp_next next = MP_NEXT_CMD;
     if (arg_is(args, nargs, "reset")) {
         mp_exec_stats_reset(x);
         reply(x, false, "RESET");
-        return;
+        return next;
     }
+    if (mp_admin_stats(x, args, nargs, &next))
+        return next;
     if (arg_is(args, nargs, "conns")) {
         x->conns(x, emit_stat, x);
     } else if (mp_exec_stats(x, args, nargs, emit_stat, x) != 0) {
         reply(x, false, "ERROR");
-        return;
+        return next;
     }
     mp_out_bytes(x->out, "END\r\n", 5);
+    return next;
 }
 
 static void meta_bytes(void *ctx, const char *data, size_t n)
@@ -248,7 +255,12 @@ enum mp_next mp_text_run(struct mp_exec *x, const struct mp_request *req)
         reply(x, req->noreply, "OK");
         break;
     case MP_CMD_QUIT: return MP_NEXT_CLOSE;
-    case MP_CMD_STATS: run_stats(x, req); break;
+    case MP_CMD_STATS: return run_stats(x, req);
+    case MP_CMD_LRU_CRAWLER:
+    case MP_CMD_SLABS:
+    case MP_CMD_MEMLIMIT:
+    case MP_CMD_WATCH:
+    case MP_CMD_SHUTDOWN: return mp_admin_run(x, req);
     case MP_CMD_MN: reply(x, false, "MN"); break;
     case MP_CMD_ERROR:
         reply(x, req->noreply, req->error);

@@ -90,6 +90,7 @@ struct mp_hit {
     const char *value;
     uint32_t nkey, nbytes, flags, exptime;
     uint64_t cas;
+    unsigned cls; /* the slab class it lives in, for the per-class counters (0 from mp_cache_hit_locked) */
 };
 
 /* Called for a hit: copy what is needed or, with hit->it (under the stripe lock), take a reference. */
@@ -119,9 +120,10 @@ enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, ui
 
 /* gat / gats / touch: set a new exptime (relative, from mp_clock_exptime) and, for gat, call fn
  * with the item (under the lock: it may take one reference). fn may be NULL. MP_OK / MP_TOUCHED,
- * or MP_NOT_FOUND (also for a gat of an item pinned to the limit). */
+ * or MP_NOT_FOUND (also for a gat of an item pinned to the limit). On a hit *cls (if not NULL) is
+ * the item's slab class. */
 enum mp_result mp_cache_touch(struct mp_cache *c, const char *key, size_t nkey, uint32_t exptime, uint32_t now,
-                              mp_cache_hit_fn fn, void *ctx);
+                              mp_cache_hit_fn fn, void *ctx, unsigned *cls);
 
 /* A fresh item with key, flags, exptime and room for nbytes of value, refs 1, not linked.
  * NULL with *res = MP_TOO_LARGE or MP_NOMEM. */
@@ -136,6 +138,7 @@ struct mp_store {
     uint64_t cas;
     bool stale_ok;
     uint64_t cas_out; /* the stored item's CAS, 0 when not stored */
+    unsigned old_cls; /* the slab class of the item found under the key, 0 when there was none */
 };
 
 /* Store a filled item; consumes the caller's reference. Returns MP_STORED, MP_NOT_STORED (also for

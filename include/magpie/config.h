@@ -14,10 +14,10 @@
 #include <stdio.h>
 
 #define MP_VERSION "1.0.0"
-/* What `version` and `stats` report: the memcached release whose protocols Magpie reproduces,
- * then Magpie's own version. Clients and tools (memcapable among them) read the leading
- * "major.minor.patch" to decide what the server understands. */
-#define MP_PROTO_VERSION "1.6.18-magpie-" MP_VERSION
+/* What `version` and `stats version` report: the memcached release whose protocols Magpie
+ * reproduces, exactly as it spells it, since clients parse it to decide what the server
+ * understands (some read a suffix as the version). Magpie's own is `stats magpie_version`. */
+#define MP_PROTO_VERSION "1.6.18"
 
 /* Exit codes: 0 clean shutdown, 1 run-time failure (cannot bind, cannot allocate),
  * 64 (EX_USAGE) for a bad command line. */
@@ -47,7 +47,9 @@ struct mp_config {
     int backlog;               /* -b */
     enum mp_protocol protocol; /* -B */
     bool lru_maintainer;       /* background reclaim and rebalance thread */
-    bool automove_off;         /* -o slab_automove=0 */
+    int slab_automove;         /* -o slab_automove=0|1|2 (the start value; `slabs automove` changes it) */
+    bool lru_crawler;          /* -o no_lru_crawler turns the reclaim pass and metadump off */
+    bool shutdown_enabled;     /* -A: the `shutdown` command stops the server */
     const char *user;          /* -u, drop root privileges to this user */
     const char *health;        /* --health [HOST:PORT]: probe mode, not a server */
     const char *metrics;       /* --metrics HOST:PORT: the Prometheus endpoint; NULL for none */

@@ -12,9 +12,12 @@
  * reference dropped when the write completes.
  *
  * Every request in a read is answered in order, and the replies of one read go out together with
- * one uv_try_write (a writev). Backpressure: when the pending output reaches 256 KiB the
- * connection flushes; while a write is still queued in the kernel's way it neither parses nor
- * reads, so a client that does not read its replies cannot make the server buffer without bound.
+ * one uv_try_write (a writev). A key listing (dump.h) is streamed a batch at a time: after each
+ * batch the connection lets its loop serve others (a zero-delay timer resumes it) and, while its
+ * output is queued, waits for it to drain, so the listing takes bounded memory and stalls nobody.
+ * A watcher (watch.h) takes what was logged for it every 10 ms. Backpressure: when the pending output reaches 256 KiB
+ * the connection flushes; while a write is still queued in the kernel's way it neither parses nor reads, so a client
+ * that does not read its replies cannot make the server buffer without bound.
  */
 #ifndef MAGPIE_CONN_H
 #define MAGPIE_CONN_H
@@ -40,6 +43,12 @@ struct mp_conn_list {
     unsigned count;
 };
 
+/* A listening socket, as `stats conns` lists it. */
+struct mp_conn_listener {
+    int fd;
+    char addr[128]; /* "tcp:host:port", "tcp6:[host]:port" or "unix:path" */
+};
+
 /* What the connections of a server share; read-only but for the atomic connection count. */
 struct mp_conn_env {
     struct mp_cache *cache;
@@ -50,8 +59,12 @@ struct mp_conn_env {
     struct mp_conn_list **lists; /* every worker's list, for `stats conns` */
     unsigned nlists;
     /* Per-worker blocks, indexed like stats->threads; NULL when off. */
-    struct mp_latency *latency; /* --metrics: latency histograms */
-    struct mp_hotkeys *hotkeys; /* hot keys, unless -o no_hotkeys */
+    struct mp_latency *latency;               /* --metrics: latency histograms */
+    struct mp_hotkeys *hotkeys;               /* hot keys, unless -o no_hotkeys */
+    const struct mp_conn_listener *listeners; /* for `stats conns` */
+    unsigned nlisteners;
+    struct mp_watch *watch; /* the log stream (watch.h) */
+    const char *event_lib;  /* libuv's version, for `stats` */
 };
 
 struct mp_conn;

@@ -24,10 +24,12 @@
 #include "magpie/clock.h"
 #include "magpie/config.h"
 #include "magpie/hotkeys.h"
+#include "magpie/dump.h"
 #include "magpie/meta.h"
 #include "magpie/out.h"
 #include "magpie/proto.h"
 #include "magpie/stats.h"
+#include "magpie/watch.h"
 
 /* What the connection does once a request has run. */
 enum mp_next {
@@ -35,6 +37,8 @@ enum mp_next {
     MP_NEXT_VALUE,   /* read the value into update.item (then "\r\n" if update.crlf) */
     MP_NEXT_SWALLOW, /* discard `swallow` bytes, then parse again */
     MP_NEXT_CLOSE,   /* write the replies gathered so far, then close */
+    MP_NEXT_DUMP,    /* stream the listing set up in `dump` (dump.h), then parse again */
+    MP_NEXT_WATCH,   /* from now on, send what `watcher` is given (watch.h), and nothing else */
 };
 
 /* A storage command waiting for its value. */
@@ -64,7 +68,12 @@ struct mp_exec {
     struct mp_hotkeys_thread *hot; /* this worker's, where gets note their keys; NULL when off */
     struct mp_out *out;
     mp_exec_conns_fn conns;
-    void *owner; /* the connection, for `conns` */
+    void *owner;                /* the connection, for `conns` */
+    struct mp_watch *watch;     /* the server's log stream (watch.h); may be NULL */
+    const char *event_lib;      /* for `stats` */
+    int fd;                     /* the connection's socket, as watch lines name it (cfd=) */
+    struct mp_dump dump;        /* a listing being streamed (MP_NEXT_DUMP) */
+    struct mp_watcher *watcher; /* set once the connection watches (MP_NEXT_WATCH) */
     size_t swallow;
     struct mp_exec_update update;
     /* the text get being answered (text.h) */
@@ -88,6 +97,8 @@ enum mp_result mp_exec_touch(struct mp_exec *x, const char *key, size_t nkey, ui
  * (store_no_memory). A set that fails drops the key's old value, as memcached does (`forget`). */
 struct mp_item *mp_exec_alloc(struct mp_exec *x, const char *key, size_t nkey, uint32_t flags, int64_t exptime,
                               uint32_t vlen, bool forget, enum mp_result *res);
+/* stats detail: a set of this key is asked for (counted before its value arrives, as memcached). */
+void mp_exec_count_set(struct mp_exec *x, const char *key, size_t nkey);
 /* Store update.item (cmd_set, total_items, and cas_hits/cas_badval/cas_misses for a CAS). */
 enum mp_result mp_exec_store(struct mp_exec *x);
 /* A value that arrived malformed: dropped, counted as a set all the same (as memcached). */

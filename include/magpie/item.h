@@ -5,7 +5,7 @@
  * offset in the slab arena in 8-byte units, so links cost 4 bytes instead of 8.
  *
  *   offset  size  field
- *        0     8  stamp     the CAS (low 56 bits) and the CLOCK state (high 8 bits), one word
+ *        0     8  stamp     the CAS (low 47 bits), the last access time and the CLOCK state
  *        8     4  next      hash-chain link, or free-list link
  *       12     4  exptime   relative seconds; 0 = never
  *       16     4  nbytes    value length, without the "\r\n" the protocol adds
@@ -28,16 +28,34 @@
  * place (whose stamp is 0 while it changes, then a new CAS). A reader therefore writes nothing
  * but its own item's CLOCK bits. Memory that leaves its class (a page moved) is reused only after
  * every optimistic reader that could have seen it has finished (grace.h), so the swap never even
- * compares against another class's bytes. CAS values have 56 bits: 2^56 stores at 100 million a
- * second take 22 years.
+ * compares against another class's bytes.
+ *
+ * The stamp's bits:
+ *
+ *   0..46   CAS: 2^47 stores, 4.4 years of a million stores every second
+ *   47..55  last access, low 9 bits   (12 bits in all: minutes of relative time, modulo 4096)
+ *   56..57  CLOCK hits (0..3)
+ *   58..59  the eviction policy's (issue 22)
+ *   60..62  last access, high 3 bits
+ *   63      FETCHED: read at least once since stored
+ *
+ * Last access, as memcached keeps it (it->time, which a hit refreshes at most once a minute):
+ * the minute of relative time (clock.h) of the store or the latest hit, kept in the stamp so that
+ * a lock-free hit refreshes it in the very swap that records the hit, and only when the minute
+ * has changed, so a hot item's word is written at most once a minute for it. The header does not
+ * grow. 12 bits of minutes wrap after 68 hours: the maintainer's reclaim pass (lru.h), which
+ * visits every item, moves a time older than MP_ITEM_LA_KEEP minutes (48 hours) up to that age,
+ * so an age reads correctly up to 48 hours and as 48 hours beyond. Ages are whole minutes,
+ * reported in seconds: an item read in the current minute is 0 s old, as in memcached.
  *
  * Who writes and who reads each field:
  *
  *   field    written by                                  read without the stripe lock by
  *   stamp    the store that links or rewrites the item   optimistic gets (version check, then
- *            (stripe lock); CLOCK bits by any hit, and   the hit's swap); the CLOCK hand,
- *            the CLOCK hand (class lock), always with    reclaim and evacuation (class lock:
- *            atomic operations                           flushed? hits left?)
+ *            (stripe lock); CLOCK bits and last access   the hit's swap); the CLOCK hand,
+ *            by any hit; the CLOCK hand and the reclaim  reclaim and evacuation (class lock:
+ *            pass's last-access keep (class lock),       flushed? hits left? last access?),
+ *            always with atomic operations               dumps (class lock)
  *   next     the table under the stripe lock; the slab   optimistic gets (chain walk, bounded)
  *            under the class lock while free
  *   exptime  alloc (before linking); touch, gat, meta    optimistic gets; the CLOCK hand,
@@ -92,13 +110,53 @@ enum {
     MP_ITEM_FREE = 1u << 5,       /* on its class's free list (set and cleared under the class lock) */
 };
 
-/* The stamp: CAS in the low bits, CLOCK state in the top byte (see above). */
-#define MP_ITEM_CAS_BITS 56
+/* The stamp: CAS in the low bits, last access and CLOCK state above it (see above). */
+#define MP_ITEM_CAS_BITS 47
 #define MP_ITEM_CAS_MASK ((UINT64_C(1) << MP_ITEM_CAS_BITS) - 1)
-#define MP_ITEM_HITS_MAX 3u                                 /* the CLOCK counts up to 3 hits */
-#define MP_ITEM_HIT_ONE (UINT64_C(1) << MP_ITEM_CAS_BITS)   /* one hit, in the stamp */
-#define MP_ITEM_HITS_MASK (UINT64_C(3) << MP_ITEM_CAS_BITS) /* the hit count */
-#define MP_ITEM_FETCHED (UINT64_C(1) << 63)                 /* read at least once since stored */
+#define MP_ITEM_HITS_SHIFT 56
+#define MP_ITEM_HITS_MAX 3u                                   /* the CLOCK counts up to 3 hits */
+#define MP_ITEM_HIT_ONE (UINT64_C(1) << MP_ITEM_HITS_SHIFT)   /* one hit, in the stamp */
+#define MP_ITEM_HITS_MASK (UINT64_C(3) << MP_ITEM_HITS_SHIFT) /* the hit count */
+#define MP_ITEM_FETCHED (UINT64_C(1) << 63)                   /* read at least once since stored */
+/* Last access: minutes of relative time, 12 bits in two parts of the stamp. */
+#define MP_ITEM_LA_UNIT 60u    /* seconds in a unit (memcached's ITEM_UPDATE_INTERVAL) */
+#define MP_ITEM_LA_UNITS 4096u /* 12 bits: the count wraps after 68 hours */
+#define MP_ITEM_LA_KEEP 2880u  /* units: older times are moved up to 48 hours by the maintainer */
+#define MP_ITEM_LA_LO_SHIFT 47
+#define MP_ITEM_LA_HI_SHIFT 60
+#define MP_ITEM_LA_MASK ((UINT64_C(0x1ff) << MP_ITEM_LA_LO_SHIFT) | (UINT64_C(7) << MP_ITEM_LA_HI_SHIFT))
+
+/* The last-access bits for a relative time. */
+static inline uint64_t mp_item_la_bits(uint32_t now)
+{
+    uint64_t u = (now / MP_ITEM_LA_UNIT) % MP_ITEM_LA_UNITS;
+    return ((u & 0x1ff) << MP_ITEM_LA_LO_SHIFT) | ((u >> 9) << MP_ITEM_LA_HI_SHIFT);
+}
+
+/* The unit (minute, modulo 4096) a stamp's last access is in. */
+static inline uint32_t mp_item_la_unit(uint64_t stamp)
+{
+    return (uint32_t)(((stamp >> MP_ITEM_LA_LO_SHIFT) & 0x1ff) | (((stamp >> MP_ITEM_LA_HI_SHIFT) & 7) << 9));
+}
+
+/* Whole units since a stamp's last access, at most MP_ITEM_LA_KEEP. */
+static inline uint32_t mp_item_la_units(uint64_t stamp, uint32_t now)
+{
+    uint32_t age = ((now / MP_ITEM_LA_UNIT) - mp_item_la_unit(stamp)) % MP_ITEM_LA_UNITS;
+    return age < MP_ITEM_LA_KEEP ? age : MP_ITEM_LA_KEEP;
+}
+
+/* Seconds since a stamp's last access, in whole minutes (0 within the same minute). */
+static inline uint32_t mp_item_la_age(uint64_t stamp, uint32_t now)
+{
+    return mp_item_la_units(stamp, now) * MP_ITEM_LA_UNIT;
+}
+
+/* A stamp for an item stored or rewritten now: this CAS, last access now, no hits, not fetched. */
+static inline uint64_t mp_item_stamp_new(uint64_t cas, uint32_t now)
+{
+    return (cas & MP_ITEM_CAS_MASK) | mp_item_la_bits(now);
+}
 
 struct mp_item {
     _Atomic uint64_t stamp;
@@ -184,15 +242,15 @@ static inline uint64_t mp_item_cas(const struct mp_item *it)
     return atomic_load_explicit(&((struct mp_item *)it)->stamp, memory_order_relaxed) & MP_ITEM_CAS_MASK;
 }
 
-/* A fresh stamp: this CAS, no hits, not fetched. For an item nobody else can see yet, or one
- * being rewritten in place (table.h). */
-static inline void mp_item_stamp_fresh(struct mp_item *it, uint64_t cas, memory_order mo)
+/* Set the whole stamp (mp_item_stamp_new, or 0 for a chunk freed). For an item nobody else can see
+ * yet, or one being rewritten in place (table.h). */
+static inline void mp_item_stamp_fresh(struct mp_item *it, uint64_t stamp, memory_order mo)
 {
-    atomic_store_explicit(&it->stamp, cas & MP_ITEM_CAS_MASK, mo);
+    atomic_store_explicit(&it->stamp, stamp, mo);
 }
 
-/* A new CAS for a linked item changed in place, keeping its CLOCK state (which hits and the hand
- * may change meanwhile). The caller holds the stripe lock. */
+/* A new CAS for a linked item changed in place, keeping its CLOCK state and last access (which
+ * hits and the hand may change meanwhile). The caller holds the stripe lock. */
 static inline void mp_item_recas(struct mp_item *it, uint64_t cas)
 {
     uint64_t old = atomic_load_explicit(&it->stamp, memory_order_relaxed);
@@ -202,36 +260,55 @@ static inline void mp_item_recas(struct mp_item *it, uint64_t cas)
         ;
 }
 
-/* The stamp after one more hit: fetched, and the count up by one, saturating. */
-static inline uint64_t mp_item_stamp_hit(uint64_t stamp)
+/* The stamp after one more hit at `now`: fetched, the count up by one (saturating), and the last
+ * access moved to this minute if it was in another. */
+static inline uint64_t mp_item_stamp_hit(uint64_t stamp, uint32_t now)
 {
-    uint64_t hits = (stamp & MP_ITEM_HITS_MASK) >> MP_ITEM_CAS_BITS;
+    uint64_t hits = (stamp & MP_ITEM_HITS_MASK) >> MP_ITEM_HITS_SHIFT;
     if (hits < MP_ITEM_HITS_MAX)
         stamp += MP_ITEM_HIT_ONE;
+    uint64_t la = mp_item_la_bits(now);
+    if ((stamp & MP_ITEM_LA_MASK) != la)
+        stamp = (stamp & ~MP_ITEM_LA_MASK) | la;
     return stamp | MP_ITEM_FETCHED;
 }
 
 /* Record a hit on an item whose stamp the caller read as `seen`: one compare-and-swap, which does
- * nothing unless the word still holds exactly `seen` (the same item, unchanged; see above). A
- * saturated item is not written at all, so readers on several cores do not bounce its cache line;
- * a swap lost to another hit only makes the CLOCK a little less exact. */
-static inline void mp_item_hit_seen(struct mp_item *it, uint64_t seen)
+ * nothing unless the word still holds exactly `seen` (the same item, unchanged; see above). An
+ * item with every hit counted and its access in this minute is not written at all, so readers on
+ * several cores do not bounce its cache line; a swap lost to another hit only makes the CLOCK a
+ * little less exact. */
+static inline void mp_item_hit_seen(struct mp_item *it, uint64_t seen, uint32_t now)
 {
-    uint64_t next = mp_item_stamp_hit(seen);
+    uint64_t next = mp_item_stamp_hit(seen, now);
     if (next != seen)
         atomic_compare_exchange_strong_explicit(&it->stamp, &seen, next, memory_order_relaxed, memory_order_relaxed);
 }
 
 /* Record a hit under the stripe lock (the CAS cannot change; the hand and other hits may). */
-static inline void mp_item_touch_clock(struct mp_item *it)
+static inline void mp_item_touch_clock(struct mp_item *it, uint32_t now)
 {
     uint64_t old = atomic_load_explicit(&it->stamp, memory_order_relaxed);
     for (;;) {
-        uint64_t next = mp_item_stamp_hit(old);
+        uint64_t next = mp_item_stamp_hit(old, now);
         if (next == old ||
             atomic_compare_exchange_weak_explicit(&it->stamp, &old, next, memory_order_relaxed, memory_order_relaxed))
             return;
     }
+}
+
+/* The maintainer's pass (lru.h): a last access older than MP_ITEM_LA_KEEP units moves up to that
+ * age, before the 12-bit count could wrap. Under the class lock, racing hits and stores like the
+ * CLOCK hand: one swap is tried, and a lost race means the stamp was just written anyway. */
+static inline void mp_item_la_keep(struct mp_item *it, uint32_t now)
+{
+    uint64_t old = atomic_load_explicit(&it->stamp, memory_order_relaxed);
+    uint32_t age = ((now / MP_ITEM_LA_UNIT) - mp_item_la_unit(old)) % MP_ITEM_LA_UNITS;
+    if (age <= MP_ITEM_LA_KEEP || (old & MP_ITEM_CAS_MASK) == 0 || now < MP_ITEM_LA_KEEP * MP_ITEM_LA_UNIT)
+        return;
+    uint32_t kept = now - MP_ITEM_LA_KEEP * MP_ITEM_LA_UNIT;
+    atomic_compare_exchange_strong_explicit(&it->stamp, &old, (old & ~MP_ITEM_LA_MASK) | mp_item_la_bits(kept),
+                                            memory_order_relaxed, memory_order_relaxed);
 }
 
 /* The CLOCK hand's step: true when the item had hits, and it has one fewer now. Under the class
@@ -250,7 +327,7 @@ static inline unsigned mp_item_hits(const struct mp_item *it)
 {
     return (
         unsigned)((atomic_load_explicit(&((struct mp_item *)it)->stamp, memory_order_relaxed) & MP_ITEM_HITS_MASK) >>
-                  MP_ITEM_CAS_BITS);
+                  MP_ITEM_HITS_SHIFT);
 }
 
 static inline bool mp_item_fetched(const struct mp_item *it)
@@ -288,6 +365,7 @@ struct mp_epoch {
     _Alignas(64) _Atomic uint64_t next_cas;
     _Alignas(64) _Atomic uint64_t flush_cas;
     _Atomic uint32_t flush_at; /* relative time of a pending delayed flush; 0 = none */
+    _Atomic uint32_t oldest;   /* memcached's oldest_live: the last flush's cut-off less one (stats settings) */
 };
 
 void mp_epoch_setup(struct mp_epoch *e);

@@ -14,9 +14,14 @@
  * the stripe-then-class order of the request path; an item whose stripe is busy, that a reader
  * holds (refs > 1), or that is still being filled (not linked) is passed over.
  *
- * The maintainer thread runs the two background jobs once per tick: a reclaim pass that frees
- * expired and flushed items nobody reads, and automove, which takes a page from a class that has
- * not needed to evict lately and gives it to the class that evicts most.
+ * The maintainer thread runs the background jobs once per tick: a reclaim pass (memcached's LRU
+ * crawler) that frees expired and flushed items nobody reads and, as it goes, keeps every item's
+ * last access within the stamp's range (item.h) and measures each class's oldest access and the
+ * bytes its items take (stats items: age, mem_requested); automove, which takes a page from a
+ * class that has not needed to evict lately and gives it to the class that evicts most; a page
+ * move an operator asked for (slabs reassign); and giving back pages over a lowered memory limit
+ * (cache_memlimit). The run-time switches (automove level, crawler on or off) are atomics any
+ * thread may set; a reassign request is handed over under `lock`.
  */
 #ifndef MAGPIE_LRU_H
 #define MAGPIE_LRU_H
@@ -31,18 +36,45 @@
 #include "magpie/slab.h"
 #include "magpie/table.h"
 
+/* Called for each item the CLOCK evicts, under its class and stripe locks, before it is unlinked
+ * (`watch evictions`): it must not block. */
+typedef void (*mp_lru_evict_fn)(void *ctx, const struct mp_item *it, unsigned cls, uint32_t now);
+
+/* slabs reassign's answers, memcached's reassign_result_type. */
+enum mp_lru_reassign {
+    MP_REASSIGN_OK,
+    MP_REASSIGN_RUNNING,
+    MP_REASSIGN_BADCLASS,
+    MP_REASSIGN_NOSPARE,
+    MP_REASSIGN_SAME
+};
+
 struct mp_lru {
     struct mp_slabs *slabs;
     struct mp_table *table;
     struct mp_epoch *epoch;
-    uint32_t crawl_page[MP_SLAB_CLASSES_MAX + 1]; /* reclaim cursors, maintainer thread only */
+    /* The reclaim pass, per class (whoever calls mp_lru_reclaim: the maintainer thread): its
+     * cursor, and what it has seen since its current turn over the class began. */
+    uint32_t crawl_page[MP_SLAB_CLASSES_MAX + 1];
     uint32_t crawl_chunk[MP_SLAB_CLASSES_MAX + 1];
+    uint64_t crawl_seen[MP_SLAB_CLASSES_MAX + 1];
+    uint64_t crawl_bytes[MP_SLAB_CLASSES_MAX + 1];
+    uint32_t crawl_age[MP_SLAB_CLASSES_MAX + 1];
+    mp_lru_evict_fn on_evict; /* may be NULL; set before the server serves */
+    void *evict_ctx;
+    /* run-time switches and counters, any thread */
+    _Atomic int automove;        /* 0 off, 1 on, 2 every tick (slabs automove) */
+    _Atomic bool crawler;        /* the reclaim pass runs (lru_crawler enable / disable) */
+    _Atomic uint64_t juggles;    /* maintainer ticks (memcached's lru_maintainer_juggles) */
+    _Atomic uint64_t busy_moves; /* page moves put off by an item in use (slab_reassign_busy_items) */
+    _Atomic uint64_t crawls;     /* crawls asked for (lru_crawler crawl, metadump: lru_crawler_starts) */
     /* maintainer thread */
     const struct mp_clock *clock;
-    bool automove;
     pthread_t thread;
-    pthread_mutex_t lock;
+    pthread_mutex_t lock; /* guards the reassign request, stop, and wakes the thread */
     pthread_cond_t wake;
+    bool reassign_pending;
+    int reassign_src, reassign_dst;
     bool running;
     bool stop;
 };
@@ -72,8 +104,17 @@ int mp_lru_page_evacuate(struct mp_lru *l, unsigned cls, uint32_t page, uint32_t
  * caller holds none. */
 int mp_lru_page_steal(struct mp_lru *l, unsigned cls, uint32_t now);
 
-/* The background thread: every 100 ms, reclaim on every class; once a second, automove if enabled. */
-int mp_lru_maintainer_start(struct mp_lru *l, const struct mp_clock *clk, bool automove);
+/* slabs reassign: move a page from class src (-1: any that can spare one; 0: the pool) to dst (0:
+ * the pool). Checked now and done by the maintainer, as memcached's rebalancer does. */
+enum mp_lru_reassign mp_lru_reassign(struct mp_lru *l, int src, int dst);
+
+/* Give back up to max_pages pages while classes hold more than the memory limit (slab.h): from
+ * the class with the most pages, each time. Returns pages given back. */
+unsigned mp_lru_shrink(struct mp_lru *l, uint32_t now, unsigned max_pages);
+
+/* The background thread: every 100 ms, reclaim on every class (while the crawler is on), a
+ * pending reassign, pages over the limit; automove once a second at level 1, every tick at 2. */
+int mp_lru_maintainer_start(struct mp_lru *l, const struct mp_clock *clk, int automove);
 void mp_lru_maintainer_stop(struct mp_lru *l);
 
 #endif

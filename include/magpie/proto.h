@@ -47,6 +47,11 @@ enum mp_cmd {
     MP_CMD_VERBOSITY,
     MP_CMD_QUIT,
     MP_CMD_STATS,
+    MP_CMD_LRU_CRAWLER, /* admin commands: req.keys holds the arguments after the command */
+    MP_CMD_SLABS,
+    MP_CMD_MEMLIMIT, /* cache_memlimit */
+    MP_CMD_WATCH,
+    MP_CMD_SHUTDOWN,
     MP_CMD_MN,    /* meta no-op: "MN" */
     MP_CMD_MG,    /* meta get */
     MP_CMD_MS,    /* meta set */
@@ -106,6 +111,16 @@ struct mp_request {
     size_t swallow;    /* MP_CMD_ERROR: bytes of value data to discard after it (ms) */
     struct mp_meta meta;
 };
+
+/* A token of a command line. */
+struct mp_token {
+    const char *p;
+    size_t n;
+};
+
+/* Split an admin command's arguments (req.keys) on spaces as the parser splits a line: at most
+ * `max` tokens; returns their count. */
+size_t mp_proto_split(const char *s, size_t n, struct mp_token *t, size_t max);
 
 /* Parse one command from buf[0, len). */
 enum mp_parse_status mp_proto_parse(const char *buf, size_t len, struct mp_request *req, size_t *consumed);

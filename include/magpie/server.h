@@ -27,6 +27,7 @@
 #include "magpie/latency.h"
 #include "magpie/metrics.h"
 #include "magpie/stats.h"
+#include "magpie/watch.h"
 #include "magpie/worker.h"
 
 struct mp_listener {
@@ -50,6 +51,10 @@ struct mp_server {
     bool loop_ready;
     struct mp_listener listeners[MP_LISTEN_MAX * 2 + 1];
     int nlisteners;
+    struct mp_conn_listener shown[MP_LISTEN_MAX * 2 + 1]; /* the listeners as `stats conns` lists them */
+    struct mp_watch watch;                                /* the log stream (watch.h) */
+    bool watch_ready;
+    uint64_t paused_at_us; /* when accepting paused (out of descriptors), for time_in_listen_disabled_us */
     struct mp_worker *workers;
     struct mp_conn_list **lists; /* the workers' connection lists, for stats conns */
     unsigned nworkers;

@@ -1,10 +1,14 @@
 /*
  * slab: size classes and pages under the hard memory limit (-m).
  *
- * Owns the arena (one anonymous mapping of -m bytes, reserved but touched only as pages are used,
- * so RSS follows use), its division into pages, the size classes, and the free chunks of each
- * class. It does not know what is in a chunk beyond the free/used state of struct mp_item's refs
- * and links (see item.h); choosing a victim when a class is full is lru.h's job.
+ * Owns the arena (one anonymous mapping, reserved but touched only as pages are used, so RSS
+ * follows use), its division into pages, the size classes, and the free chunks of each class.
+ * The limit (-m, changed at run time by cache_memlimit) is a number of pages that classes may hold
+ * at once; the mapping reserves room for four times -m (at least 1 GiB, at most what 32-bit
+ * handles reach), so the limit can grow without moving anything. Pages over a lowered limit are
+ * taken back by the maintainer (lru.h), as automove takes them. It does not know what is in a chunk beyond the
+ * free/used state of struct mp_item's refs and links (see item.h); choosing a victim when a class is full is lru.h's
+ * job.
  *
  * Size classes grow from the minimum chunk by the factor -f, by at least 8 bytes a step, up to
  * the page size; chunks are 8-byte aligned. Pages are -I bytes (1 MiB by default) and belong to
@@ -65,14 +69,23 @@ struct mp_slab_class {
     /* counters, memcached's names (stats items / stats slabs) */
     uint64_t evictions;
     uint64_t evicted_unfetched;
-    uint64_t evicted_nonzero;  /* evicted while it had an exptime */
-    uint64_t evicted_for_move; /* evicted because automove took their page */
-    uint64_t reclaimed;        /* expired items whose chunk was reused or freed */
+    uint64_t evicted_nonzero;       /* evicted while it had an exptime */
+    uint64_t evicted_for_move;      /* evicted because automove took their page */
+    uint64_t evicted_active;        /* evicted with CLOCK hits left (the hand's last turn) */
+    uint64_t evicted_time;          /* seconds since the last access of the latest item evicted */
+    uint64_t reclaimed;             /* expired items found and freed on the request path */
+    uint64_t crawler_reclaimed;     /* expired items freed by the maintainer's reclaim pass */
+    uint64_t crawler_items_checked; /* items the reclaim pass looked at */
+    uint64_t lrutail_reflocked;     /* items the hand passed over because a reader held them */
+    uint64_t direct_reclaims;       /* chunks the request path got by evicting or reclaiming */
     uint64_t expired_unfetched;
     uint64_t outofmemory;
     uint64_t pages_moved_in;
     uint64_t pages_moved_out;
     uint64_t pressure_seen; /* evictions + outofmemory at the last automove look (lru.h) */
+    /* As of the reclaim pass's last full turn over the class (lru.h): */
+    uint32_t age;           /* the longest time since an item's last access, seconds */
+    uint64_t mem_requested; /* the bytes its items take (mp_item_total) */
 } __attribute__((aligned(64)));
 
 /* One thread's magazine for one class (see above). */
@@ -95,11 +108,14 @@ struct mp_slabs {
     size_t arena_size;
     uintptr_t base; /* arena - MP_SLAB_ALIGN, so handle 0 is never a chunk */
     uint32_t page_size;
-    uint32_t npages;
+    uint32_t npages_max; /* pages the arena has room for */
     size_t item_max;
     pthread_mutex_t pages_lock;
+    _Atomic uint32_t npages;      /* the limit: pages classes may hold at once (-m, cache_memlimit) */
+    uint32_t pages_held;          /* pages classes hold now, and those in limbo */
     uint32_t pages_bump;          /* pages [0, pages_bump) have been handed out once */
     uint32_t pages_free;          /* chain of returned pages through page_next */
+    uint32_t pages_nfree;         /* pages on that chain */
     uint32_t pages_limbo;         /* returned, waiting for readers' grace period (recycle) */
     _Atomic uint16_t *page_class; /* class of each page; 0 = unassigned */
     uint32_t *page_next;
@@ -200,5 +216,19 @@ void mp_slab_pages_recycle(struct mp_slabs *s);
 
 /* Bytes of pages handed to classes (memcached's total_malloced). */
 uint64_t mp_slab_malloced(struct mp_slabs *s);
+
+/* cache_memlimit: a new limit in bytes. 0, or -ERANGE when the arena has no room for it (or it is
+ * under one page). A lower limit stops classes from taking pages; mp_slab_over_limit says how
+ * many they must give back. */
+int mp_slab_set_limit(struct mp_slabs *s, size_t bytes);
+uint64_t mp_slab_limit(const struct mp_slabs *s);
+/* Pages classes hold beyond the limit. */
+uint32_t mp_slab_over_limit(struct mp_slabs *s);
+/* Pages in the pool: returned by a class and not taken again (memcached's slab_global_page_pool). */
+uint32_t mp_slab_pool_pages(struct mp_slabs *s);
+/* A page from the pool for class cls, right away (slabs reassign): its chunks go on the class's
+ * free list. 0, or -ENOMEM when the pool is empty or the class is at the limit. The caller holds
+ * no class lock. */
+int mp_slab_page_grant(struct mp_slabs *s, unsigned cls);
 
 #endif

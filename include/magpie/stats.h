@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,23 +29,16 @@ struct mp_hotkeys;
     X(rejected_connections)                                                                                            \
     X(connection_structures)                                                                                           \
     X(cmd_get)                                                                                                         \
-    X(cmd_set)                                                                                                         \
     X(cmd_flush)                                                                                                       \
     X(cmd_touch)                                                                                                       \
-    X(get_hits)                                                                                                        \
+    X(cmd_meta)                                                                                                        \
     X(get_misses)                                                                                                      \
     X(get_expired)                                                                                                     \
     X(get_flushed)                                                                                                     \
     X(delete_misses)                                                                                                   \
-    X(delete_hits)                                                                                                     \
     X(incr_misses)                                                                                                     \
-    X(incr_hits)                                                                                                       \
     X(decr_misses)                                                                                                     \
-    X(decr_hits)                                                                                                       \
     X(cas_misses)                                                                                                      \
-    X(cas_hits)                                                                                                        \
-    X(cas_badval)                                                                                                      \
-    X(touch_hits)                                                                                                      \
     X(touch_misses)                                                                                                    \
     X(store_too_large)                                                                                                 \
     X(store_no_memory)                                                                                                 \
@@ -54,17 +48,49 @@ struct mp_hotkeys;
     X(bytes_read)                                                                                                      \
     X(bytes_written)                                                                                                   \
     X(conn_yields)                                                                                                     \
-    X(total_items)
+    X(total_items)                                                                                                     \
+    X(listen_disabled_num)                                                                                             \
+    X(time_in_listen_disabled_us)                                                                                      \
+    X(accept_paused)
+
+/* The counters memcached keeps per slab class (stats slabs), each thread's per class: the general
+ * figures of the same names are their sums. The item's class is the one it lives in. */
+#define MP_STATS_CLASS_COUNTERS(X)                                                                                     \
+    X(get_hits)                                                                                                        \
+    X(cmd_set)                                                                                                         \
+    X(delete_hits)                                                                                                     \
+    X(incr_hits)                                                                                                       \
+    X(decr_hits)                                                                                                       \
+    X(cas_hits)                                                                                                        \
+    X(cas_badval)                                                                                                      \
+    X(touch_hits)
+
+struct mp_stats_class {
+#define MP_STATS_FIELD(name) _Atomic uint64_t name;
+    MP_STATS_CLASS_COUNTERS(MP_STATS_FIELD)
+#undef MP_STATS_FIELD
+};
+
+struct mp_stats_class_sum {
+#define MP_STATS_FIELD(name) uint64_t name;
+    MP_STATS_CLASS_COUNTERS(MP_STATS_FIELD)
+#undef MP_STATS_FIELD
+};
+
+struct mp_stats_prefixes;
 
 struct mp_stats_thread {
 #define MP_STATS_FIELD(name) _Atomic uint64_t name;
     MP_STATS_COUNTERS(MP_STATS_FIELD)
 #undef MP_STATS_FIELD
+    struct mp_stats_class *classes;     /* [0, nclasses]: 64 bytes a class */
+    struct mp_stats_prefixes *prefixes; /* stats detail: this thread's per-prefix counts */
 } __attribute__((aligned(64)));
 
 struct mp_stats_sum {
 #define MP_STATS_FIELD(name) uint64_t name;
     MP_STATS_COUNTERS(MP_STATS_FIELD)
+    MP_STATS_CLASS_COUNTERS(MP_STATS_FIELD)
 #undef MP_STATS_FIELD
 };
 
@@ -76,20 +102,52 @@ static inline void mp_stats_add(_Atomic uint64_t *counter, uint64_t n)
 #define MP_STAT_INC(st, name) mp_stats_add(&(st)->name, 1)
 #define MP_STAT_ADD(st, name, n) mp_stats_add(&(st)->name, (n))
 #define MP_STAT_DEC(st, name) mp_stats_add(&(st)->name, (uint64_t)-1)
+#define MP_STAT_CLASS_INC(st, cls, name) mp_stats_add(&(st)->classes[cls].name, 1)
 
 struct mp_stats {
     unsigned nthreads;
+    unsigned nclasses;
     struct mp_stats_thread *threads;
     pthread_mutex_t reset_lock;
     struct mp_stats_sum baseline; /* `stats reset` subtracts this instead of writing others' blocks */
+    struct mp_stats_class_sum *class_baseline;
+    _Atomic bool detail; /* stats detail on: gets, sets and deletes are counted per key prefix */
 };
 
-int mp_stats_setup(struct mp_stats *s, unsigned nthreads);
+/* Blocks for nthreads threads, each with counters for classes 0..nclasses. 0 or -ENOMEM. */
+int mp_stats_setup(struct mp_stats *s, unsigned nthreads, unsigned nclasses);
 void mp_stats_teardown(struct mp_stats *s);
-/* The sum over threads since the last reset. */
+/* The sum over threads (and, for the per-class counters, over classes) since the last reset. */
 void mp_stats_sum(struct mp_stats *s, struct mp_stats_sum *out);
+/* One class's counters, summed over threads, since the last reset. */
+void mp_stats_sum_class(struct mp_stats *s, unsigned cls, struct mp_stats_class_sum *out);
 /* `stats reset`: counters start again from zero (gauges such as curr_connections do not). */
 void mp_stats_reset(struct mp_stats *s);
+
+/*
+ * stats detail (memcached's stats_prefix): while on, each get, set and delete of a key with a
+ * ':' in it is counted under the key's prefix (the bytes before the first ':'), in the calling
+ * thread's own table, which only it writes; the dump takes each table's lock in turn. A table
+ * keeps at most MP_STATS_PREFIXES_MAX prefixes; later ones are not counted.
+ */
+#define MP_STATS_PREFIXES_MAX 4096
+enum mp_stats_prefix_op { MP_PREFIX_GET, MP_PREFIX_HIT, MP_PREFIX_SET, MP_PREFIX_DEL };
+void mp_stats_detail_set(struct mp_stats *s, bool on);
+static inline bool mp_stats_detail_on(struct mp_stats *s)
+{
+    return atomic_load_explicit(&s->detail, memory_order_relaxed);
+}
+/* Count one operation on a key; `st` is the calling thread's block. */
+void mp_stats_prefix_count(struct mp_stats_thread *st, const char *key, size_t nkey, enum mp_stats_prefix_op op);
+/* "PREFIX <p> get <n> hit <n> set <n> del <n>\r\n" for every prefix counted (summed over threads),
+ * then "END\r\n"; malloc'd, *len its length. NULL when out of memory. */
+char *mp_stats_detail_dump(struct mp_stats *s, size_t *len);
+
+/* Figures of the log stream (watch), which the server keeps: reported as memcached's log_*. */
+struct mp_stats_log {
+    uint64_t worker_dropped, worker_written, watcher_skipped, watcher_sent, watchers;
+    uint32_t watcher_buf, worker_buf;
+};
 
 /* What a report needs to see; read-only. */
 struct mp_stats_source {
@@ -98,6 +156,8 @@ struct mp_stats_source {
     const struct mp_clock *clock;
     struct mp_stats *stats;
     struct mp_hotkeys *hotkeys; /* NULL when hot keys are off */
+    const char *event_lib;      /* the event library's version (libuv's), for memcached's `libevent` */
+    struct mp_stats_log log;
 };
 
 /* Where report lines go: called once per "STAT name value" line. */

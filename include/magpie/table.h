@@ -238,10 +238,10 @@ bool mp_table_replace_locked(struct mp_table *t, struct mp_stripe *st, uint64_t 
                              struct mp_item *repl);
 
 /* Give the linked item `it` the contents of `src` (same key, same layout: see mp_item_overwrite)
- * and a new CAS, in place, keeping its chunk and its place in the chain; the stripe's byte count
- * follows. The caller holds the stripe lock (told or untold) and the only reference to `it`
+ * and a new stamp (mp_item_stamp_new: its CAS and last access), in place, keeping its chunk and its place in the chain;
+ * the stripe's byte count follows. The caller holds the stripe lock (told or untold) and the only reference to `it`
  * besides the table's. Its stamp is 0 while it changes (see above). */
-void mp_table_overwrite_locked(struct mp_stripe *st, struct mp_item *it, const struct mp_item *src, uint64_t cas);
+void mp_table_overwrite_locked(struct mp_stripe *st, struct mp_item *it, const struct mp_item *src, uint64_t stamp);
 
 /* Sums over the stripes, read without their locks (each figure is exact, the sum a snapshot). */
 uint64_t mp_table_count(const struct mp_table *t);

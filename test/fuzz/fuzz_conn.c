@@ -42,7 +42,7 @@ static void setup(void)
                                  .factor = 1.04,
                                  .stripe_bits = 6,
                                  .initial_buckets = 16};
-    if (mp_cache_setup(&cache, &cc, err, sizeof(err)) != 0 || mp_stats_setup(&stats, 1) != 0)
+    if (mp_cache_setup(&cache, &cc, err, sizeof(err)) != 0 || mp_stats_setup(&stats, 1, cache.slabs.nclasses) != 0)
         abort();
     mp_clock_setup_now(&clk);
     /* the observability hooks too: latency batches, hot keys, `stats hotkeys` */

@@ -342,11 +342,11 @@ def test_mg_counts_as_memcached_does_a_miss_with_t_is_a_get_miss(fx):
 
 def test_me_dumps_the_items_metadata(fx):
     if harness.is_memcached(fx.binary):
-        return  # Magpie's `me` format: memcached's without la=, and its own size and class
+        return  # memcached's format, with Magpie's own sizes and classes
     c = fx.conn(fx.default)
     expect(c.request(b"ms dbg 5 T100\r\nhello\r\n"), b"HD\r\n", "ms")
     line = c.request(b"me dbg\r\n")
-    found = re.fullmatch(rb"ME dbg exp=(-?\d+) cas=(\d+) fetch=no cls=(\d+) size=(\d+)\r\n", line)
+    found = re.fullmatch(rb"ME dbg exp=(-?\d+) la=0 cas=(\d+) fetch=no cls=(\d+) size=(\d+)\r\n", line)
     if not found:
         raise AssertionError(f"me dbg: got {line!r}")
     exp, cas, cls, size = (int(g) for g in found.groups())
@@ -356,7 +356,7 @@ def test_me_dumps_the_items_metadata(fx):
     expect(c.request(b"mg dbg c\r\n"), b"HD c%d\r\n" % cas, "the CAS me reported")
     expect(c.request(b"mg dbg v\r\n"), b"VA 5\r\nhello\r\n", "a fetch")
     after = c.request(b"me dbg\r\n")
-    expect(re.fullmatch(rb"ME dbg exp=-\d+ cas=%d fetch=yes cls=%d size=%d\r\n" % (cas, cls, size),
+    expect(re.fullmatch(rb"ME dbg exp=-\d+ la=0 cas=%d fetch=yes cls=%d size=%d\r\n" % (cas, cls, size),
                         after) is not None, True, f"me after a fetch: {after!r}")
     expect(c.request(b"ms ZGJnLWJpbg== 1 b T0\r\nx\r\nme ZGJnLWJpbg== b\r\n").split(b" ")[:3],
            [b"HD\r\nME", b"ZGJnLWJpbg==", b"exp=-1"], "me of a base64 key")
@@ -364,12 +364,14 @@ def test_me_dumps_the_items_metadata(fx):
     expect(c.request(b"me\r\n"), b"CLIENT_ERROR bad command line format\r\n", "me without a key")
 
 
-def test_mg_l_flag_is_refused(fx):
-    if harness.is_memcached(fx.binary):
-        return  # memcached supports l; Magpie keeps no access time
+def test_mg_l_and_h_tell_last_access_and_whether_it_was_read(fx):
+    # l is the seconds since the last access, h whether the item was read before, both as they
+    # were before this request; a miss is EN (Dalli's get_with_metadata sends l on every get)
     c = fx.conn(fx.default)
-    expect(c.request(b"ms lflag 1\r\nx\r\nmg lflag l\r\n"), b"HD\r\nCLIENT_ERROR invalid flag\r\n",
-           "mg with l")
+    expect(c.request(b"mg lflag l h v\r\n"), b"EN\r\n", "mg l on a miss")
+    expect(c.request(b"ms lflag 1\r\nx\r\nmg lflag l h\r\n"), b"HD\r\nHD l0 h0\r\n", "mg l h after a set")
+    expect(c.request(b"mg lflag l h v\r\n"), b"VA 1 l0 h1\r\nx\r\n", "mg l h after a read")
+    expect(c.request(b"md lflag l q\r\nmg lflag l\r\n"), b"EN\r\n", "l is accepted by md")
 
 
 # ---- stampedes -------------------------------------------------------------------------------

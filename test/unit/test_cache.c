@@ -493,7 +493,7 @@ END_TEST
 START_TEST(test_touch_sets_a_new_exptime)
 {
     ck_assert_int_eq(set_str(c, "k", "v", T0 + 2, T0), MP_STORED);
-    ck_assert_int_eq(mp_cache_touch(c, "k", 1, T0 + 10, T0 + 1, NULL, NULL), MP_TOUCHED);
+    ck_assert_int_eq(mp_cache_touch(c, "k", 1, T0 + 10, T0 + 1, NULL, NULL, NULL), MP_TOUCHED);
     assert_value("k", T0 + 9, "v");
     ck_assert_int_eq(miss_of("k", T0 + 10), MP_MISS_EXPIRED);
 }
@@ -502,16 +502,16 @@ END_TEST
 START_TEST(test_touch_to_zero_makes_an_item_permanent)
 {
     ck_assert_int_eq(set_str(c, "k", "v", T0 + 2, T0), MP_STORED);
-    ck_assert_int_eq(mp_cache_touch(c, "k", 1, 0, T0, NULL, NULL), MP_TOUCHED);
+    ck_assert_int_eq(mp_cache_touch(c, "k", 1, 0, T0, NULL, NULL, NULL), MP_TOUCHED);
     assert_value("k", T0 + 1000, "v");
 }
 END_TEST
 
 START_TEST(test_touch_of_a_missing_or_expired_key_is_not_found)
 {
-    ck_assert_int_eq(mp_cache_touch(c, "k", 1, 0, T0, NULL, NULL), MP_NOT_FOUND);
+    ck_assert_int_eq(mp_cache_touch(c, "k", 1, 0, T0, NULL, NULL, NULL), MP_NOT_FOUND);
     ck_assert_int_eq(set_str(c, "k", "v", T0 + 1, T0), MP_STORED);
-    ck_assert_int_eq(mp_cache_touch(c, "k", 1, T0 + 100, T0 + 1, NULL, NULL), MP_NOT_FOUND);
+    ck_assert_int_eq(mp_cache_touch(c, "k", 1, T0 + 100, T0 + 1, NULL, NULL, NULL), MP_NOT_FOUND);
     ck_assert_int_eq(miss_of("k", T0 + 2), MP_MISS_ABSENT);
 }
 END_TEST
@@ -520,7 +520,7 @@ START_TEST(test_gat_touches_and_hands_over_the_item)
 {
     ck_assert_int_eq(set_str(c, "k", "val", T0 + 2, T0), MP_STORED);
     struct got g = {0};
-    ck_assert_int_eq(mp_cache_touch(c, "k", 1, T0 + 30, T0, got_hit, &g), MP_OK);
+    ck_assert_int_eq(mp_cache_touch(c, "k", 1, T0 + 30, T0, got_hit, &g, NULL), MP_OK);
     ck_assert_int_eq(g.hits, 1);
     ck_assert_str_eq(g.value, "val");
     ck_assert_uint_eq(g.exptime, T0 + 30);
@@ -891,7 +891,7 @@ START_TEST(test_clock_changes_do_not_undo_an_optimistic_read)
     struct mp_stripe *st = mp_table_stripe(&c->table, mp_table_hash(&c->table, "k", 1));
     uint32_t seq = mp_stripe_read_begin(st);
     uint64_t stamp = mp_stripe_item_version(it), now;
-    mp_item_touch_clock(it);
+    mp_item_touch_clock(it, T0);
     ck_assert(mp_stripe_item_valid(st, seq, it, stamp, &now));
     ck_assert_uint_ne(now, stamp);
     ck_assert(mp_item_fetched(it));
@@ -1111,8 +1111,8 @@ START_TEST(test_an_item_pinned_to_the_limit_is_a_miss_and_its_count_never_wraps)
     struct got g = {.take_ref = true};
     ck_assert_int_eq(get_key(c, "big", T0, &g, NULL), MP_NOT_FOUND);
     ck_assert_int_eq(get_locked("big", &g), MP_NOT_FOUND);
-    ck_assert_int_eq(mp_cache_touch(c, "big", 3, 0, T0, got_hit, &g), MP_NOT_FOUND); /* gat */
-    ck_assert_int_eq(mp_cache_touch(c, "big", 3, 0, T0, NULL, NULL), MP_TOUCHED);    /* touch pins nothing */
+    ck_assert_int_eq(mp_cache_touch(c, "big", 3, 0, T0, got_hit, &g, NULL), MP_NOT_FOUND); /* gat */
+    ck_assert_int_eq(mp_cache_touch(c, "big", 3, 0, T0, NULL, NULL, NULL), MP_TOUCHED);    /* touch pins nothing */
     ck_assert_uint_eq(atomic_load(&it->refs), MP_ITEM_REFS_MAX + 1);
     ck_assert_int_eq(g.hits, 0);
 

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "helpers.h"
 #include "magpie/cache.h"
@@ -193,10 +194,10 @@ START_TEST(test_reclaim_frees_expired_items_nobody_reads)
     }
     read_item(1, T0); /* one expiring item was read */
     ck_assert_uint_eq(mp_lru_reclaim(&c->lru, cls, T0 + 4, 10 * perpage), 0);
-    ck_assert_uint_eq(items_class()->reclaimed, 0);
+    ck_assert_uint_eq(items_class()->crawler_reclaimed, 0);
 
     ck_assert_uint_eq(mp_lru_reclaim(&c->lru, cls, T0 + 5, 10 * perpage), expiring);
-    ck_assert_uint_eq(items_class()->reclaimed, expiring);
+    ck_assert_uint_eq(items_class()->crawler_reclaimed, expiring);
     ck_assert_uint_eq(items_class()->expired_unfetched, expiring - 1);
     ck_assert_uint_eq(used_in(c, item_class()), perpage - expiring);
     ck_assert_uint_eq(items_class()->nfree, expiring);
@@ -220,7 +221,7 @@ START_TEST(test_reclaim_looks_at_no_more_than_its_budget_and_resumes)
     ck_assert_uint_eq(mp_table_count(&c->table), perpage - 10);
     ck_assert_uint_eq(mp_lru_reclaim(&c->lru, cls, T0 + 1, perpage - 10), perpage - 10);
     ck_assert_uint_eq(mp_table_count(&c->table), 0);
-    ck_assert_uint_eq(items_class()->reclaimed, perpage);
+    ck_assert_uint_eq(items_class()->crawler_reclaimed, perpage);
 }
 END_TEST
 
@@ -495,6 +496,134 @@ START_TEST(test_class_whose_items_are_all_held_cannot_allocate)
 }
 END_TEST
 
+/* ---- last access, and what the reclaim pass measures ------------------------------------------ */
+
+static struct mp_item *linked_item(unsigned i, uint32_t now)
+{
+    struct mp_cache_lock lk;
+    mp_cache_lock_key(c, key(i), 7, &lk);
+    struct mp_item *it = mp_cache_find_locked(c, &lk, key(i), 7, now, NULL);
+    mp_cache_unlock(&lk);
+    return it;
+}
+
+/* A store records its minute; a hit moves it to the hit's minute, and a saturated item hit again
+ * in the same minute is not written at all (item.h). */
+START_TEST(test_last_access_is_the_minute_of_the_store_or_latest_hit)
+{
+    make(MIB);
+    uint32_t t = 60 * 1000; /* a minute's first second */
+    set_item(0, 0, t);
+    struct mp_item *it = linked_item(0, t);
+    ck_assert_uint_eq(mp_item_la_age(mp_item_stamp(it), t + 59), 0);
+    ck_assert_uint_eq(mp_item_la_age(mp_item_stamp(it), t + 60), 60);
+    ck_assert_uint_eq(mp_item_la_age(mp_item_stamp(it), t + 3599), 59 * 60);
+    uint64_t cas = mp_item_cas(it);
+    for (int i = 0; i < 4; i++)
+        read_item(0, t + 600);
+    ck_assert_uint_eq(mp_item_la_age(mp_item_stamp(it), t + 600), 0);
+    ck_assert_uint_eq(mp_item_la_age(mp_item_stamp(it), t + 720), 120);
+    ck_assert_uint_eq(mp_item_cas(it), cas); /* a hit leaves the CAS alone */
+    uint64_t saturated = mp_item_stamp(it);
+    ck_assert_uint_eq(mp_item_stamp_hit(saturated, t + 630), saturated);
+    ck_assert_uint_ne(mp_item_stamp_hit(saturated, t + 660), saturated);
+    /* the CAS keeps its 47 bits beside the access time */
+    uint64_t big = (UINT64_C(1) << 47) - 1;
+    ck_assert_uint_eq(mp_item_stamp_new(big, t) & MP_ITEM_CAS_MASK, big);
+    ck_assert_uint_eq(mp_item_la_unit(mp_item_stamp_new(big, t + 60 * 4095)), (1000 + 4095) % 4096);
+}
+END_TEST
+
+/* An item untouched for longer than the count can tell is moved up to 48 hours by the reclaim
+ * pass, which also publishes its class's oldest access and the bytes its items take. */
+START_TEST(test_reclaim_pass_keeps_old_access_times_and_measures_age_and_bytes)
+{
+    make(MIB);
+    unsigned cls = item_class();
+    uint32_t t = 60 * 1000;
+    set_item(0, 0, t);
+    set_item(1, 0, t);
+    struct mp_item *it = linked_item(0, t);
+    uint32_t later = t + 60 * 3000; /* 50 hours on */
+    mp_lru_reclaim(&c->lru, cls, later, 1000);
+    mp_lru_reclaim(&c->lru, cls, later, 1000);
+    ck_assert_uint_eq(mp_item_la_age(mp_item_stamp(it), later), MP_ITEM_LA_KEEP * 60);
+    ck_assert_uint_eq(mp_item_la_age(mp_item_stamp(it), later + 60 * 1000), MP_ITEM_LA_KEEP * 60);
+    ck_assert_uint_eq(items_class()->age, MP_ITEM_LA_KEEP * 60);
+    ck_assert_uint_eq(items_class()->mem_requested, 2 * mp_item_total(7, VLEN, 0));
+    ck_assert_uint_ge(items_class()->crawler_items_checked, 2);
+    read_item(1, later);
+    mp_lru_reclaim(&c->lru, cls, later + 120, 1000);
+    mp_lru_reclaim(&c->lru, cls, later + 120, 1000);
+    ck_assert_uint_eq(items_class()->age, MP_ITEM_LA_KEEP * 60); /* item 0 is still the oldest */
+    ck_assert_uint_eq(mp_item_la_age(mp_item_stamp(linked_item(1, later)), later + 120), 120);
+}
+END_TEST
+
+/* ---- memory limit and reassign ---------------------------------------------------------------- */
+
+START_TEST(test_a_lower_memory_limit_gives_pages_back_and_a_higher_one_takes_them)
+{
+    make(4 * MIB);
+    uint32_t perpage = items_class()->perpage;
+    for (unsigned i = 0; i < 4 * perpage; i++)
+        set_item(i, 0, T0);
+    ck_assert_uint_eq(pages_in_use(c), 4);
+    ck_assert_int_eq(mp_slab_set_limit(&c->slabs, 2 * MIB), 0);
+    ck_assert_uint_eq(mp_slab_over_limit(&c->slabs), 2);
+    ck_assert_uint_eq(mp_lru_shrink(&c->lru, T0, 16), 2);
+    ck_assert_uint_eq(pages_in_use(c), 2);
+    ck_assert_uint_eq(mp_slab_over_limit(&c->slabs), 0);
+    for (unsigned i = 0; i < 4 * perpage; i++)
+        set_item(i, 0, T0); /* evicts: no page beyond the limit */
+    ck_assert_uint_eq(pages_in_use(c), 2);
+    ck_assert_int_eq(mp_slab_set_limit(&c->slabs, 6 * MIB), 0);
+    for (unsigned i = 0; i < 6 * perpage; i++)
+        set_item(i, 0, T0);
+    ck_assert_uint_eq(pages_in_use(c), 6);
+    ck_assert_uint_eq(mp_slab_limit(&c->slabs), 6 * MIB);
+    ck_assert_int_eq(mp_slab_set_limit(&c->slabs, (size_t)64 << 30), -ERANGE); /* past the arena's room */
+    ck_assert_int_eq(mp_slab_set_limit(&c->slabs, 1000), -ERANGE);
+}
+END_TEST
+
+/* A class's pages, read under its lock while the maintainer may change them. */
+static uint32_t locked_pages(unsigned cls)
+{
+    pthread_mutex_lock(&class_at(c, cls)->lock);
+    uint32_t n = class_at(c, cls)->npages;
+    pthread_mutex_unlock(&class_at(c, cls)->lock);
+    return n;
+}
+
+START_TEST(test_reassign_answers_as_memcached_and_the_page_moves)
+{
+    make(4 * MIB);
+    unsigned cls = item_class();
+    uint32_t perpage = items_class()->perpage;
+    for (unsigned i = 0; i < 3 * perpage; i++)
+        set_item(i, 0, T0);
+    ck_assert_int_eq(mp_lru_reassign(&c->lru, 3, 3), MP_REASSIGN_SAME);
+    ck_assert_int_eq(mp_lru_reassign(&c->lru, 5000, 1), MP_REASSIGN_BADCLASS);
+    ck_assert_int_eq(mp_lru_reassign(&c->lru, 1, 2), MP_REASSIGN_NOSPARE);
+    ck_assert_int_eq(mp_lru_reassign(&c->lru, 0, 2), MP_REASSIGN_NOSPARE); /* the pool is empty */
+    ck_assert_int_eq(mp_lru_reassign(&c->lru, (int)cls, 1), MP_REASSIGN_OK);
+    ck_assert_int_eq(mp_lru_reassign(&c->lru, (int)cls, 1), MP_REASSIGN_RUNNING); /* not done yet */
+    struct mp_clock clk;
+    mp_clock_setup(&clk, 1700000000, 5000);
+    ck_assert_int_eq(mp_lru_maintainer_start(&c->lru, &clk, 0), 0);
+    for (int i = 0; i < 200 && locked_pages(1) == 0; i++) {
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    mp_lru_maintainer_stop(&c->lru);
+    ck_assert_uint_eq(class_at(c, 1)->npages, 1);
+    ck_assert_uint_eq(items_class()->npages, 2);
+    ck_assert_uint_eq(items_class()->evicted_for_move, perpage);
+    ck_assert_ptr_nonnull(mp_slab_alloc(&c->slabs, 1)); /* the page serves its new class */
+}
+END_TEST
+
 static Suite *lru_suite(void)
 {
     Suite *s = suite_create("lru");
@@ -514,6 +643,8 @@ static Suite *lru_suite(void)
     tcase_add_test(tc, test_reclaim_looks_at_no_more_than_its_budget_and_resumes);
     tcase_add_test(tc, test_reclaim_frees_flushed_items);
     tcase_add_test(tc, test_reclaim_of_a_class_without_pages_does_nothing);
+    tcase_add_test(tc, test_last_access_is_the_minute_of_the_store_or_latest_hit);
+    tcase_add_test(tc, test_reclaim_pass_keeps_old_access_times_and_measures_age_and_bytes);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("pages");
@@ -525,6 +656,8 @@ static Suite *lru_suite(void)
     tcase_add_test(tc, test_automove_gives_a_page_from_a_quiet_class_to_an_evicting_one);
     tcase_add_test(tc, test_automove_without_evictions_moves_nothing);
     tcase_add_test(tc, test_automove_keeps_a_donors_last_page);
+    tcase_add_test(tc, test_a_lower_memory_limit_gives_pages_back_and_a_higher_one_takes_them);
+    tcase_add_test(tc, test_reassign_answers_as_memcached_and_the_page_moves);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("held");

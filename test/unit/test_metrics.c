@@ -116,15 +116,16 @@ START_TEST(test_the_page_shows_the_engines_and_the_workers_figures)
     struct mp_cache_config cc = test_cache_config(cfg.mem_limit);
     test_cache_setup(&cache, &cc);
     mp_clock_setup(&clk, 1700000000, 5000);
-    ck_assert_int_eq(mp_stats_setup(&stats, 3), 0);
+    ck_assert_int_eq(mp_stats_setup(&stats, 3, cache.slabs.nclasses), 0);
     ck_assert_int_eq(mp_latency_setup(&lat, 2), 0);
     ck_assert_int_eq(mp_hotkeys_setup(&hk, 2, mp_clock_now(&clk)), 0);
     uint32_t now = mp_clock_now(&clk);
     ck_assert(set_str(&cache, "a", "1", 0, now) == MP_STORED);
     ck_assert(set_str(&cache, "b", "22", 0, now) == MP_STORED);
-    MP_STAT_ADD(&stats.threads[0], get_hits, 3);
-    MP_STAT_ADD(&stats.threads[1], get_hits, 4);
-    MP_STAT_ADD(&stats.threads[1], cmd_set, 2);
+    unsigned cls = mp_slab_class_for(&cache.slabs, mp_item_total(1, 1, 0));
+    MP_STAT_ADD(&stats.threads[0], classes[cls].get_hits, 3);
+    MP_STAT_ADD(&stats.threads[1], classes[cls].get_hits, 4);
+    MP_STAT_ADD(&stats.threads[1], classes[cls].cmd_set, 2);
     mp_latency_record(&lat.threads[1], MP_CMD_GET, 7, 3000);
     for (int i = 0; i < 5; i++)
         mp_hotkeys_count(hk.threads[i % 2], "hot", 3, false, now);
@@ -140,7 +141,7 @@ START_TEST(test_the_page_shows_the_engines_and_the_workers_figures)
         "\nmemcached_commands_total{command=\"set\",status=\"hit\"} 2\n",
         "\nmemcached_limit_bytes 4194304\n",
         "\nmemcached_max_connections 1024\n",
-        "\nmemcached_version{version=\"1.6.18-magpie-1.0.0\"} 1\n",
+        "\nmemcached_version{version=\"1.6.18\"} 1\n",
         "\nmemcached_slab_current_items{slab=\"1\"} 2\n",
         "\nmemcached_slab_chunks_used{slab=\"1\"} 2\n",
         "\nmagpie_request_duration_seconds_bucket{command=\"get\",le=\"5e-06\"} 7\n",

@@ -337,9 +337,34 @@ START_TEST(test_verbosity_reads_its_level)
 }
 END_TEST
 
-START_TEST(test_shutdown_is_not_enabled)
+/* The operator commands hand their arguments to the runner (admin.h), noreply read as usual. */
+START_TEST(test_admin_commands_hand_out_their_arguments)
 {
-    assert_error("shutdown\r\n", "ERROR: shutdown not enabled");
+    assert_cmd("shutdown\r\n", MP_CMD_SHUTDOWN);
+    assert_keys("");
+    assert_cmd("lru_crawler metadump all\r\n", MP_CMD_LRU_CRAWLER);
+    assert_keys("metadump all");
+    assert_cmd("slabs automove 1 noreply\r\n", MP_CMD_SLABS);
+    assert_keys("automove 1 noreply");
+    ck_assert(req.noreply);
+    assert_cmd("watch fetchers mutations\r\n", MP_CMD_WATCH);
+    assert_keys("fetchers mutations");
+    assert_cmd("cache_memlimit 100\r\n", MP_CMD_MEMLIMIT);
+    assert_keys("100");
+    /* memcached's token count for cache_memlimit */
+    assert_error("cache_memlimit\r\n", "ERROR");
+    assert_error("cache_memlimit 1 2 3\r\n", "ERROR");
+    struct mp_token t[4];
+    ck_assert_uint_eq(mp_proto_split(" a  bb c", 8, t, 4), 3);
+    ck_assert_uint_eq(t[1].n, 2);
+    ck_assert_uint_eq(mp_proto_split("a b c", 5, t, 2), 2);
+}
+END_TEST
+
+START_TEST(test_meta_l_flag_is_known)
+{
+    assert_cmd("mg k l h v\r\n", MP_CMD_MG);
+    assert_cmd("md k l\r\n", MP_CMD_MD);
 }
 END_TEST
 
@@ -634,7 +659,8 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, test_delete_with_a_hold_time_answers_the_usage_error);
     tcase_add_test(tc, test_flush_all_forms);
     tcase_add_test(tc, test_verbosity_reads_its_level);
-    tcase_add_test(tc, test_shutdown_is_not_enabled);
+    tcase_add_test(tc, test_admin_commands_hand_out_their_arguments);
+    tcase_add_test(tc, test_meta_l_flag_is_known);
     tcase_add_test(tc, test_stats_hands_out_its_arguments);
     suite_add_tcase(s, tc);
 

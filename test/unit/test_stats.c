@@ -77,7 +77,7 @@ static void setup(void)
     test_cache_setup(c, &cc);
     mp_clock_setup(&clk, WALL, MONO);
     mp_clock_tick(&clk, WALL + 100, MONO + 100);
-    ck_assert_int_eq(mp_stats_setup(&stats, NTHREADS), 0);
+    ck_assert_int_eq(mp_stats_setup(&stats, NTHREADS, c->slabs.nclasses), 0);
     src = (struct mp_stats_source){.cfg = &cfg, .cache = c, .clock = &clk, .stats = &stats};
     nlines = 0;
 }
@@ -95,7 +95,7 @@ START_TEST(test_sum_adds_every_threads_block)
     MP_STAT_ADD(&stats.threads[0], cmd_get, 3);
     MP_STAT_ADD(&stats.threads[1], cmd_get, 4);
     MP_STAT_ADD(&stats.threads[2], cmd_get, 5);
-    MP_STAT_INC(&stats.threads[1], get_hits);
+    MP_STAT_CLASS_INC(&stats.threads[1], 3, get_hits);
     MP_STAT_ADD(&stats.threads[2], bytes_read, UINT64_C(1) << 40);
     MP_STAT_INC(&stats.threads[0], curr_connections);
     MP_STAT_INC(&stats.threads[0], curr_connections);
@@ -151,7 +151,7 @@ START_TEST(test_general_report_emits_memcacheds_names_and_values)
     ck_assert_int_eq(store_full(c, MP_SET, "ccc", "333", 3, 0, 9, 0, 0, 102, NULL), MP_STORED);
     MP_STAT_ADD(&stats.threads[0], total_items, 3);
     MP_STAT_ADD(&stats.threads[1], cmd_get, 6);
-    MP_STAT_ADD(&stats.threads[2], get_hits, 4);
+    MP_STAT_ADD(&stats.threads[2].classes[1], get_hits, 4);
     MP_STAT_INC(&stats.threads[0], curr_connections);
 
     ck_assert_int_eq(report(""), 0);
@@ -265,7 +265,7 @@ END_TEST
 
 START_TEST(test_settings_report_follows_the_config)
 {
-    cfg.automove_off = true;
+    atomic_store(&c->lru.automove, 0); /* `slabs automove 0` */
     cfg.unix_path = "/tmp/magpie.sock";
     cfg.listen[1] = "10.0.0.1";
     cfg.nlisten = 2;
@@ -301,10 +301,12 @@ START_TEST(test_slabs_report_lists_the_classes_in_use)
     /* never handed out of the class: some may wait free in this thread's cache (slab.h) */
     ck_assert_uint_le(SLAB("free_chunks_end"), sc->perpage - 10);
     ck_assert_uint_ge(SLAB("free_chunks_end"), sc->perpage - 10 - MP_SLAB_MAG_MAX);
+    ck_assert_uint_eq(SLAB("cmd_set"), 0); /* the per-class counters: the engine was called directly */
+    ck_assert_uint_eq(SLAB("get_hits"), 0);
 #undef SLAB
     ck_assert_str_eq(stat_of("active_slabs"), "1");
     ck_assert_str_eq(stat_of("total_malloced"), "1048576");
-    ck_assert_uint_eq(nlines, 7 + 2);
+    ck_assert_uint_eq(nlines, 7 + 8 + 2);
 }
 END_TEST
 

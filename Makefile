@@ -39,7 +39,7 @@ define ensure_pkgs
 	fi
 endef
 
-MODULES := log clock config num item grace slab table lru cache proto meta stats conn worker server health
+MODULES := log clock config num item grace slab table lru cache snapshot proto meta stats conn worker server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.

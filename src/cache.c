@@ -528,6 +528,97 @@ void mp_cache_flush(struct mp_cache *c, uint32_t now, uint32_t cutoff)
     mp_epoch_flush(&c->epoch, now, cutoff);
 }
 
+/* ---- warming and walking (cache.h) ----------------------------------------------------------- */
+
+struct mp_item *mp_cache_alloc_spare(struct mp_cache *c, const char *key, size_t nkey, uint32_t flags, uint32_t exptime,
+                                     uint32_t nbytes, enum mp_result *res)
+{
+    unsigned cls = mp_slab_class_for(&c->slabs, mp_item_total(nkey, nbytes, flags));
+    if (!cls) {
+        *res = MP_TOO_LARGE;
+        return NULL;
+    }
+    /* The class's free chunks or a page from the pool, never a victim; no thread magazine, so a
+     * loader leaves no free chunks parked where the workers cannot reach them. */
+    struct mp_item *it = mp_slab_alloc(&c->slabs, cls);
+    if (!it) {
+        *res = MP_NOMEM;
+        return NULL;
+    }
+    mp_item_init(it, key, nkey, flags, exptime, nbytes);
+    *res = MP_OK;
+    return it;
+}
+
+enum mp_result mp_cache_store_warm(struct mp_cache *c, struct mp_item **itp, uint64_t cas, uint8_t clock, uint32_t now)
+{
+    struct mp_item *it = *itp;
+    *itp = NULL;
+    struct mp_cache_lock l;
+    lock_hash(c, mp_table_hash(&c->table, mp_item_key(it), it->nkey), &l, true);
+    if (find_live(c, &l, mp_item_key(it), it->nkey, now, NULL)) {
+        mp_cache_unlock(&l);
+        mp_cache_item_release(c, &it);
+        return MP_NOT_STORED;
+    }
+    cas &= MP_ITEM_CAS_MASK;
+    if (cas)
+        mp_epoch_reserve(&c->epoch, cas);
+    else
+        cas = mp_epoch_next_cas(&c->epoch, now);
+    uint64_t state = ((uint64_t)clock << MP_ITEM_CAS_BITS) & (MP_ITEM_HITS_MASK | MP_ITEM_FETCHED);
+    atomic_store_explicit(&it->stamp, cas | state, memory_order_relaxed);
+    if (!mp_table_link_locked(&c->table, l.st, l.hash, it)) {
+        mp_cache_unlock(&l);
+        mp_cache_item_release(c, &it);
+        return MP_NOMEM;
+    }
+    mp_cache_unlock(&l);
+    return MP_STORED;
+}
+
+unsigned mp_cache_stripes(const struct mp_cache *c)
+{
+    return c->table.nstripes;
+}
+
+void mp_cache_stripe_size(const struct mp_cache *c, unsigned i, uint32_t *count, uint64_t *bytes)
+{
+    const struct mp_stripe *st = &c->table.stripes[i];
+    *count = atomic_load_explicit(&((struct mp_stripe *)st)->count, memory_order_relaxed);
+    *bytes = atomic_load_explicit(&((struct mp_stripe *)st)->bytes, memory_order_relaxed);
+}
+
+struct visit {
+    struct mp_cache *c;
+    uint32_t now;
+    mp_cache_hit_fn fn;
+    void *ctx;
+    size_t n;
+};
+
+static void visit_item(void *ctx, struct mp_item *it)
+{
+    struct visit *v = ctx;
+    if (mp_item_dead(it, v->now, &v->c->epoch))
+        return; /* left for the reclaimer: the walk changes nothing */
+    struct mp_hit h;
+    mp_cache_hit_locked(it, &h);
+    v->fn(v->ctx, &h);
+    v->n++;
+}
+
+size_t mp_cache_visit_stripe(struct mp_cache *c, unsigned i, uint32_t now, mp_cache_hit_fn fn, void *ctx)
+{
+    struct mp_stripe *st = &c->table.stripes[i];
+    struct visit v = {c, now, fn, ctx, 0};
+    /* Untold: the walk changes nothing readers could see (a pin is not read by them). */
+    mp_stripe_lock_readers_untold(st);
+    mp_table_visit_locked(&c->table, st, visit_item, &v);
+    mp_stripe_unlock(st);
+    return v.n;
+}
+
 void mp_cache_stats_reset(struct mp_cache *c)
 {
     for (unsigned i = 1; i <= c->slabs.nclasses; i++) {

@@ -49,8 +49,11 @@ void mp_config_usage(FILE *out)
                  "  -b, --listen-backlog=NUM  listen backlog (default 1024)\n"
                  "  -U, --udp-port=NUM        UDP port; only 0 (off) is supported\n"
                  "  -u, --user=NAME           drop root privileges to this user\n"
+                 "  -e, --memory-file=PATH    keep the cache across restarts: load PATH at start, write it\n"
+                 "                            on SIGTERM, SIGINT and SIGUSR1 (see snapshot_interval)\n"
                  "  -o, --extended=OPTS       comma list: idle_timeout=SECONDS, slab_reassign,\n"
-                 "                            slab_automove=0|1, lru_maintainer, no_lru_maintainer\n"
+                 "                            slab_automove=0|1, lru_maintainer, no_lru_maintainer,\n"
+                 "                            snapshot_interval=SECONDS (with -e: also write it this often)\n"
                  "  -v, --verbose             log connection events; -vv also every command\n"
                  "      --health [TARGET]     probe a running server with `version`; exit 0 if it answers.\n"
                  "                            TARGET: HOST:PORT, HOST, :PORT or a unix socket path\n"
@@ -141,6 +144,10 @@ static int parse_extended(struct mp_config *cfg, const char *arg, char *err, siz
                 return fail(err, errlen, "-o slab_automove takes 0, 1 or 2: %s", arg);
             cfg->lru_maintainer = cfg->lru_maintainer || n > 0;
             cfg->automove_off = n == 0;
+        } else if (strcmp(opt, "snapshot_interval") == 0) {
+            if (!val || !parse_long(val, 0, 86400 * 365, &n))
+                return fail(err, errlen, "-o snapshot_interval needs a number of seconds: %s", arg);
+            cfg->snapshot_interval = (int)n;
         } else if (strcmp(opt, "slab_reassign") == 0 || strcmp(opt, "lru_maintainer") == 0 ||
                    strcmp(opt, "lru_crawler") == 0) {
             cfg->lru_maintainer = true;
@@ -170,6 +177,7 @@ static const struct option long_options[] = {
     {"udp-port", required_argument, NULL, 'U'},
     {"user", required_argument, NULL, 'u'},
     {"extended", required_argument, NULL, 'o'},
+    {"memory-file", required_argument, NULL, 'e'},
     {"verbose", no_argument, NULL, 'v'},
     {"health", optional_argument, NULL, OPT_HEALTH},
     {"version", no_argument, NULL, 'V'},
@@ -245,6 +253,11 @@ static int parse_one(struct mp_config *cfg, int opt, const char *arg, char *err,
         cfg->backlog = (int)n;
         return 0;
     case 'u': cfg->user = arg; return 0;
+    case 'e':
+        if (arg[0] == '\0')
+            return fail(err, errlen, "%s", "-e: needs a file path");
+        cfg->memory_file = arg;
+        return 0;
     case 'o': return parse_extended(cfg, arg, err, errlen);
     case 'v': cfg->verbose++; return 0;
     case OPT_HEALTH: cfg->health = arg ? arg : ""; return 0;
@@ -259,7 +272,7 @@ int mp_config_parse(struct mp_config *cfg, int argc, char **argv, char *err, siz
     optind = 1;
     opterr = 0;
     int opt;
-    while ((opt = getopt_long(argc, argv, ":p:l:s:a:t:c:m:I:f:n:b:U:u:o:vVh", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":p:l:s:a:t:c:m:I:f:n:b:U:u:e:o:vVh", long_options, NULL)) != -1) {
         if (opt == '?') {
             char o[3] = {'-', (char)optopt, '\0'};
             if (optopt == 0)
@@ -280,6 +293,8 @@ int mp_config_parse(struct mp_config *cfg, int argc, char **argv, char *err, siz
         return fail(err, errlen, "unexpected argument: %s; see magpie -h", argv[optind]);
     if (cfg->item_max > cfg->mem_limit / 2)
         return fail(err, errlen, "%s", "Cannot set item size limit higher than 1/2 of memory max.");
+    if (cfg->snapshot_interval && !cfg->memory_file)
+        return fail(err, errlen, "%s", "-o snapshot_interval needs -e PATH, the file to write");
     if (cfg->port == 0 && !cfg->unix_path && !cfg->health && !cfg->show_help && !cfg->show_version)
         return fail(err, errlen, "%s", "nothing to listen on: -p 0 and no -s");
     return 0;

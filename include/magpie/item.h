@@ -305,6 +305,9 @@ uint64_t mp_epoch_next_cas(struct mp_epoch *e, uint32_t now);
  * pending flush, which is what memcached does with it.
  */
 void mp_epoch_flush(struct mp_epoch *e, uint32_t now, uint32_t cutoff);
+/* CAS values up to `cas` are taken (an item brought in with the CAS it had, cache.h): the counter
+ * moves above it if it is not already, so later stores continue above. */
+void mp_epoch_reserve(struct mp_epoch *e, uint64_t cas);
 
 /* Past its exptime. */
 bool mp_item_expired(const struct mp_item *it, uint32_t now);

@@ -43,7 +43,7 @@ MODULES := log clock config num item grace slab table lru cache snapshot proto m
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto clock slab table cache lru stats
+UNIT_TESTS := num proto clock slab table cache lru stats snapshot
 deps_num   := num
 deps_proto := proto num
 deps_clock := clock
@@ -52,6 +52,7 @@ deps_table := table slab item grace
 deps_cache := cache lru table slab item grace num clock
 deps_lru   := lru cache table slab item grace num clock
 deps_stats := stats cache lru table slab item grace num clock config log
+deps_snapshot := snapshot cache lru table slab item grace num clock
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
 .PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory format format-check \

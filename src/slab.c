@@ -422,6 +422,22 @@ void mp_slab_pages_recycle(struct mp_slabs *s)
     pthread_mutex_unlock(&s->pages_lock);
 }
 
+void mp_slab_prefault(struct mp_slabs *s, size_t bytes)
+{
+    pthread_mutex_lock(&s->pages_lock);
+    size_t from = (size_t)s->pages_bump * s->page_size;
+    pthread_mutex_unlock(&s->pages_lock);
+    if (from >= s->arena_size)
+        return;
+    size_t n = bytes < s->arena_size - from ? bytes : s->arena_size - from;
+    n = (n + s->page_size - 1) / s->page_size * s->page_size;
+    if (n > s->arena_size - from)
+        n = s->arena_size - from;
+#ifdef MADV_POPULATE_WRITE
+    madvise(s->arena + from, n, MADV_POPULATE_WRITE);
+#endif
+}
+
 uint64_t mp_slab_malloced(struct mp_slabs *s)
 {
     uint64_t pages = 0;

@@ -31,13 +31,14 @@
 static const char FILE_MAGIC[8] = {'M', 'P', 'S', 'N', 'A', 'P', '\r', '\n'};
 static const char BLOCK_MAGIC[4] = {'M', 'P', 'B', (char)MP_SNAPSHOT_VERSION};
 
-#define BLOCK_TARGET ((size_t)1 << 20)                        /* a block closes once its payload is this big */
+#define BLOCK_DEFAULT ((size_t)1 << 20)                       /* a block closes once its payload is this big */
 #define COPY_MAX ((uint32_t)64 << 10)                         /* larger values are written from the item */
 #define BUFFER_DEFAULT ((size_t)8 << 20)                      /* the write buffer, and the first read buffer */
 #define BLOCK_MAX (((uint64_t)1 << 30) + ((uint64_t)1 << 20)) /* over any block a writer makes: -I is <= 1 GiB */
 #define WRITEBACK_CHUNK ((uint64_t)32 << 20)
 #define META_FLAGS (MP_ITEM_STALE | MP_ITEM_TOKEN_SENT | MP_ITEM_KEY_BINARY)
-#define NOTES_MAX 20 /* notes about damage a load writes before it only counts */
+#define PREFAULT_MIN ((uint64_t)8 << 20) /* loads smaller than this fault their pages in as they go */
+#define NOTES_MAX 20                     /* notes about damage a load writes before it only counts */
 
 static void put32(char *p, uint32_t v)
 {
@@ -237,7 +238,8 @@ struct writer {
     int fd;
     char *buf;
     size_t cap, len;
-    size_t blk; /* where the open block's header is in buf, or NO_BLOCK */
+    size_t blk;     /* where the open block's header is in buf, or NO_BLOCK */
+    size_t blk_max; /* a block closes once its payload is this big */
     uint32_t blk_items;
     uint64_t off; /* bytes handed to the file */
     uint64_t wb;  /* the start of what has not been pushed to the disk yet */
@@ -361,7 +363,7 @@ static void append(struct writer *w, const struct record *rc, const char *key, c
     w->len += REC + rc->nkey + (size_t)rc->nbytes;
     w->blk_items++;
     account(w, rc);
-    if (w->len - w->blk - BLK >= BLOCK_TARGET)
+    if (w->len - w->blk - BLK >= w->blk_max)
         close_block(w);
 }
 
@@ -462,7 +464,7 @@ static void walk(struct writer *w)
         if (count == 0)
             continue;
         /* Room for the whole stripe if the buffer can hold it: then nothing needs pinning. */
-        uint64_t need = bytes + 2 * (uint64_t)count + BLK * (2 + bytes / BLOCK_TARGET);
+        uint64_t need = bytes + 2 * (uint64_t)count + BLK * (2 + bytes / w->blk_max);
         if (need > space(w))
             flush(w);
         if (!reserve_pins(w, (size_t)count + 64)) {
@@ -543,6 +545,7 @@ int mp_snapshot_save(struct mp_cache *c, const struct mp_snapshot_opts *o, struc
     w.now = mp_clock_now(o->clock);
     w.epoch = (int64_t)mp_clock_wall(o->clock, 0);
     w.cap = o->buffer_bytes ? o->buffer_bytes : BUFFER_DEFAULT;
+    w.blk_max = o->block_bytes ? o->block_bytes : BLOCK_DEFAULT;
     if (w.cap < 4096)
         w.cap = 4096;
     char *tmp = tmp_path(o->path);
@@ -665,6 +668,8 @@ static const char *window(struct loader *L, uint64_t off, size_t n)
         }
         L->len += (size_t)got;
     }
+    /* The disk reads the next window while this one is loaded. */
+    posix_fadvise(L->fd, (off_t)(L->start + L->len), (off_t)L->cap, POSIX_FADV_WILLNEED);
     return n <= L->len ? L->buf : NULL;
 }
 
@@ -729,7 +734,34 @@ static bool block_parse(struct loader *L, const char *p, const struct block *b, 
     return pos == b->len;
 }
 
-static void load_record(struct loader *L, const char *p)
+/* Items filled and waiting to be stored, a batch at a time (mp_cache_store_warm_batch). */
+struct batch {
+    struct mp_cache_warm w[MP_CACHE_WARM_BATCH];
+    uint64_t bytes[MP_CACHE_WARM_BATCH];
+    size_t n;
+};
+
+static void store_batch(struct loader *L, struct batch *b)
+{
+    struct mp_snapshot_report *r = L->r;
+    mp_cache_store_warm_batch(L->c, b->w, b->n, L->now);
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->w[i].res == MP_STORED) {
+            r->items++;
+            r->bytes += b->bytes[i];
+            L->pass_loaded++;
+        } else if (b->w[i].res == MP_NOT_STORED) {
+            r->present++;
+        } else {
+            r->no_room++;
+            L->pass_no_room++;
+        }
+    }
+    b->n = 0;
+}
+
+/* A record of a whole block: into the batch if this pass loads it and it is alive and fits. */
+static void load_record(struct loader *L, const char *p, struct batch *b)
 {
     struct mp_snapshot_report *r = L->r;
     struct record rc;
@@ -765,26 +797,23 @@ static void load_record(struct loader *L, const char *p)
     memcpy(mp_item_value(it), value, rc.nbytes);
     if (rc.iflags)
         mp_item_set(it, rc.iflags, true);
-    res = mp_cache_store_warm(L->c, &it, rc.stamp & MP_ITEM_CAS_MASK, (uint8_t)(rc.stamp >> MP_ITEM_CAS_BITS), L->now);
-    if (res == MP_STORED) {
-        r->items++;
-        r->bytes += rc.nkey + (uint64_t)rc.nbytes;
-        L->pass_loaded++;
-    } else if (res == MP_NOT_STORED) {
-        r->present++;
-    } else {
-        r->no_room++;
-        L->pass_no_room++;
-    }
+    b->w[b->n] = (struct mp_cache_warm){
+        .it = it, .cas = rc.stamp & MP_ITEM_CAS_MASK, .clock = (uint8_t)(rc.stamp >> MP_ITEM_CAS_BITS)};
+    b->bytes[b->n++] = rc.nkey + (uint64_t)rc.nbytes;
+    if (b->n == MP_CACHE_WARM_BATCH)
+        store_batch(L, b);
 }
 
-static void load_block(struct loader *L, const char *p, const struct block *b)
+static void load_block(struct loader *L, const char *p, const struct block *blk)
 {
+    struct batch b;
+    b.n = 0;
     uint64_t pos = 0;
-    for (uint32_t i = 0; i < b->items; i++) {
-        load_record(L, p + pos);
+    for (uint32_t i = 0; i < blk->items; i++) {
+        load_record(L, p + pos, &b);
         pos += REC + (uint64_t)(uint8_t)p[pos + 24] + get32(p + pos + 20);
     }
+    store_batch(L, &b);
 }
 
 /* One read of the file, loading the records of the ranks in L->want. */
@@ -960,6 +989,11 @@ int mp_snapshot_load_fd(struct mp_cache *c, int fd, const struct mp_snapshot_opt
     }
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     if (read_header(&L)) {
+        /* The memory the items will take, committed at once (slab.h): a little over their bytes.
+         * A small file is not worth it: a page (1 MiB) at least would be committed. */
+        uint64_t need = r->header_ok ? L.h.bytes + L.h.items * (MP_ITEM_HDR + 4) : L.size;
+        if (!L.flushed && need >= PREFAULT_MIN)
+            mp_slab_prefault(&c->slabs, (size_t)(need + need / 8));
         load_passes(&L);
         uint64_t max_cas = r->header_ok && L.h.max_cas > L.max_cas ? L.h.max_cas : L.max_cas;
         /* Above every CAS in the file, loaded or not: a client may still hold one. */

@@ -85,6 +85,7 @@ struct mp_snapshot_opts {
     void (*note)(void *ctx, const char *msg);
     void *note_ctx;
     size_t buffer_bytes;        /* the write (and first read) buffer; 0 for 8 MiB */
+    size_t block_bytes;         /* save: a block closes once its payload is this big; 0 for 1 MiB */
     const _Atomic bool *cancel; /* a save stops between stripes once it is set; may be NULL */
     bool skip_checksums;        /* load: accept blocks whose checksums fail; for the fuzzer alone */
 };

@@ -133,11 +133,16 @@ STRESS_SECONDS ?= 15
 stress: $(BUILD)/test/engine_stress
 	./$(BUILD)/test/engine_stress $(STRESS_SECONDS)
 
-integration: $(BUILD)/magpie $(BUILD)/test/wallclock_shim.so
+integration: $(BUILD)/magpie $(BUILD)/test/wallclock_shim.so $(BUILD)/test/stall_shim.so
 	$(PYTHON) test/integration/run.py --bin $(BUILD)/magpie $(IT_ARGS)
 
 # Preloaded by test_trust.py to step the server's wall clock; never built with the sanitizers.
 $(BUILD)/test/wallclock_shim.so: test/integration/wallclock_shim.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -fPIC -shared -Wall -Wextra $(WERROR) -o $@ $< -ldl
+
+# Preloaded by test_snapshot.py to stop the server in the middle of writing its snapshot.
+$(BUILD)/test/stall_shim.so: test/integration/stall_shim.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -fPIC -shared -Wall -Wextra $(WERROR) -o $@ $< -ldl
 

@@ -204,6 +204,9 @@ static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn 
     emit(ctx, "lru_maintainer_thread", "%s", cfg->lru_maintainer ? "yes" : "no");
     emit(ctx, "idle_timeout", "%d", cfg->idle_timeout);
     emit(ctx, "hash_algorithm", "%s", "xxh3");
+    /* memcached prints a missing path with printf's "(null)". */
+    emit(ctx, "memory_file", "%s", cfg->memory_file ? cfg->memory_file : "(null)");
+    emit(ctx, "snapshot_interval", "%d", cfg->snapshot_interval);
 }
 
 static void report_slabs(const struct mp_stats_source *src, mp_stats_emit_fn emit, void *ctx)

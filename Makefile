@@ -180,13 +180,16 @@ bench-memory: all test-deps bench-deps
 	$(PYTHON) bench/memory --magpie $(BUILD)/magpie
 	$(PYTHON) bench/hitratio --magpie $(BUILD)/magpie
 
-# Fuzzing (libFuzzer, clang): the parser alone, and byte streams through a connection into a real
-# engine. `make fuzz` runs each for FUZZ_SECONDS from the seed corpus in test/fuzz/; new inputs it
-# finds go to build/fuzz/corpus_*, not into the repository. `make test` runs each briefly.
+# Fuzzing (libFuzzer, clang): the parser alone, byte streams through a connection into a real
+# engine, and bytes as a snapshot file loaded into one. `make fuzz` runs each for FUZZ_SECONDS from
+# the seed corpus in test/fuzz/ (the snapshot's seeds are written into build/fuzz/seed_snapshot by
+# the writer itself); new inputs it finds go to build/fuzz/corpus_*, not into the repository.
+# `make test` runs each briefly.
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
 FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn meta proto num cache lru table slab item grace clock stats config log)
+SNAPSHOT_SRC := $(patsubst %,src/%.c,snapshot cache lru table slab item grace num clock)
 
 build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)
@@ -196,16 +199,28 @@ build/fuzz/fuzz_conn: $(FUZZ_CONN_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $@ $(FUZZ_CONN_SRC) $(LIBS) -pthread
 
+build/fuzz/fuzz_snapshot: test/fuzz/fuzz_snapshot.c $(SNAPSHOT_SRC) $(wildcard include/magpie/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $@ test/fuzz/fuzz_snapshot.c $(SNAPSHOT_SRC) -pthread
+
+# The snapshot fuzzer's seeds are written by the writer itself, so they follow the format.
+build/fuzz/seed_snapshot/plain: test/fuzz/snapshot_seeds.c $(SNAPSHOT_SRC) $(wildcard include/magpie/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g -std=gnu11 -Iinclude $(PKG_CFLAGS) -o build/fuzz/snapshot_seeds test/fuzz/snapshot_seeds.c $(SNAPSHOT_SRC) -pthread
+	./build/fuzz/snapshot_seeds $(dir $@)
+
 fuzz-deps:
 	$(call ensure_pkgs,$(FUZZ_PKGS))
 
 fuzz: deps fuzz-deps
-	@$(MAKE) --no-print-directory build/fuzz/fuzz_proto build/fuzz/fuzz_conn
-	@for t in proto conn; do \
+	@$(MAKE) --no-print-directory build/fuzz/fuzz_proto build/fuzz/fuzz_conn build/fuzz/fuzz_snapshot \
+	  build/fuzz/seed_snapshot/plain
+	@for t in proto conn snapshot; do \
 	  mkdir -p build/fuzz/corpus_$$t; \
+	  seeds=test/fuzz/corpus_$$t; [ -d $$seeds ] || seeds=build/fuzz/seed_$$t; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
 	  ./build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \
-	    build/fuzz/corpus_$$t test/fuzz/corpus_$$t 2>&1 | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|==[0-9]+==|SUMMARY)" ; \
+	    build/fuzz/corpus_$$t $$seeds 2>&1 | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|==[0-9]+==|SUMMARY)" ; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 

@@ -5,7 +5,8 @@
 #   make test       format check; unit (Check), fuzz and integration tests; then again under
 #                   AddressSanitizer+UBSan and ThreadSanitizer (make check: the plain pass only)
 #   make asan/tsan  one sanitizer pass
-#   make bench      bench/compare against memcached; make bench-memory: bench/memory, bench/hitratio
+#   make bench      bench/compare against memcached; make bench-memory: bench/memory, bench/hitratio;
+#                   make bench-warm: bench/warm (restarts with -e)
 #   make format     clang-format the sources; make format-check fails on a difference
 
 SHELL   := /bin/bash
@@ -55,8 +56,8 @@ deps_stats := stats cache lru table slab item grace num clock config log
 deps_snapshot := snapshot cache lru table slab item grace num clock
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
-.PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory format format-check \
-        install clean static image fuzz fuzz-deps check
+.PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory bench-warm \
+        format format-check install clean static image fuzz fuzz-deps check
 all: deps $(BUILD)/magpie
 
 deps:
@@ -179,6 +180,9 @@ bench: all test-deps bench-deps $(BUILD)/bench_engine
 bench-memory: all test-deps bench-deps
 	$(PYTHON) bench/memory --magpie $(BUILD)/magpie
 	$(PYTHON) bench/hitratio --magpie $(BUILD)/magpie
+
+bench-warm: all test-deps
+	$(PYTHON) bench/warm --magpie $(BUILD)/magpie
 
 # Fuzzing (libFuzzer, clang): the parser alone, byte streams through a connection into a real
 # engine, and bytes as a snapshot file loaded into one. `make fuzz` runs each for FUZZ_SECONDS from

@@ -116,10 +116,10 @@ static void header_encode(const struct header *h, char *p)
 
 enum header_state { HEADER_OK, HEADER_DAMAGED, HEADER_OTHER_VERSION };
 
-static enum header_state header_decode(const char *p, struct header *h)
+static enum header_state header_decode(const char *p, struct header *h, bool skip_checksum)
 {
     memset(h, 0, sizeof(*h));
-    if (memcmp(p, FILE_MAGIC, 8) != 0 || get64(p + 248) != sum(p, 248))
+    if (memcmp(p, FILE_MAGIC, 8) != 0 || (!skip_checksum && get64(p + 248) != sum(p, 248)))
         return HEADER_DAMAGED;
     h->version = get32(p + 8);
     if (h->version != MP_SNAPSHOT_VERSION)
@@ -933,7 +933,7 @@ static bool read_header(struct loader *L)
 {
     struct mp_snapshot_report *r = L->r;
     const char *p = window(L, 0, HDR);
-    enum header_state hs = p ? header_decode(p, &L->h) : HEADER_DAMAGED;
+    enum header_state hs = p ? header_decode(p, &L->h, L->o->skip_checksums) : HEADER_DAMAGED;
     if (hs == HEADER_OTHER_VERSION) {
         note(L->o, "snapshot %s: written in format version %u; this Magpie reads version %d: not loaded", L->o->path,
              L->h.version, MP_SNAPSHOT_VERSION);
@@ -999,8 +999,10 @@ int mp_snapshot_load_fd(struct mp_cache *c, int fd, const struct mp_snapshot_opt
         /* Above every CAS in the file, loaded or not: a client may still hold one. */
         mp_epoch_reserve(&c->epoch, max_cas & MP_ITEM_CAS_MASK);
         r->max_cas = max_cas;
-        if (r->header_ok && L.h.flush_at && !L.flushed)
-            mp_cache_flush(c, L.now, (uint32_t)((int64_t)L.h.flush_at - L.epoch));
+        if (r->header_ok && L.h.flush_at && !L.flushed) {
+            int64_t at = (int64_t)L.h.flush_at - L.epoch;
+            mp_cache_flush(c, L.now, at > UINT32_MAX ? UINT32_MAX : (uint32_t)at);
+        }
         if (r->header_ok && L.h.items > L.items_seen + r->damaged) {
             r->missing = L.h.items - L.items_seen - r->damaged;
             if (L.err == 0)

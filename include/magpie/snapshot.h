@@ -87,7 +87,7 @@ struct mp_snapshot_opts {
     size_t buffer_bytes;        /* the write (and first read) buffer; 0 for 8 MiB */
     size_t block_bytes;         /* save: a block closes once its payload is this big; 0 for 1 MiB */
     const _Atomic bool *cancel; /* a save stops between stripes once it is set; may be NULL */
-    bool skip_checksums;        /* load: accept blocks whose checksums fail; for the fuzzer alone */
+    bool skip_checksums;        /* load: accept a header and blocks whose checksums fail; for the fuzzer alone */
 };
 
 /* Write every live item to o->path (above). 0, or a negative errno with a note saying what failed

@@ -522,7 +522,8 @@ static void check_value(void *ctx, const struct mp_hit *hit)
     *bad += hit->nbytes > sizeof(expect) || memcmp(expect, hit->value, hit->nbytes) != 0;
 }
 
-START_TEST(test_a_save_while_writers_store_holds_only_whole_values)
+/* Two writers churn while five snapshots are taken; then one is loaded and checked. */
+static void save_while_churning(void)
 {
     _Atomic bool stop = false;
     struct churn ch[2] = {{src, 0, &stop}, {src, 1, &stop}};
@@ -544,6 +545,23 @@ START_TEST(test_a_save_while_writers_store_holds_only_whole_values)
     for (unsigned i = 0; i < mp_cache_stripes(dst); i++)
         mp_cache_visit_stripe(dst, i, NOW_B, check_value, &bad);
     ck_assert_uint_eq(bad, 0);
+}
+
+START_TEST(test_a_save_while_writers_store_holds_only_whole_values)
+{
+    save_while_churning();
+}
+END_TEST
+
+START_TEST(test_a_save_while_writers_evict_and_move_pages_holds_only_whole_values)
+{
+    /* 4 pages for some twenty size classes: every few stores evict, and pages change class
+     * (with pinned items on them) while the snapshot walks. */
+    mp_cache_teardown(src);
+    struct mp_cache_config small = test_cache_config(4 * MIB);
+    test_cache_setup(src, &small);
+    save_while_churning();
+    ck_assert_uint_gt(total_evictions(src) + total_evicted_for_move(src), 0);
 }
 END_TEST
 
@@ -764,6 +782,8 @@ static Suite *snapshot_suite(void)
     tcase_add_test(tc, test_a_save_that_cannot_create_its_file_says_why);
     tcase_add_test(tc, test_a_load_removes_the_temporary_file_of_a_writer_that_was_killed);
     tcase_add_test(tc, test_a_save_while_writers_store_holds_only_whole_values);
+    tcase_add_test(tc, test_a_save_while_writers_evict_and_move_pages_holds_only_whole_values);
+    tcase_set_timeout(tc, 60); /* threads, slow under the sanitizers */
     suite_add_tcase(s, tc);
 
     tc = tcase_create("damaged files");

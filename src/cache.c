@@ -584,11 +584,12 @@ enum mp_result mp_cache_store_warm(struct mp_cache *c, struct mp_item **itp, uin
 }
 
 /*
- * A batch goes through three rounds, so the cache misses of its items overlap instead of coming
- * one after another: a loader that inserts a million items into a table it has never touched
- * spends most of its time waiting for memory. The first round hashes the keys and fetches their
- * stripes, the second the buckets (their addresses read without the lock, as an optimistic read
- * does: a prefetch of a stale address costs nothing but the fetch), the third stores.
+ * A batch goes through rounds, so the cache misses of its items overlap instead of coming one
+ * after another: a loader that inserts a million items into a table it has never touched spends
+ * most of its time waiting for memory. The first round hashes the keys and fetches their stripes,
+ * the second their buckets, the third the first item of each chain (addresses read without the
+ * lock, as an optimistic read does: a prefetch of a stale address costs nothing but the fetch),
+ * the last stores.
  */
 void mp_cache_store_warm_batch(struct mp_cache *c, struct mp_cache_warm *batch, size_t n, uint32_t now)
 {
@@ -602,11 +603,17 @@ void mp_cache_store_warm_batch(struct mp_cache *c, struct mp_cache_warm *batch, 
             __builtin_prefetch(st, 0);
             __builtin_prefetch(&st->lock, 1);
         }
+        mp_handle_t *bucket[MP_CACHE_WARM_BATCH];
         for (size_t i = 0; i < m; i++) {
             struct mp_stripe *st = mp_table_stripe(&c->table, hash[i]);
             uint32_t mask = __atomic_load_n(&st->mask, __ATOMIC_RELAXED);
-            mp_handle_t *b = __atomic_load_n(&st->buckets, __ATOMIC_RELAXED);
-            __builtin_prefetch(&b[hash[i] & mask], 0);
+            bucket[i] = __atomic_load_n(&st->buckets, __ATOMIC_RELAXED) + (hash[i] & mask);
+            __builtin_prefetch(bucket[i], 0);
+        }
+        for (size_t i = 0; i < m; i++) {
+            mp_handle_t h = __atomic_load_n(bucket[i], __ATOMIC_RELAXED);
+            if (h)
+                __builtin_prefetch(mp_slab_item(&c->slabs, h), 0);
         }
         for (size_t i = 0; i < m; i++) {
             w[i].res = store_warm(c, w[i].it, hash[i], w[i].cas, w[i].clock, now);

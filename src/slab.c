@@ -433,6 +433,12 @@ void mp_slab_prefault(struct mp_slabs *s, size_t bytes)
     n = (n + s->page_size - 1) / s->page_size * s->page_size;
     if (n > s->arena_size - from)
         n = s->arena_size - from;
+        /* Huge pages for this stretch where the kernel gives them on request (transparent huge
+         * pages in "madvise" mode): the loader writes all of it, and under a hypervisor that shadows
+         * page tables the first write to each 4 KiB page costs a trap even once it is committed. */
+#ifdef MADV_HUGEPAGE
+    madvise(s->arena + from, n, MADV_HUGEPAGE);
+#endif
 #ifdef MADV_POPULATE_WRITE
     madvise(s->arena + from, n, MADV_POPULATE_WRITE);
 #endif

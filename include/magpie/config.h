@@ -29,24 +29,27 @@ struct mp_config {
     int port;                    /* -p, TCP port; 0 turns TCP off */
     char *listen[MP_LISTEN_MAX]; /* -l, comma list of addresses */
     int nlisten;
-    const char *unix_path;   /* -s, unix socket path; NULL for none */
-    int unix_mask;           /* -a, permissions of the unix socket (octal) */
-    int threads;             /* -t */
-    int maxconns;            /* -c */
-    size_t mem_limit;        /* -m, bytes */
-    size_t item_max;         /* -I, bytes */
-    double factor;           /* -f */
-    size_t min_chunk;        /* -n, minimum space for key + value + flags */
-    int verbose;             /* -v / -vv */
-    int udp_port;            /* -U: only 0 is accepted */
-    int idle_timeout;        /* -o idle_timeout=N, seconds; 0 = never */
-    int backlog;             /* -b */
-    bool lru_maintainer;     /* background reclaim and rebalance thread */
-    bool automove_off;       /* -o slab_automove=0 */
-    const char *user;        /* -u, drop root privileges to this user */
-    const char *health;      /* --health [HOST:PORT]: probe mode, not a server */
-    const char *memory_file; /* -e, the snapshot kept across restarts (snapshot.h); NULL for none */
+    const char *unix_path; /* -s, unix socket path; NULL for none */
+    int unix_mask;         /* -a, permissions of the unix socket (octal) */
+    int threads;           /* -t */
+    int maxconns;          /* -c */
+    size_t mem_limit;      /* -m, bytes */
+    size_t item_max;       /* -I, bytes */
+    double factor;         /* -f */
+    size_t min_chunk;      /* -n, minimum space for key + value + flags */
+    int verbose;           /* -v / -vv */
+    int udp_port;          /* -U: only 0 is accepted */
+    int idle_timeout;      /* -o idle_timeout=N, seconds; 0 = never */
+    int backlog;           /* -b */
+    bool lru_maintainer;   /* background reclaim and rebalance thread */
+    bool automove_off;     /* -o slab_automove=0 */
+    const char *user;      /* -u, drop root privileges to this user */
+    const char *health;    /* --health [HOST:PORT]: probe mode, not a server */
+
+    /* Restarting with the cache (snapshot.h) */
+    const char *memory_file; /* -e, the snapshot file; NULL for none */
     int snapshot_interval;   /* -o snapshot_interval=N, seconds between snapshots while serving; 0 = none */
+
     bool show_help;
     bool show_version;
     char listen_buf[256]; /* storage the listen[] pointers refer to */

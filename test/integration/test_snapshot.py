@@ -320,7 +320,7 @@ def test_a_memcached_memory_file_is_not_taken_for_a_snapshot(fx):
             if not re.search(r"header is damaged", out):
                 raise AssertionError(f"the log does not say the file is not a snapshot:\n{out[-1500:]}")
         finally:
-            for p in (path, path + ".tmp"):
+            for p in (path, path + ".tmp", path + ".meta"):
                 if os.path.exists(p):
                     os.unlink(p)
 

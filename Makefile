@@ -5,7 +5,8 @@
 #   make test       format check; unit (Check), fuzz and integration tests; then again under
 #                   AddressSanitizer+UBSan and ThreadSanitizer (make check: the plain pass only)
 #   make asan/tsan  one sanitizer pass
-#   make bench      bench/compare against memcached; make bench-memory: bench/memory, bench/hitratio
+#   make bench      bench/compare against memcached; make bench-memory: bench/memory, bench/hitratio;
+#                   make bench-warm: bench/warm (restarts with -e)
 #   make format     clang-format the sources; make format-check fails on a difference
 
 SHELL   := /bin/bash
@@ -46,12 +47,12 @@ define ensure_pkgs
 	fi
 endef
 
-MODULES := log clock config num item grace slab table lru cache proto bproto meta latency hotkeys stats watch dump out \
-           exec admin text binary prom metrics conn worker server health
+MODULES := log clock config num item grace slab table lru cache snapshot proto bproto meta latency hotkeys stats watch \
+           dump out exec admin text binary prom metrics conn worker server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto bproto clock slab table cache lru stats dump latency hotkeys prom metrics
+UNIT_TESTS := num proto bproto clock slab table cache lru stats dump latency hotkeys prom metrics snapshot
 deps_num   := num
 deps_proto := proto num
 deps_bproto := bproto
@@ -66,10 +67,11 @@ deps_latency := latency
 deps_hotkeys := hotkeys
 deps_prom  := prom proto num latency
 deps_metrics := metrics prom latency $(deps_stats)
+deps_snapshot := snapshot cache lru table slab item grace num clock
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
-.PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory format format-check \
-        install clean static image fuzz fuzz-deps check
+.PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory bench-warm \
+        format format-check install clean static image fuzz fuzz-deps check
 all: deps $(BUILD)/magpie
 
 deps:
@@ -148,11 +150,16 @@ STRESS_SECONDS ?= 15
 stress: $(BUILD)/test/engine_stress
 	./$(BUILD)/test/engine_stress $(STRESS_SECONDS)
 
-integration: $(BUILD)/magpie $(BUILD)/test/wallclock_shim.so
+integration: $(BUILD)/magpie $(BUILD)/test/wallclock_shim.so $(BUILD)/test/stall_shim.so
 	$(PYTHON) test/integration/run.py --bin $(BUILD)/magpie $(IT_ARGS)
 
 # Preloaded by test_trust.py to step the server's wall clock; never built with the sanitizers.
 $(BUILD)/test/wallclock_shim.so: test/integration/wallclock_shim.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -fPIC -shared -Wall -Wextra $(WERROR) -o $@ $< -ldl
+
+# Preloaded by test_snapshot.py to stop the server in the middle of writing its snapshot.
+$(BUILD)/test/stall_shim.so: test/integration/stall_shim.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -fPIC -shared -Wall -Wextra $(WERROR) -o $@ $< -ldl
 
@@ -190,15 +197,21 @@ bench-memory: all test-deps bench-deps
 	$(PYTHON) bench/memory --magpie $(BUILD)/magpie
 	$(PYTHON) bench/hitratio --magpie $(BUILD)/magpie
 
-# Fuzzing (libFuzzer, clang): the parser alone, and byte streams through a connection into a real
-# engine. `make fuzz` runs each for FUZZ_SECONDS from the seed corpus in test/fuzz/; new inputs it
-# finds go to build/fuzz/corpus_*, not into the repository. `make test` runs each briefly.
+bench-warm: all test-deps
+	$(PYTHON) bench/warm --magpie $(BUILD)/magpie
+
+# Fuzzing (libFuzzer, clang): the parser alone, byte streams through a connection into a real
+# engine, and bytes as a snapshot file loaded into one. `make fuzz` runs each for FUZZ_SECONDS from
+# the seed corpus in test/fuzz/ (the snapshot's seeds are written into build/fuzz/seed_snapshot by
+# the writer itself); new inputs it finds go to build/fuzz/corpus_*, not into the repository.
+# `make test` runs each briefly.
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
 FUZZ_BPROTO_SRC := test/fuzz/fuzz_bproto.c src/bproto.c
 FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn out exec admin text binary meta dump watch proto bproto num cache lru \
                    table slab item grace clock stats latency hotkeys config log)
+SNAPSHOT_SRC := $(patsubst %,src/%.c,snapshot cache lru table slab item grace num clock)
 
 build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)
@@ -212,16 +225,28 @@ build/fuzz/fuzz_conn: $(FUZZ_CONN_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $@ $(FUZZ_CONN_SRC) $(LIBS) -pthread
 
+build/fuzz/fuzz_snapshot: test/fuzz/fuzz_snapshot.c $(SNAPSHOT_SRC) $(wildcard include/magpie/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $@ test/fuzz/fuzz_snapshot.c $(SNAPSHOT_SRC) -pthread
+
+# The snapshot fuzzer's seeds are written by the writer itself, so they follow the format.
+build/fuzz/seed_snapshot/plain: test/fuzz/snapshot_seeds.c $(SNAPSHOT_SRC) $(wildcard include/magpie/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g -std=gnu11 -Iinclude $(PKG_CFLAGS) -o build/fuzz/snapshot_seeds test/fuzz/snapshot_seeds.c $(SNAPSHOT_SRC) -pthread
+	./build/fuzz/snapshot_seeds $(dir $@)
+
 fuzz-deps:
 	$(call ensure_pkgs,$(FUZZ_PKGS))
 
 fuzz: deps fuzz-deps
-	@$(MAKE) --no-print-directory build/fuzz/fuzz_proto build/fuzz/fuzz_bproto build/fuzz/fuzz_conn
-	@for t in proto bproto conn; do \
+	@$(MAKE) --no-print-directory build/fuzz/fuzz_proto build/fuzz/fuzz_bproto build/fuzz/fuzz_conn build/fuzz/fuzz_snapshot \
+	  build/fuzz/seed_snapshot/plain
+	@for t in proto bproto conn snapshot; do \
 	  mkdir -p build/fuzz/corpus_$$t; \
+	  seeds=test/fuzz/corpus_$$t; [ -d $$seeds ] || seeds=build/fuzz/seed_$$t; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
 	  ./build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \
-	    build/fuzz/corpus_$$t test/fuzz/corpus_$$t 2>&1 | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|==[0-9]+==|SUMMARY)" ; \
+	    build/fuzz/corpus_$$t $$seeds 2>&1 | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|==[0-9]+==|SUMMARY)" ; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 

@@ -533,6 +533,142 @@ void mp_cache_flush(struct mp_cache *c, uint32_t now, uint32_t cutoff)
     mp_epoch_flush(&c->epoch, now, cutoff);
 }
 
+/* ---- warming and walking (cache.h) ----------------------------------------------------------- */
+
+struct mp_item *mp_cache_alloc_spare(struct mp_cache *c, const char *key, size_t nkey, uint32_t flags, uint32_t exptime,
+                                     uint32_t nbytes, enum mp_result *res)
+{
+    unsigned cls = mp_slab_class_for(&c->slabs, mp_item_total(nkey, nbytes, flags));
+    if (!cls) {
+        *res = MP_TOO_LARGE;
+        return NULL;
+    }
+    /* The class's free chunks or a page from the pool, never a victim; no thread magazine, so a
+     * loader leaves no free chunks parked where the workers cannot reach them. */
+    struct mp_item *it = mp_slab_alloc(&c->slabs, cls);
+    if (!it) {
+        *res = MP_NOMEM;
+        return NULL;
+    }
+    mp_item_init(it, key, nkey, flags, exptime, nbytes);
+    *res = MP_OK;
+    return it;
+}
+
+static enum mp_result store_warm(struct mp_cache *c, struct mp_item *it, uint64_t hash, uint64_t cas, uint8_t clock,
+                                 uint32_t idle, uint32_t now)
+{
+    struct mp_cache_lock l;
+    lock_hash(c, hash, &l, true);
+    if (find_live(c, &l, mp_item_key(it), it->nkey, now, NULL)) {
+        mp_cache_unlock(&l);
+        mp_cache_item_release(c, &it);
+        return MP_NOT_STORED;
+    }
+    cas &= MP_ITEM_CAS_MASK;
+    if (cas)
+        mp_epoch_reserve(&c->epoch, cas);
+    else
+        cas = mp_epoch_next_cas(&c->epoch, now);
+    mp_item_stamp_fresh(it, mp_item_stamp_restore(cas, clock, idle, now), memory_order_relaxed);
+    if (!mp_table_link_locked(&c->table, l.st, l.hash, it)) {
+        mp_cache_unlock(&l);
+        mp_cache_item_release(c, &it);
+        return MP_NOMEM;
+    }
+    mp_cache_unlock(&l);
+    return MP_STORED;
+}
+
+enum mp_result mp_cache_store_warm(struct mp_cache *c, struct mp_item **itp, uint64_t cas, uint8_t clock, uint32_t idle,
+                                   uint32_t now)
+{
+    struct mp_item *it = *itp;
+    *itp = NULL;
+    return store_warm(c, it, mp_table_hash(&c->table, mp_item_key(it), it->nkey), cas, clock, idle, now);
+}
+
+/*
+ * A batch goes through rounds, so the cache misses of its items overlap instead of coming one
+ * after another: a loader that inserts a million items into a table it has never touched spends
+ * most of its time waiting for memory. The first round hashes the keys and fetches their stripes,
+ * the second their buckets, the third the first item of each chain (addresses read without the
+ * lock, as an optimistic read does: a prefetch of a stale address costs nothing but the fetch),
+ * the last stores.
+ */
+void mp_cache_store_warm_batch(struct mp_cache *c, struct mp_cache_warm *batch, size_t n, uint32_t now)
+{
+    uint64_t hash[MP_CACHE_WARM_BATCH];
+    for (size_t base = 0; base < n; base += MP_CACHE_WARM_BATCH) {
+        size_t m = n - base < MP_CACHE_WARM_BATCH ? n - base : MP_CACHE_WARM_BATCH;
+        struct mp_cache_warm *w = batch + base;
+        for (size_t i = 0; i < m; i++) {
+            hash[i] = mp_table_hash(&c->table, mp_item_key(w[i].it), w[i].it->nkey);
+            struct mp_stripe *st = mp_table_stripe(&c->table, hash[i]);
+            __builtin_prefetch(st, 0);
+            __builtin_prefetch(&st->lock, 1);
+        }
+        mp_handle_t *bucket[MP_CACHE_WARM_BATCH];
+        for (size_t i = 0; i < m; i++) {
+            struct mp_stripe *st = mp_table_stripe(&c->table, hash[i]);
+            uint32_t mask = __atomic_load_n(&st->mask, __ATOMIC_RELAXED);
+            bucket[i] = __atomic_load_n(&st->buckets, __ATOMIC_RELAXED) + (hash[i] & mask);
+            __builtin_prefetch(bucket[i], 0);
+        }
+        for (size_t i = 0; i < m; i++) {
+            mp_handle_t h = __atomic_load_n(bucket[i], __ATOMIC_RELAXED);
+            if (h)
+                __builtin_prefetch(mp_slab_item(&c->slabs, h), 0);
+        }
+        for (size_t i = 0; i < m; i++) {
+            w[i].res = store_warm(c, w[i].it, hash[i], w[i].cas, w[i].clock, w[i].idle, now);
+            w[i].it = NULL;
+        }
+    }
+}
+
+unsigned mp_cache_stripes(const struct mp_cache *c)
+{
+    return c->table.nstripes;
+}
+
+void mp_cache_stripe_size(const struct mp_cache *c, unsigned i, uint32_t *count, uint64_t *bytes)
+{
+    const struct mp_stripe *st = &c->table.stripes[i];
+    *count = atomic_load_explicit(&((struct mp_stripe *)st)->count, memory_order_relaxed);
+    *bytes = atomic_load_explicit(&((struct mp_stripe *)st)->bytes, memory_order_relaxed);
+}
+
+struct visit {
+    struct mp_cache *c;
+    uint32_t now;
+    mp_cache_hit_fn fn;
+    void *ctx;
+    size_t n;
+};
+
+static void visit_item(void *ctx, struct mp_item *it)
+{
+    struct visit *v = ctx;
+    if (mp_item_dead(it, v->now, &v->c->epoch))
+        return; /* left for the reclaimer: the walk changes nothing */
+    struct mp_hit h;
+    mp_cache_hit_locked(it, &h);
+    v->fn(v->ctx, &h);
+    v->n++;
+}
+
+size_t mp_cache_visit_stripe(struct mp_cache *c, unsigned i, uint32_t now, mp_cache_hit_fn fn, void *ctx)
+{
+    struct mp_stripe *st = &c->table.stripes[i];
+    struct visit v = {c, now, fn, ctx, 0};
+    /* Untold: the walk changes nothing readers could see (a pin is not read by them). */
+    mp_stripe_lock_readers_untold(st);
+    mp_table_visit_locked(&c->table, st, visit_item, &v);
+    mp_stripe_unlock(st);
+    return v.n;
+}
+
 void mp_cache_stats_reset(struct mp_cache *c)
 {
     for (unsigned i = 1; i <= c->slabs.nclasses; i++) {

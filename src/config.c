@@ -61,9 +61,12 @@ void mp_config_usage(FILE *out)
                  "                            connection's first byte is 0x80)\n"
                  "  -U, --udp-port=NUM        UDP port; only 0 (off) is supported\n"
                  "  -u, --user=NAME           drop root privileges to this user\n"
+                 "  -e, --memory-file=PATH    keep the cache across restarts: load PATH at start, write it\n"
+                 "                            on SIGTERM, SIGINT and SIGUSR1 (see snapshot_interval)\n"
                  "  -o, --extended=OPTS       comma list: idle_timeout=SECONDS, slab_reassign,\n"
                  "                            slab_automove=0|1|2, lru_maintainer, no_lru_maintainer,\n"
-                 "                            lru_crawler, no_lru_crawler, no_hotkeys, hotkeys_metrics[=K]\n"
+                 "                            lru_crawler, no_lru_crawler, no_hotkeys, hotkeys_metrics[=K],\n"
+                 "                            snapshot_interval=SECONDS (with -e: also write it this often)\n"
                  "  -A, --enable-shutdown     let the `shutdown` command stop the server\n"
                  "  -v, --verbose             log connection events; -vv also every command\n"
                  "      --metrics=HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics\n"
@@ -157,6 +160,10 @@ static int parse_extended(struct mp_config *cfg, const char *arg, char *err, siz
                 return fail(err, errlen, "-o slab_automove takes 0, 1 or 2: %s", arg);
             cfg->lru_maintainer = cfg->lru_maintainer || n > 0;
             cfg->slab_automove = (int)n;
+        } else if (strcmp(opt, "snapshot_interval") == 0) {
+            if (!val || !parse_long(val, 0, 86400 * 365, &n))
+                return fail(err, errlen, "-o snapshot_interval needs a number of seconds: %s", arg);
+            cfg->snapshot_interval = (int)n;
         } else if (strcmp(opt, "slab_reassign") == 0 || strcmp(opt, "lru_maintainer") == 0) {
             cfg->lru_maintainer = true;
         } else if (strcmp(opt, "lru_crawler") == 0) {
@@ -199,6 +206,7 @@ static const struct option long_options[] = {
     {"udp-port", required_argument, NULL, 'U'},
     {"user", required_argument, NULL, 'u'},
     {"extended", required_argument, NULL, 'o'},
+    {"memory-file", required_argument, NULL, 'e'},
     {"verbose", no_argument, NULL, 'v'},
     {"enable-shutdown", no_argument, NULL, 'A'},
     {"health", optional_argument, NULL, OPT_HEALTH},
@@ -286,6 +294,11 @@ static int parse_one(struct mp_config *cfg, int opt, const char *arg, char *err,
             return fail(err, errlen, "-B %s: should be one of auto, binary, or ascii", arg);
         return 0;
     case 'u': cfg->user = arg; return 0;
+    case 'e':
+        if (arg[0] == '\0')
+            return fail(err, errlen, "%s", "-e: needs a file path");
+        cfg->memory_file = arg;
+        return 0;
     case 'o': return parse_extended(cfg, arg, err, errlen);
     case 'v': cfg->verbose++; return 0;
     case 'A': cfg->shutdown_enabled = true; return 0;
@@ -306,7 +319,7 @@ int mp_config_parse(struct mp_config *cfg, int argc, char **argv, char *err, siz
     optind = 1;
     opterr = 0;
     int opt;
-    while ((opt = getopt_long(argc, argv, ":p:l:s:a:t:c:m:I:f:n:b:B:U:u:o:vAVh", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":p:l:s:a:t:c:m:I:f:n:b:B:U:u:e:o:vAVh", long_options, NULL)) != -1) {
         if (opt == '?') {
             char o[3] = {'-', (char)optopt, '\0'};
             if (optopt == 0)
@@ -331,6 +344,8 @@ int mp_config_parse(struct mp_config *cfg, int argc, char **argv, char *err, siz
         return fail(err, errlen, "%s", "-o hotkeys_metrics needs --metrics");
     if (cfg->hotkeys_metrics && !cfg->hotkeys)
         return fail(err, errlen, "%s", "-o hotkeys_metrics needs hot keys: drop -o no_hotkeys");
+    if (cfg->snapshot_interval && !cfg->memory_file)
+        return fail(err, errlen, "%s", "-o snapshot_interval needs -e PATH, the file to write");
     if (cfg->port == 0 && !cfg->unix_path && !cfg->health && !cfg->show_help && !cfg->show_version)
         return fail(err, errlen, "%s", "nothing to listen on: -p 0 and no -s");
     return 0;

@@ -44,6 +44,14 @@ static void raise_flush_cas(struct mp_epoch *e, uint64_t v)
         ;
 }
 
+void mp_epoch_reserve(struct mp_epoch *e, uint64_t cas)
+{
+    uint64_t cur = atomic_load_explicit(&e->next_cas, memory_order_relaxed);
+    while (cur <= cas && !atomic_compare_exchange_weak_explicit(&e->next_cas, &cur, cas + 1, memory_order_relaxed,
+                                                                memory_order_relaxed))
+        ;
+}
+
 /* A delayed flush whose time has come takes effect now: flush_cas first, then the deadline is
  * cleared, so whoever sees the deadline gone also sees the new cut-off. */
 static void apply_due_flush(struct mp_epoch *e, uint32_t now)

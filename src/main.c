@@ -63,8 +63,8 @@ int main(int argc, char **argv)
         mp_server_teardown(&srv);
         return MP_EXIT_FAILURE;
     }
-    mp_server_run(&srv);
+    rc = mp_server_run(&srv);
     mp_server_teardown(&srv);
     mp_log(MP_LOG_INFO, "stopped");
-    return MP_EXIT_OK;
+    return rc;
 }

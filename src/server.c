@@ -171,7 +171,7 @@ static void on_signal(uv_signal_t *s, int signum)
     if (srv->stopping)
         return;
     srv->stopping = true;
-    mp_log(MP_LOG_INFO, "%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    mp_log(MP_LOG_INFO, "%s: shutting down", signum == SIGINT ? "SIGINT" : signum == SIGUSR1 ? "SIGUSR1" : "SIGTERM");
     for (int i = 0; i < srv->nlisteners; i++) {
         uv_poll_stop(&srv->listeners[i].poll);
         uv_close((uv_handle_t *)&srv->listeners[i].poll, NULL);
@@ -181,6 +181,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&srv->accept_retry, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
+    uv_close((uv_handle_t *)&srv->sigusr1, NULL);
     for (unsigned i = 0; i < srv->nworkers; i++)
         mp_worker_stop(&srv->workers[i]);
 }
@@ -247,6 +248,79 @@ static void log_eviction(void *ctx, const struct mp_item *it, unsigned cls, uint
                  mp_item_la_age(stamp, now), cls, it->nbytes);
 }
 
+/* ---- snapshots (-e) -------------------------------------------------------------------------- */
+
+static void snapshot_note(void *ctx, const char *msg)
+{
+    (void)ctx;
+    mp_log(MP_LOG_INFO, "%s", msg);
+}
+
+static double mb_per_s(uint64_t bytes, double seconds)
+{
+    return seconds > 0 ? (double)bytes / 1e6 / seconds : 0;
+}
+
+/* "; not loaded: 3 expired, 2 over -I" or nothing. */
+static void skipped_list(const struct mp_snapshot_report *r, char *out, size_t cap)
+{
+    const struct {
+        uint64_t n;
+        const char *why;
+    } why[] = {{r->expired, "expired"},
+               {r->too_large, "over -I"},
+               {r->no_room, "without room under -m"},
+               {r->present, "duplicate keys"},
+               {r->damaged, "in damaged blocks"},
+               {r->missing, "missing from a truncated file"}};
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof(why) / sizeof(why[0]); i++)
+        if (why[i].n && n < cap)
+            n += (size_t)snprintf(out + n, cap - n, "%s%llu %s",
+                                  n ? ", " : "; not loaded: ", (unsigned long long)why[i].n, why[i].why);
+    if (r->damaged_bytes && n < cap)
+        snprintf(out + n, cap - n, "; %llu damaged bytes skipped", (unsigned long long)r->damaged_bytes);
+}
+
+static void snapshot_load(struct mp_server *srv)
+{
+    struct mp_snapshot_report r;
+    int rc = mp_snapshot_load(&srv->cache, &srv->snapshot, &r);
+    if (!r.found)
+        return;
+    char skipped[400];
+    skipped_list(&r, skipped, sizeof(skipped));
+    mp_log(MP_LOG_INFO, "snapshot %s: loaded %llu items (%.1f MB) in %.3f s (%.0f MB/s read)%s%s",
+           srv->cfg->memory_file, (unsigned long long)r.items, (double)r.bytes / 1e6, r.seconds,
+           mb_per_s(r.file_bytes, r.seconds), skipped, rc ? "; stopped by a read error" : "");
+}
+
+static void snapshot_saved(void *ctx, int rc, const struct mp_snapshot_report *r)
+{
+    const char *path = ctx;
+    if (rc == 0)
+        mp_log(MP_LOG_CONN, "snapshot %s: wrote %llu items (%.1f MB) in %.3f s", path, (unsigned long long)r->items,
+               (double)r->bytes / 1e6, r->seconds);
+    else if (rc != -ECANCELED)
+        mp_log(MP_LOG_ERROR, "snapshot %s: not written; the last one stays", path);
+}
+
+/* At shutdown, once nothing else touches the cache. */
+static int snapshot_save(struct mp_server *srv)
+{
+    struct mp_snapshot_report r;
+    int rc = mp_snapshot_save(&srv->cache, &srv->snapshot, &r);
+    if (rc != 0) {
+        mp_log(MP_LOG_ERROR, "snapshot %s: not written; the previous one, if any, is unchanged", srv->cfg->memory_file);
+        return MP_EXIT_FAILURE;
+    }
+    mp_log(MP_LOG_INFO, "snapshot %s: wrote %llu items (%.1f MB; a %.1f MB file) in %.3f s (%.0f MB/s)%s",
+           srv->cfg->memory_file, (unsigned long long)r.items, (double)r.bytes / 1e6, (double)r.file_bytes / 1e6,
+           r.seconds, mb_per_s(r.file_bytes, r.seconds), r.busy ? "; items pinned by readers left out" : "");
+    return MP_EXIT_OK;
+}
+
 static unsigned stripe_bits_for(size_t mem_limit)
 {
     /* About one stripe per 64 KiB of -m, from 256 to 65536 stripes: a stripe then holds a few
@@ -296,6 +370,10 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
                                     .listeners = srv->shown,
                                     .watch = &srv->watch,
                                     .event_lib = uv_version_string()};
+    /* The snapshot comes back before anything listens: no client sees a cache half loaded. */
+    srv->snapshot = (struct mp_snapshot_opts){.path = cfg->memory_file, .clock = &srv->clock, .note = snapshot_note};
+    if (cfg->memory_file)
+        snapshot_load(srv);
     for (int i = 0; cfg->port && i < cfg->nlisten; i++)
         if (listen_tcp(srv, cfg->listen[i], err, errlen) != 0)
             return MP_EXIT_FAILURE;
@@ -341,6 +419,12 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         snprintf(err, errlen, "%s", "cannot start the maintainer thread");
         return MP_EXIT_FAILURE;
     }
+    if (cfg->snapshot_interval &&
+        mp_snapshot_timer_start(&srv->snapshot_timer, &srv->cache, &srv->snapshot, (unsigned)cfg->snapshot_interval,
+                                snapshot_saved, (void *)cfg->memory_file) != 0) {
+        snprintf(err, errlen, "%s", "cannot start the snapshot thread");
+        return MP_EXIT_FAILURE;
+    }
     for (int i = 0; i < srv->nlisteners; i++) {
         struct mp_listener *l = &srv->listeners[i];
         uv_poll_init(&srv->loop, &l->poll, l->fd);
@@ -354,20 +438,38 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
     srv->accept_retry.data = srv;
     uv_signal_init(&srv->loop, &srv->sigint);
     uv_signal_init(&srv->loop, &srv->sigterm);
-    srv->sigint.data = srv->sigterm.data = srv;
+    uv_signal_init(&srv->loop, &srv->sigusr1);
+    srv->sigint.data = srv->sigterm.data = srv->sigusr1.data = srv;
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    /* memcached's graceful stop, the one its -e restarts need; here any of the three will do. */
+    uv_signal_start(&srv->sigusr1, on_signal, SIGUSR1);
     log_startup(srv);
     return 0;
 }
 
-void mp_server_run(struct mp_server *srv)
+int mp_server_run(struct mp_server *srv)
 {
     uv_run(&srv->loop, UV_RUN_DEFAULT);
+    if (!srv->cfg->memory_file)
+        return MP_EXIT_OK;
+    /* Everything that could change the cache ends first: a periodic snapshot in progress (its
+     * temporary file goes), the workers, once their last replies are written, and the maintainer.
+     * The signal handlers are closed by now, so a second signal ends the process at once; the file
+     * being written is then left unfinished and the previous snapshot stays. */
+    mp_snapshot_timer_stop(&srv->snapshot_timer);
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        mp_worker_stop(&srv->workers[i]);
+        mp_worker_join(&srv->workers[i]);
+    }
+    mp_lru_maintainer_stop(&srv->cache.lru);
+    mp_clock_tick_now(&srv->clock);
+    return snapshot_save(srv);
 }
 
 void mp_server_teardown(struct mp_server *srv)
 {
+    mp_snapshot_timer_stop(&srv->snapshot_timer);
     for (unsigned i = 0; i < srv->nworkers; i++) {
         mp_worker_stop(&srv->workers[i]);
         mp_worker_join(&srv->workers[i]);

@@ -443,6 +443,29 @@ void mp_slab_pages_recycle(struct mp_slabs *s)
     pthread_mutex_unlock(&s->pages_lock);
 }
 
+void mp_slab_prefault(struct mp_slabs *s, size_t bytes)
+{
+    pthread_mutex_lock(&s->pages_lock);
+    size_t from = (size_t)s->pages_bump * s->page_size;
+    pthread_mutex_unlock(&s->pages_lock);
+    size_t limit = (size_t)mp_slab_limit(s); /* -m: the arena reserves more, for cache_memlimit */
+    if (from >= limit)
+        return;
+    size_t n = bytes < limit - from ? bytes : limit - from;
+    n = (n + s->page_size - 1) / s->page_size * s->page_size;
+    if (n > limit - from)
+        n = limit - from;
+        /* Huge pages for this stretch where the kernel gives them on request (transparent huge
+         * pages in "madvise" mode): the loader writes all of it, and under a hypervisor that shadows
+         * page tables the first write to each 4 KiB page costs a trap even once it is committed. */
+#ifdef MADV_HUGEPAGE
+    madvise(s->arena + from, n, MADV_HUGEPAGE);
+#endif
+#ifdef MADV_POPULATE_WRITE
+    madvise(s->arena + from, n, MADV_POPULATE_WRITE);
+#endif
+}
+
 uint64_t mp_slab_malloced(struct mp_slabs *s)
 {
     uint64_t pages = 0;

@@ -506,7 +506,9 @@ static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn 
     emit(ctx, "ssl_kernel_tls", "%s", no);
     emit(ctx, "ssl_min_version", "%s", "none");
     emit(ctx, "num_napi_ids", "%s", "(null)");
-    emit(ctx, "memory_file", "%s", "(null)");
+    /* memcached prints a missing path with printf's "(null)". */
+    emit(ctx, "memory_file", "%s", cfg->memory_file ? cfg->memory_file : "(null)");
+    emit(ctx, "snapshot_interval", "%d", cfg->snapshot_interval);
     /* Magpie's own */
     emit(ctx, "slab_page_size", "%u", src->cache->slabs.page_size);
 }

@@ -376,6 +376,20 @@ void mp_table_overwrite_locked(struct mp_stripe *st, struct mp_item *it, const s
     mp_item_stamp_fresh(it, stamp, memory_order_release);
 }
 
+void mp_table_visit_locked(struct mp_table *t, struct mp_stripe *st, void (*fn)(void *ctx, struct mp_item *it),
+                           void *ctx)
+{
+    MP_ASSERT(mp_stripe_held(st));
+    for (uint64_t b = 0; b <= st->mask; b++) {
+        mp_handle_t h = st->buckets[b];
+        for (int steps = 0; h && steps < MP_TABLE_CHAIN_MAX; steps++) {
+            struct mp_item *it = mp_slab_item(t->slabs, h);
+            h = it->next;
+            fn(ctx, it);
+        }
+    }
+}
+
 uint64_t mp_table_count(const struct mp_table *t)
 {
     uint64_t n = 0;

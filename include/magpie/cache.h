@@ -192,6 +192,60 @@ enum mp_result mp_cache_arith_locked(struct mp_cache *c, struct mp_cache_lock *l
 void mp_cache_recas_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it, uint32_t now);
 void mp_cache_set_exptime_locked(struct mp_cache_lock *lk, struct mp_item *it, uint32_t exptime);
 
+/*
+ * Warming: items that lived elsewhere, brought in as they were (a snapshot, snapshot.h; a copy from
+ * a peer). Two rules set them apart from a client's store. They never push out what the cache
+ * holds: memory comes only from what is free (no eviction, no page taken from another class), so
+ * what was brought in first stays, which is how a loader that brings the hottest items first keeps
+ * them when memory is short; and a key the cache already holds alive is left alone. And they keep
+ * their CAS, their CLOCK state (mp_item_clock_byte, item.h) and how long ago they were last read.
+ *
+ * A CAS value must never come back within a process: a lock-free get's hit lands on an item only
+ * when its stamp is the one the get saw (item.h). A nonzero `cas` is therefore taken as given only
+ * from a caller that knows no item of this process has had it: the snapshot loader, which runs
+ * before the server serves, when no CAS has been handed out yet. A caller bringing items in while
+ * the server serves passes 0, and the item gets a fresh CAS as any store does.
+ */
+
+/* A fresh item as mp_cache_alloc makes, from free memory only (above): NULL with *res =
+ * MP_TOO_LARGE (over -I) or MP_NOMEM (no free chunk of its class and no page left). */
+struct mp_item *mp_cache_alloc_spare(struct mp_cache *c, const char *key, size_t nkey, uint32_t flags, uint32_t exptime,
+                                     uint32_t nbytes, enum mp_result *res);
+
+/* Link a filled item with CAS `cas` (0: a fresh one; see above), CLOCK state `clock`
+ * (mp_item_clock_byte) and a last access `idle` seconds ago, unless a live item has its key;
+ * consumes the caller's reference. The epoch's counter moves above `cas` (mp_epoch_reserve).
+ * MP_STORED, MP_NOT_STORED (the key is there), or MP_NOMEM when the key's chain is at its bound
+ * (table.h). */
+enum mp_result mp_cache_store_warm(struct mp_cache *c, struct mp_item **it, uint64_t cas, uint8_t clock, uint32_t idle,
+                                   uint32_t now);
+
+/* The same for many items at once, faster (their memory is fetched together): each entry's `it`
+ * is consumed (set to NULL) and its result left in `res`. */
+#define MP_CACHE_WARM_BATCH 16
+struct mp_cache_warm {
+    struct mp_item *it;
+    uint64_t cas;
+    uint8_t clock; /* mp_item_clock_byte */
+    uint32_t idle; /* seconds since its last access */
+    enum mp_result res;
+};
+void mp_cache_store_warm_batch(struct mp_cache *c, struct mp_cache_warm *batch, size_t n, uint32_t now);
+
+/*
+ * Walking the cache, for a snapshot written while the server serves: stripe by stripe, each under
+ * its lock for as long as it takes to visit its items, and no other lock. Readers are not told
+ * (table.h): nothing in the stripe changes. A visitor copies what it needs or pins the item
+ * (mp_cache_item_pinnable, mp_cache_item_ref) to read it after the stripe is let go; a pinned
+ * item's key and value stay as they are until it is released (a store writes over an item only
+ * when nobody else holds it).
+ */
+unsigned mp_cache_stripes(const struct mp_cache *c);
+/* Items in stripe i and the sum of their mp_item_total(), read without its lock (a hint). */
+void mp_cache_stripe_size(const struct mp_cache *c, unsigned i, uint32_t *count, uint64_t *bytes);
+/* Call fn, under stripe i's lock, with every live item in it (hit->it is set); returns how many. */
+size_t mp_cache_visit_stripe(struct mp_cache *c, unsigned i, uint32_t now, mp_cache_hit_fn fn, void *ctx);
+
 /* `stats reset` for the engine's own counters (evictions, reclaims, ... in every slab class). */
 void mp_cache_stats_reset(struct mp_cache *c);
 

@@ -55,6 +55,11 @@ struct mp_config {
     const char *metrics;       /* --metrics HOST:PORT: the Prometheus endpoint; NULL for none */
     bool hotkeys;              /* count hot keys (on; -o no_hotkeys turns it off) */
     int hotkeys_metrics;       /* -o hotkeys_metrics[=K]: hot keys on the metrics page; 0 for none */
+
+    /* Restarting with the cache (snapshot.h) */
+    const char *memory_file; /* -e, the snapshot file; NULL for none */
+    int snapshot_interval;   /* -o snapshot_interval=N, seconds between snapshots while serving; 0 = none */
+
     bool show_help;
     bool show_version;
     char listen_buf[256]; /* storage the listen[] pointers refer to */

@@ -126,11 +126,17 @@ enum {
 #define MP_ITEM_LA_HI_SHIFT 60
 #define MP_ITEM_LA_MASK ((UINT64_C(0x1ff) << MP_ITEM_LA_LO_SHIFT) | (UINT64_C(7) << MP_ITEM_LA_HI_SHIFT))
 
+/* The last-access bits for a unit (a relative minute, taken modulo the 4096 the bits hold). */
+static inline uint64_t mp_item_la_bits_of_unit(uint32_t unit)
+{
+    uint64_t u = unit % MP_ITEM_LA_UNITS;
+    return ((u & 0x1ff) << MP_ITEM_LA_LO_SHIFT) | ((u >> 9) << MP_ITEM_LA_HI_SHIFT);
+}
+
 /* The last-access bits for a relative time. */
 static inline uint64_t mp_item_la_bits(uint32_t now)
 {
-    uint64_t u = (now / MP_ITEM_LA_UNIT) % MP_ITEM_LA_UNITS;
-    return ((u & 0x1ff) << MP_ITEM_LA_LO_SHIFT) | ((u >> 9) << MP_ITEM_LA_HI_SHIFT);
+    return mp_item_la_bits_of_unit(now / MP_ITEM_LA_UNIT);
 }
 
 /* The unit (minute, modulo 4096) a stamp's last access is in. */
@@ -156,6 +162,23 @@ static inline uint32_t mp_item_la_age(uint64_t stamp, uint32_t now)
 static inline uint64_t mp_item_stamp_new(uint64_t cas, uint32_t now)
 {
     return (cas & MP_ITEM_CAS_MASK) | mp_item_la_bits(now);
+}
+
+/* An item's CLOCK state as one byte, whatever the stamp's layout, for what carries items out of
+ * the process and back (snapshot.h, warm-up): bit 7 FETCHED, bits 0-3 the stamp's bits 56-59 (the
+ * hit count, and the eviction policy's bits). Its last access travels apart, as an age. */
+static inline uint8_t mp_item_clock_byte(uint64_t stamp)
+{
+    return (uint8_t)(((stamp >> 56) & 0xfu) | ((stamp >> 63) << 7));
+}
+
+/* The stamp of an item brought back: this CAS, a CLOCK byte as above, and a last access `idle`
+ * seconds before `now` (in whole units, at most MP_ITEM_LA_KEEP of them, as ages read). */
+static inline uint64_t mp_item_stamp_restore(uint64_t cas, uint8_t clock, uint32_t idle, uint32_t now)
+{
+    uint32_t age = idle / MP_ITEM_LA_UNIT < MP_ITEM_LA_KEEP ? idle / MP_ITEM_LA_UNIT : MP_ITEM_LA_KEEP;
+    return (cas & MP_ITEM_CAS_MASK) | ((uint64_t)(clock & 0xfu) << 56) | ((uint64_t)(clock >> 7) << 63) |
+           mp_item_la_bits_of_unit(now / MP_ITEM_LA_UNIT + MP_ITEM_LA_UNITS - age);
 }
 
 struct mp_item {
@@ -383,6 +406,9 @@ uint64_t mp_epoch_next_cas(struct mp_epoch *e, uint32_t now);
  * pending flush, which is what memcached does with it.
  */
 void mp_epoch_flush(struct mp_epoch *e, uint32_t now, uint32_t cutoff);
+/* CAS values up to `cas` are taken (an item brought in with the CAS it had, cache.h): the counter
+ * moves above it if it is not already, so later stores continue above. */
+void mp_epoch_reserve(struct mp_epoch *e, uint64_t cas);
 
 /* Past its exptime. */
 bool mp_item_expired(const struct mp_item *it, uint32_t now);

@@ -10,8 +10,11 @@
  *
  * With --metrics the acceptor's loop also serves the Prometheus endpoint (metrics.h).
  *
- * SIGINT and SIGTERM stop accepting, ask the workers to write what they have computed and close,
- * and end the process with status 0 within a second.
+ * SIGINT, SIGTERM and SIGUSR1 stop accepting, ask the workers to write what they have computed and
+ * close, and end the process with status 0 within a second. With -e PATH (snapshot.h) the cache is
+ * loaded from PATH before the listeners are bound, and written to it once the workers have ended,
+ * before the process exits (status 1 if it could not be written); -o snapshot_interval=N also
+ * writes it every N seconds while serving, from a thread of its own.
  */
 #ifndef MAGPIE_SERVER_H
 #define MAGPIE_SERVER_H
@@ -26,6 +29,7 @@
 #include "magpie/hotkeys.h"
 #include "magpie/latency.h"
 #include "magpie/metrics.h"
+#include "magpie/snapshot.h"
 #include "magpie/stats.h"
 #include "magpie/watch.h"
 #include "magpie/worker.h"
@@ -59,7 +63,9 @@ struct mp_server {
     struct mp_conn_list **lists; /* the workers' connection lists, for stats conns */
     unsigned nworkers;
     unsigned next_worker;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sigusr1;
+    struct mp_snapshot_opts snapshot; /* with -e */
+    struct mp_snapshot_timer snapshot_timer;
     uv_timer_t tick;
     uv_timer_t accept_retry; /* accepting resumes after running out of file descriptors */
     bool stopping;
@@ -68,8 +74,9 @@ struct mp_server {
 /* Build everything and bind the listeners. 0, or an exit status (config.h) with a message in err:
  * MP_EXIT_USAGE for flags that cannot work together, MP_EXIT_FAILURE otherwise. */
 int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *err, size_t errlen);
-/* Serve until a signal stops the server. */
-void mp_server_run(struct mp_server *srv);
+/* Serve until a signal stops the server; then, with -e, write the snapshot. The exit status:
+ * MP_EXIT_OK, or MP_EXIT_FAILURE when the snapshot could not be written. */
+int mp_server_run(struct mp_server *srv);
 void mp_server_teardown(struct mp_server *srv);
 
 #endif

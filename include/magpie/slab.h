@@ -214,6 +214,12 @@ void mp_slab_page_release_locked(struct mp_slabs *s, unsigned cls, uint32_t page
  * release, by whoever released. */
 void mp_slab_pages_recycle(struct mp_slabs *s);
 
+/* Commit up to `bytes` of the pages no class has had yet, in one call and in huge pages where the
+ * kernel has them: a loader about to fill them (snapshot.h) then takes no fault per 4 KiB, which
+ * in a virtual machine costs more than the copy. Only for memory about to be written whole: it
+ * costs RSS at once. Best effort (without MADV_POPULATE_WRITE pages fault in as they are used). */
+void mp_slab_prefault(struct mp_slabs *s, size_t bytes);
+
 /* Bytes of pages handed to classes (memcached's total_malloced). */
 uint64_t mp_slab_malloced(struct mp_slabs *s);
 

@@ -243,6 +243,11 @@ bool mp_table_replace_locked(struct mp_table *t, struct mp_stripe *st, uint64_t 
  * besides the table's. Its stamp is 0 while it changes (see above). */
 void mp_table_overwrite_locked(struct mp_stripe *st, struct mp_item *it, const struct mp_item *src, uint64_t stamp);
 
+/* Call fn on every item linked in the stripe, chain by chain. The caller holds the stripe lock;
+ * fn must not change the chains (it may pin the item, cache.h). */
+void mp_table_visit_locked(struct mp_table *t, struct mp_stripe *st, void (*fn)(void *ctx, struct mp_item *it),
+                           void *ctx);
+
 /* Sums over the stripes, read without their locks (each figure is exact, the sum a snapshot). */
 uint64_t mp_table_count(const struct mp_table *t);
 uint64_t mp_table_bytes(const struct mp_table *t);

@@ -1,4 +1,5 @@
-"""The FROM scratch image: built with `make image`, run with podman as a sidecar would run it.
+"""The FROM scratch image: built with `make image`, run with podman as a sidecar would run it,
+and restarted on a volume with -e.
 
 Podman and runc are installed when missing (with sudo when not root); when that fails the test
 fails and says why. test/container/containers.conf is what podman needs on these hosts (runc,
@@ -123,4 +124,56 @@ def test_image_builds_small_runs_as_nobody_serves_probes_and_stops_cleanly(fx):
         expect(inspect("container", name, "{{.State.ExitCode}}"), "0", "the container's exit code")
     finally:
         run(["podman", "rm", "-f", "--ignore", name], check=False)
+        run(["podman", "rmi", "-f", image], check=False)
+
+
+def test_image_restarted_on_a_volume_comes_back_with_its_items(fx):
+    """-e on a podman volume: the first container writes its snapshot when podman stops it, a
+    second one on the same volume starts with the items (the image runs as uid 65534, and podman
+    gives a new named volume to the container's user)."""
+    if harness.is_memcached(fx.binary):
+        return
+    ensure_podman()
+    image = f"magpie-test-volume:{os.getpid()}"
+    port = harness.free_port()
+    volume = f"magpie-test-{os.getpid()}-{port}"
+    names = [f"{volume}-first", f"{volume}-second"]
+    try:
+        run(["make", "-C", REPO, "--no-print-directory", "image", f"IMAGE={image}"],
+            timeout=BUILD_TIMEOUT)
+        run(["podman", "volume", "create", volume])
+        argv = ["--network", "host", "-v", f"{volume}:/data", image,
+                "-l", harness.HOST, "-p", str(port), "-e", "/data/magpie.snap"]
+
+        run(["podman", "run", "-d", "--name", names[0], *argv])
+        if not harness.poll(lambda: connectable(port), harness.START_TIMEOUT):
+            logs = run(["podman", "logs", names[0]], check=False)
+            raise AssertionError(f"nothing listens on port {port}:\n{logs.stdout}{logs.stderr}")
+        c = harness.Conn(port)
+        sets = b"".join(b"set vol:%d %d 0 5\r\nv%04d\r\n" % (i, i, i) for i in range(1000))
+        expect(c.request(sets), b"STORED\r\n" * 1000, "sets")
+        c.close()
+        run(["podman", "stop", "-t", "20", names[0]])
+        expect(inspect("container", names[0], "{{.State.ExitCode}}"), "0", "the first container's exit code")
+        logs = run(["podman", "logs", names[0]]).stderr
+        if "wrote 1000 items" not in logs:
+            raise AssertionError(f"the first container did not write its snapshot:\n{logs[-2000:]}")
+
+        run(["podman", "run", "-d", "--name", names[1], *argv])
+        if not harness.poll(lambda: connectable(port), harness.START_TIMEOUT):
+            logs = run(["podman", "logs", names[1]], check=False)
+            raise AssertionError(f"the second container does not listen:\n{logs.stdout}{logs.stderr}")
+        c = harness.Conn(port)
+        reply = c.request(b"get " + b" ".join(b"vol:%d" % i for i in range(0, 1000, 37)) + b"\r\n")
+        c.close()
+        expect(reply, b"".join(b"VALUE vol:%d %d 5\r\nv%04d\r\n" % (i, i, i) for i in range(0, 1000, 37))
+               + b"END\r\n", "items in the second container")
+        logs = run(["podman", "logs", names[1]]).stderr
+        if "loaded 1000 items" not in logs:
+            raise AssertionError(f"the second container's log:\n{logs[-2000:]}")
+        run(["podman", "stop", "-t", "20", names[1]])
+    finally:
+        for name in names:
+            run(["podman", "rm", "-f", "--ignore", name], check=False)
+        run(["podman", "volume", "rm", "-f", volume], check=False)
         run(["podman", "rmi", "-f", image], check=False)

@@ -214,6 +214,9 @@ def test_ttls_idle_timeouts_and_absolute_times_follow_elapsed_time_when_the_wall
         harness.poll(lambda: time.monotonic() - started > 3.5, 5)
         expect(c.request(b"get short\r\n"), b"END\r\n", "a 3 s TTL after 3.5 s, the clock stepped back")
 
+        # Active just before the step, so a close seen below is the step's doing: quiet since the
+        # step back, it would have been quiet 3.4 s by then, and a 3 s timeout counted on a
+        # one-second clock closes anywhere from 3 to 5 real seconds.
         expect(idle.request(b"version\r\n")[:8], b"VERSION ", "idle connection before the step forward")
         step(5 * HOUR)  # forward five
         time.sleep(1.5)

@@ -1196,6 +1196,140 @@ START_TEST(test_concurrent_incr_loses_no_update)
 }
 END_TEST
 
+/* ---- warming: items brought in as they were ------------------------------------------------- */
+
+/* A filled item from free memory, ready for mp_cache_store_warm. */
+static struct mp_item *spare(const char *key, const char *value, uint32_t flags, uint32_t exptime)
+{
+    enum mp_result res;
+    struct mp_item *it = mp_cache_alloc_spare(c, key, strlen(key), flags, exptime, (uint32_t)strlen(value), &res);
+    ck_assert_msg(it != NULL, "alloc_spare %s: %d", key, res);
+    memcpy(mp_item_value(it), value, strlen(value));
+    return it;
+}
+
+START_TEST(test_a_warm_store_keeps_the_cas_clock_state_and_last_access_it_is_given)
+{
+    struct mp_item *it = spare("warm", "value", 7, T0 + 60);
+    uint8_t clock = mp_item_clock_byte(MP_ITEM_FETCHED | 2 * MP_ITEM_HIT_ONE);
+    uint32_t now = T0 + 3600;
+    ck_assert_int_eq(mp_cache_store_warm(c, &it, 5000, clock, 600, now), MP_STORED);
+    ck_assert_ptr_null(it);
+    struct mp_item *w = linked("warm", T0);
+    ck_assert_uint_eq(mp_item_cas(w), 5000);
+    ck_assert_uint_eq(mp_item_hits(w), 2);
+    ck_assert(mp_item_fetched(w));
+    ck_assert_uint_eq(mp_item_la_age(mp_item_stamp(w), now), 600); /* ten minutes before `now` */
+    ck_assert_uint_eq(mp_item_clock_byte(mp_item_stamp(w)), clock);
+    struct got g = get_hit(c, "warm", T0);
+    ck_assert_str_eq(g.value, "value");
+    ck_assert_uint_eq(g.flags, 7);
+    ck_assert_uint_eq(g.exptime, T0 + 60);
+    /* Later stores continue above it. */
+    uint64_t cas;
+    ck_assert_int_eq(store_full(c, MP_SET, "after", "x", 1, 0, 0, 0, 0, T0, &cas), MP_STORED);
+    ck_assert_uint_eq(cas, 5001);
+}
+END_TEST
+
+START_TEST(test_a_warm_store_with_cas_0_takes_a_fresh_one)
+{
+    uint64_t before;
+    ck_assert_int_eq(store_full(c, MP_SET, "before", "x", 1, 0, 0, 0, 0, T0, &before), MP_STORED);
+    struct mp_item *it = spare("warm", "value", 0, 0);
+    ck_assert_int_eq(mp_cache_store_warm(c, &it, 0, 0, 0, T0), MP_STORED);
+    ck_assert_uint_eq(mp_item_cas(linked("warm", T0)), before + 1);
+}
+END_TEST
+
+START_TEST(test_a_warm_store_leaves_a_live_key_alone_and_takes_the_place_of_a_dead_one)
+{
+    ck_assert_int_eq(set_str(c, "live", "mine", 0, T0), MP_STORED);
+    ck_assert_int_eq(set_str(c, "dying", "old", T0 + 1, T0), MP_STORED);
+    struct mp_item *it = spare("live", "theirs", 0, 0);
+    ck_assert_int_eq(mp_cache_store_warm(c, &it, 0, 0, 0, T0), MP_NOT_STORED);
+    ck_assert_ptr_null(it);
+    assert_value("live", T0, "mine");
+    it = spare("dying", "new", 0, 0);
+    ck_assert_int_eq(mp_cache_store_warm(c, &it, 0, 0, 0, T0 + 1), MP_STORED);
+    assert_value("dying", T0 + 1, "new");
+}
+END_TEST
+
+START_TEST(test_spare_memory_runs_out_without_evicting_anything)
+{
+    char key[32], value[1000];
+    memset(value, 'v', sizeof(value) - 1);
+    value[sizeof(value) - 1] = '\0';
+    unsigned stored = 0;
+    enum mp_result res = MP_OK;
+    for (unsigned i = 0; i < 10000; i++) {
+        snprintf(key, sizeof(key), "k%u", i);
+        struct mp_item *it = mp_cache_alloc_spare(c, key, strlen(key), 0, 0, sizeof(value) - 1, &res);
+        if (!it)
+            break;
+        memcpy(mp_item_value(it), value, sizeof(value) - 1);
+        ck_assert_int_eq(mp_cache_store_warm(c, &it, 0, 0, 0, T0), MP_STORED);
+        stored++;
+    }
+    ck_assert_int_eq(res, MP_NOMEM);
+    ck_assert_uint_gt(stored, 3000); /* about 4 MiB of them */
+    ck_assert_uint_eq(total_evictions(c), 0);
+    ck_assert_uint_eq(mp_table_count(&c->table), stored);
+    ck_assert_ptr_null(mp_cache_alloc_spare(c, LIT("big"), 0, 0, (uint32_t)(2 * MIB), &res));
+    ck_assert_int_eq(res, MP_TOO_LARGE);
+}
+END_TEST
+
+START_TEST(test_a_warm_batch_stores_each_entry_and_reports_each_result)
+{
+    ck_assert_int_eq(set_str(c, "b3", "mine", 0, T0), MP_STORED);
+    struct mp_cache_warm batch[40];
+    char key[16], value[16];
+    for (unsigned i = 0; i < 40; i++) {
+        snprintf(key, sizeof(key), "b%u", i);
+        snprintf(value, sizeof(value), "v%u", i);
+        batch[i] = (struct mp_cache_warm){.it = spare(key, value, i, 0), .cas = 100 + i};
+    }
+    mp_cache_store_warm_batch(c, batch, 40, T0);
+    for (unsigned i = 0; i < 40; i++) {
+        ck_assert_ptr_null(batch[i].it);
+        ck_assert_int_eq(batch[i].res, i == 3 ? MP_NOT_STORED : MP_STORED);
+        snprintf(key, sizeof(key), "b%u", i);
+        snprintf(value, sizeof(value), "v%u", i);
+        assert_value(key, T0, i == 3 ? "mine" : value);
+    }
+}
+END_TEST
+
+static void count_visit(void *ctx, const struct mp_hit *hit)
+{
+    unsigned *seen = ctx;
+    unsigned i;
+    ck_assert_ptr_nonnull(hit->it);
+    ck_assert_int_eq(sscanf(hit->key, "w%u", &i), 1);
+    ck_assert_uint_lt(i, 500);
+    seen[i]++;
+}
+
+START_TEST(test_the_walk_visits_every_live_item_once)
+{
+    char key[16];
+    for (unsigned i = 0; i < 500; i++) {
+        snprintf(key, sizeof(key), "w%u", i);
+        ck_assert_int_eq(set_str(c, key, "v", i % 10 == 0 ? T0 + 1 : 0, T0), MP_STORED);
+    }
+    static unsigned seen[500];
+    memset(seen, 0, sizeof(seen));
+    size_t n = 0;
+    for (unsigned s = 0; s < mp_cache_stripes(c); s++)
+        n += mp_cache_visit_stripe(c, s, T0 + 1, count_visit, seen);
+    ck_assert_uint_eq(n, 450);
+    for (unsigned i = 0; i < 500; i++)
+        ck_assert_uint_eq(seen[i], i % 10 == 0 ? 0 : 1); /* the expired ones are left out */
+}
+END_TEST
+
 static Suite *cache_suite(void)
 {
     Suite *s = suite_create("cache");
@@ -1270,6 +1404,16 @@ static Suite *cache_suite(void)
     tcase_add_test(tc, test_sets_of_mixed_sizes_never_fail_in_a_full_cache);
     tcase_add_test(tc, test_set_in_a_class_without_pages_succeeds_while_a_reader_holds_an_item);
     tcase_set_timeout(tc, 120); /* many operations; slow under the sanitizers */
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("warming");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_a_warm_store_keeps_the_cas_clock_state_and_last_access_it_is_given);
+    tcase_add_test(tc, test_a_warm_store_with_cas_0_takes_a_fresh_one);
+    tcase_add_test(tc, test_a_warm_store_leaves_a_live_key_alone_and_takes_the_place_of_a_dead_one);
+    tcase_add_test(tc, test_spare_memory_runs_out_without_evicting_anything);
+    tcase_add_test(tc, test_a_warm_batch_stores_each_entry_and_reports_each_result);
+    tcase_add_test(tc, test_the_walk_visits_every_live_item_once);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("optimistic reads");

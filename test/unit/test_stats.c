@@ -257,6 +257,8 @@ START_TEST(test_settings_report)
     ck_assert_str_eq(stat_of("slab_automove"), "1");
     ck_assert_str_eq(stat_of("lru_maintainer_thread"), "yes");
     ck_assert_str_eq(stat_of("hash_algorithm"), "xxh3");
+    ck_assert_str_eq(stat_of("memory_file"), "(null)");
+    ck_assert_str_eq(stat_of("snapshot_interval"), "0");
     /* no general stats in it */
     for (size_t i = 0; i < nlines; i++)
         ck_assert_str_ne(lines[i].name, "pid");
@@ -269,7 +271,11 @@ START_TEST(test_settings_report_follows_the_config)
     cfg.unix_path = "/tmp/magpie.sock";
     cfg.listen[1] = "10.0.0.1";
     cfg.nlisten = 2;
+    cfg.memory_file = "/data/magpie.snap";
+    cfg.snapshot_interval = 60;
     ck_assert_int_eq(report("settings"), 0);
+    ck_assert_str_eq(stat_of("memory_file"), "/data/magpie.snap");
+    ck_assert_str_eq(stat_of("snapshot_interval"), "60");
     ck_assert_str_eq(stat_of("slab_automove"), "0");
     ck_assert_str_eq(stat_of("domain_socket"), "/tmp/magpie.sock");
     ck_assert_str_eq(stat_of("inter"), "127.0.0.1,10.0.0.1");

@@ -18,15 +18,16 @@ OPT     ?= -O2 -g
 ALL_CFLAGS = $(OPT) -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter $(WERROR) \
              -pthread -Iinclude -MMD -MP $(SANITIZE) $(CFLAGS)
 ALL_LDFLAGS = -pthread $(SANITIZE) $(LDFLAGS)
-PKG_CFLAGS = $(shell pkg-config --cflags libuv libxxhash 2>/dev/null)
-LIBS    = $(shell pkg-config --libs libuv 2>/dev/null)
+PKG_CFLAGS = $(shell pkg-config --cflags libuv libxxhash libssl libcrypto 2>/dev/null)
+LIBS    = $(shell pkg-config --libs libuv libssl libcrypto 2>/dev/null)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 PYTHON  := /usr/bin/python3
 
-BUILD_PKGS := gcc make pkg-config libuv1-dev libxxhash-dev clang-format
+BUILD_PKGS := gcc make pkg-config libuv1-dev libxxhash-dev libssl-dev clang-format
 # The binary-protocol clients the tests compare (test_clients.py): pylibmc, Dalli, php-memcached, and
 # memjs from npm (NPM_TEST, under build/npm); npm itself comes with nodejs, or Debian's npm package.
-TEST_PKGS  := check memcached libmemcached-tools python3 python3-pymemcache python3-pylibmc ruby ruby-dalli \
+# openssl: the tests make their certificates with its command line tool, and test a renegotiation with it.
+TEST_PKGS  := check memcached libmemcached-tools openssl python3 python3-pymemcache python3-pylibmc ruby ruby-dalli \
               php-cli php-memcached nodejs prometheus $(if $(shell command -v npm),,npm)
 NPM_TEST   := memjs@1.3.2
 FUZZ_PKGS  := clang libclang-rt-14-dev
@@ -44,12 +45,12 @@ define ensure_pkgs
 endef
 
 MODULES := log clock config num item grace slab table lru cache proto bproto meta latency hotkeys stats out exec \
-           text binary prom metrics conn worker \
+           auth tls text binary prom metrics conn worker \
            server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto bproto clock slab table cache lru stats latency hotkeys prom metrics
+UNIT_TESTS := num proto bproto clock slab table cache lru stats latency hotkeys prom metrics auth tls
 deps_num   := num
 deps_proto := proto num
 deps_bproto := bproto
@@ -63,6 +64,8 @@ deps_latency := latency
 deps_hotkeys := hotkeys
 deps_prom  := prom proto num latency
 deps_metrics := metrics prom latency $(deps_stats)
+deps_auth  := auth
+deps_tls   := tls config
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
 .PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory format format-check \
@@ -96,9 +99,9 @@ $(BUILD)/test/test_$(1): $(BUILD)/test/obj/test_$(1).o $(patsubst %,$(BUILD)/obj
 endef
 $(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
 
-# A fully static binary for the FROM scratch image: libuv's static archive from Debian, xxHash
-# header-only (XXH_INLINE_ALL in table.c), glibc static.
-STATIC_LIBS = $(shell pkg-config --libs --static libuv-static 2>/dev/null)
+# A fully static binary for the FROM scratch image: libuv's and OpenSSL's static archives from
+# Debian, xxHash header-only (XXH_INLINE_ALL in table.c), glibc static.
+STATIC_LIBS = $(shell pkg-config --libs --static libuv-static libssl libcrypto 2>/dev/null)
 $(BUILD)/magpie-static: $(SRC_OBJS) $(BUILD)/obj/main.o
 	@# glibc warns that getpwnam/getaddrinfo want NSS libraries at run time: numeric addresses
 	@# need none, and the image sets its user with USER (by number) rather than with -u.
@@ -194,8 +197,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
 FUZZ_BPROTO_SRC := test/fuzz/fuzz_bproto.c src/bproto.c
-FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn out exec text binary meta proto bproto num cache lru table slab \
-                   item grace clock stats latency hotkeys config log)
+FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn out exec auth tls text binary meta proto bproto num cache lru \
+                   table slab item grace clock stats latency hotkeys config log)
 
 build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)

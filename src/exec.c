@@ -196,6 +196,6 @@ void mp_exec_stats_reset(struct mp_exec *x)
 
 int mp_exec_stats(struct mp_exec *x, const char *args, size_t nargs, mp_stats_emit_fn emit, void *ctx)
 {
-    struct mp_stats_source src = {x->cfg, x->cache, x->clock, x->stats, x->hotkeys};
+    struct mp_stats_source src = {x->cfg, x->cache, x->clock, x->stats, x->hotkeys, x->tls};
     return mp_stats_report(&src, args, nargs, emit, ctx);
 }

@@ -13,6 +13,7 @@
 #include "magpie/hotkeys.h"
 #include "magpie/log.h"
 #include "magpie/proto.h"
+#include "magpie/tls.h"
 
 int mp_stats_setup(struct mp_stats *s, unsigned nthreads)
 {
@@ -174,21 +175,41 @@ static void report_general(const struct mp_stats_source *src, mp_stats_emit_fn e
     emit(ctx, "evicted_unfetched", "%llu", (unsigned long long)ct.evicted_unfetched);
     emit(ctx, "evictions", "%llu", (unsigned long long)ct.evictions);
     emit(ctx, "reclaimed", "%llu", (unsigned long long)ct.reclaimed);
+    if (src->tls) { /* memcached shows these with -Z only */
+        if (src->cfg->tls.session_cache)
+            emit(ctx, "ssl_new_sessions", "%llu", (unsigned long long)sum.ssl_new_sessions);
+        emit(ctx, "ssl_handshake_errors", "%llu", (unsigned long long)sum.ssl_handshake_errors);
+        emit(ctx, "time_since_server_cert_refresh", "%u",
+             now - atomic_load_explicit(&src->tls->loaded_at, memory_order_relaxed));
+    }
+}
+
+/* memcached's TLS settings, shown with or without -Z, as a memcached built with TLS shows them
+ * (paths not given print as "(null)" there, and as "NULL" for the ciphers and CA). */
+static void report_tls_settings(const struct mp_tls_config *t, mp_stats_emit_fn emit, void *ctx)
+{
+    emit(ctx, "ssl_enabled", "%s", t->enabled ? "yes" : "no");
+    emit(ctx, "ssl_chain_cert", "%s", t->chain_cert ? t->chain_cert : "(null)");
+    emit(ctx, "ssl_key", "%s", t->key ? t->key : "(null)");
+    emit(ctx, "ssl_verify_mode", "%d", mp_config_tls_verify_flags(t->verify));
+    emit(ctx, "ssl_keyformat", "%d", t->keyformat);
+    emit(ctx, "ssl_ciphers", "%s", t->ciphers ? t->ciphers : "NULL");
+    emit(ctx, "ssl_ca_cert", "%s", t->ca_cert ? t->ca_cert : "NULL");
+    emit(ctx, "ssl_wbuf_size", "%u", t->wbuf_size);
+    emit(ctx, "ssl_session_cache", "%s", t->session_cache ? "yes" : "no");
+    emit(ctx, "ssl_kernel_tls", "%s", "no");
+    emit(ctx, "ssl_min_version", "%s", mp_config_tls_version_name(t->min_version));
+    emit(ctx, "ssl_handshake_timeout", "%d", t->handshake_timeout);
 }
 
 static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn emit, void *ctx)
 {
     const struct mp_config *cfg = src->cfg;
-    char listen[256] = "";
-    for (int i = 0; i < cfg->nlisten; i++) {
-        size_t n = strlen(listen);
-        snprintf(listen + n, sizeof(listen) - n, "%s%s", i ? "," : "", cfg->listen[i]);
-    }
     emit(ctx, "maxbytes", "%zu", cfg->mem_limit);
     emit(ctx, "maxconns", "%d", cfg->maxconns);
     emit(ctx, "tcpport", "%d", cfg->port);
     emit(ctx, "udpport", "%d", 0);
-    emit(ctx, "inter", "%s", listen);
+    emit(ctx, "inter", "%s", cfg->listen_arg);    /* -l as given, as memcached */
     emit(ctx, "verbosity", "%d", mp_log_level()); /* the `verbosity` command changes it */
     emit(ctx, "evictions", "%s", "on");
     emit(ctx, "domain_socket", "%s", cfg->unix_path ? cfg->unix_path : "NULL");
@@ -199,6 +220,8 @@ static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn 
     emit(ctx, "cas_enabled", "%s", "yes");
     emit(ctx, "tcp_backlog", "%d", cfg->backlog);
     emit(ctx, "binding_protocol", "%s", mp_config_protocol_name(cfg->protocol));
+    emit(ctx, "auth_enabled_sasl", "%s", "no");
+    emit(ctx, "auth_enabled_ascii", "%s", cfg->auth_file ? cfg->auth_file : "no");
     emit(ctx, "item_size_max", "%zu", cfg->item_max);
     emit(ctx, "slab_page_size", "%u", src->cache->slabs.page_size);
     emit(ctx, "slab_reassign", "%s", cfg->lru_maintainer ? "yes" : "no");
@@ -206,6 +229,7 @@ static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn 
     emit(ctx, "lru_maintainer_thread", "%s", cfg->lru_maintainer ? "yes" : "no");
     emit(ctx, "idle_timeout", "%d", cfg->idle_timeout);
     emit(ctx, "hash_algorithm", "%s", "xxh3");
+    report_tls_settings(&cfg->tls, emit, ctx);
 }
 
 static void report_slabs(const struct mp_stats_source *src, mp_stats_emit_fn emit, void *ctx)

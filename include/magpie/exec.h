@@ -29,6 +29,9 @@
 #include "magpie/proto.h"
 #include "magpie/stats.h"
 
+struct mp_auth;
+struct mp_tls;
+
 /* What the connection does once a request has run. */
 enum mp_next {
     MP_NEXT_CMD,     /* parse the next request */
@@ -64,7 +67,10 @@ struct mp_exec {
     struct mp_hotkeys_thread *hot; /* this worker's, where gets note their keys; NULL when off */
     struct mp_out *out;
     mp_exec_conns_fn conns;
-    void *owner; /* the connection, for `conns` */
+    void *owner;          /* the connection, for `conns` */
+    struct mp_auth *auth; /* -Y: the users; NULL when off */
+    bool authed;          /* the connection may run commands (always, without -Y) */
+    struct mp_tls *tls;   /* -Z: for refresh_certs; NULL when off */
     size_t swallow;
     struct mp_exec_update update;
     /* the text get being answered (text.h) */

@@ -10,8 +10,13 @@
  *
  * With --metrics the acceptor's loop also serves the Prometheus endpoint (metrics.h).
  *
+ * With -Z every TCP listener but the notls: ones is a TLS listener: its connections are handed to
+ * the workers marked so, and the handshake happens on the worker's loop (conn.h, tls.h), never on
+ * the acceptor's. The server owns the TLS context and the -Y users (auth.h).
+ *
  * SIGINT and SIGTERM stop accepting, ask the workers to write what they have computed and close,
- * and end the process with status 0 within a second.
+ * and end the process with status 0 within a second. SIGHUP reads the -Y file again (memcached's
+ * signal for it); without -Y it is ignored, as in memcached.
  */
 #ifndef MAGPIE_SERVER_H
 #define MAGPIE_SERVER_H
@@ -21,18 +26,21 @@
 
 #include "magpie/cache.h"
 #include "magpie/clock.h"
+#include "magpie/auth.h"
 #include "magpie/config.h"
 #include "magpie/conn.h"
 #include "magpie/hotkeys.h"
 #include "magpie/latency.h"
 #include "magpie/metrics.h"
 #include "magpie/stats.h"
+#include "magpie/tls.h"
 #include "magpie/worker.h"
 
 struct mp_listener {
     uv_poll_t poll;
     int fd;
     bool is_unix;
+    bool tls;
     struct mp_server *server;
 };
 
@@ -44,6 +52,8 @@ struct mp_server {
     struct mp_latency latency; /* one block per worker, with --metrics */
     struct mp_hotkeys hotkeys; /* one sketch per worker, unless -o no_hotkeys */
     struct mp_metrics metrics; /* the --metrics endpoint, on `loop` */
+    struct mp_tls tls;         /* -Z */
+    struct mp_auth auth;       /* -Y */
     struct mp_conn_env env;
     _Atomic int nconns;
     uv_loop_t loop;
@@ -54,7 +64,7 @@ struct mp_server {
     struct mp_conn_list **lists; /* the workers' connection lists, for stats conns */
     unsigned nworkers;
     unsigned next_worker;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     uv_timer_t tick;
     uv_timer_t accept_retry; /* accepting resumes after running out of file descriptors */
     bool stopping;

@@ -21,6 +21,7 @@ struct mp_cache;
 struct mp_clock;
 struct mp_config;
 struct mp_hotkeys;
+struct mp_tls;
 
 #define MP_STATS_COUNTERS(X)                                                                                           \
     X(curr_connections)                                                                                                \
@@ -50,6 +51,8 @@ struct mp_hotkeys;
     X(store_no_memory)                                                                                                 \
     X(auth_cmds)                                                                                                       \
     X(auth_errors)                                                                                                     \
+    X(ssl_handshake_errors)                                                                                            \
+    X(ssl_new_sessions)                                                                                                \
     X(idle_kicks)                                                                                                      \
     X(bytes_read)                                                                                                      \
     X(bytes_written)                                                                                                   \
@@ -98,6 +101,7 @@ struct mp_stats_source {
     const struct mp_clock *clock;
     struct mp_stats *stats;
     struct mp_hotkeys *hotkeys; /* NULL when hot keys are off */
+    const struct mp_tls *tls;   /* -Z: the TLS context (when its certificates were loaded); NULL when off */
 };
 
 /* Where report lines go: called once per "STAT name value" line. */

@@ -187,12 +187,18 @@ static int parse_address(struct mp_config *cfg, char *tok, char *err, size_t err
     return 0;
 }
 
+/* Each -l adds its addresses to those of the ones before, as in memcached, which also skips one
+ * that is part of the list already. */
 static int parse_listen(struct mp_config *cfg, const char *arg, char *err, size_t errlen)
 {
-    if (strlen(arg) >= sizeof(cfg->listen_buf))
+    size_t have = strlen(cfg->listen_all);
+    if (have && strstr(cfg->listen_all, arg))
+        return 0;
+    if (have + 1 + strlen(arg) >= sizeof(cfg->listen_all))
         return fail(err, errlen, "-l: address list too long: %s", arg);
-    strcpy(cfg->listen_buf, arg);
-    cfg->listen_arg = arg;
+    snprintf(cfg->listen_all + have, sizeof(cfg->listen_all) - have, "%s%s", have ? "," : "", arg);
+    strcpy(cfg->listen_buf, cfg->listen_all);
+    cfg->listen_arg = cfg->listen_all;
     cfg->nlisten = 0;
     for (int i = 0; i < MP_LISTEN_MAX; i++) {
         cfg->listen_port[i] = -1;
@@ -200,7 +206,7 @@ static int parse_listen(struct mp_config *cfg, const char *arg, char *err, size_
     }
     for (char *save = NULL, *tok = strtok_r(cfg->listen_buf, ",;", &save); tok; tok = strtok_r(NULL, ",;", &save)) {
         if (cfg->nlisten == MP_LISTEN_MAX)
-            return fail(err, errlen, "-l: at most 8 addresses: %s", arg);
+            return fail(err, errlen, "-l: at most 8 addresses: %s", cfg->listen_all);
         if (parse_address(cfg, tok, err, errlen) != 0)
             return -1;
     }

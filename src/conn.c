@@ -87,6 +87,7 @@ struct mp_conn {
     struct mp_tls_conn *tls;
     size_t tls_seg, tls_off;
     size_t tls_queued;
+    uv_buf_t tls_buf; /* the ciphertext of a queued write */
 };
 
 static void process(struct mp_conn *c);
@@ -185,10 +186,10 @@ static bool flush_tls(struct mp_conn *c)
         if (written == n)
             continue;
         /* The rest waits in the session's buffer, which nothing touches until on_write. */
-        c->bufs[0] = uv_buf_init((char *)data + written, (unsigned)(n - written));
+        c->tls_buf = uv_buf_init((char *)data + written, (unsigned)(n - written));
         c->tls_queued = n - written;
         c->wreq.data = c;
-        if (uv_write(&c->wreq, &c->h.stream, c->bufs, 1, on_write) != 0) {
+        if (uv_write(&c->wreq, &c->h.stream, &c->tls_buf, 1, on_write) != 0) {
             close_conn(c);
             return false;
         }
@@ -624,10 +625,26 @@ static void tls_end(struct mp_conn *c, enum mp_tls_status st)
  * machine wants more input; true when some came. The handshake runs in here too, its replies left
  * in the session's output buffer for the next flush.
  */
+static int conn_buffers(struct mp_conn *c);
+
 static bool tls_fill(struct mp_conn *c)
 {
     if (!mp_tls_has_input(c->tls))
         return false;
+    if (!mp_tls_established(c->tls)) {
+        enum mp_tls_status hs = mp_tls_handshake(c->tls);
+        if (hs != MP_TLS_OK) {
+            if (hs != MP_TLS_WANT_INPUT)
+                tls_end(c, hs);
+            return false;
+        }
+        if (conn_buffers(c) != 0) {
+            close_conn(c);
+            return false;
+        }
+        mp_log(MP_LOG_CONN, "conn %d: %s %s", c->fd, mp_tls_version(c->tls), mp_tls_describe(c->tls));
+        return true; /* the requests that came with the handshake's end are read next */
+    }
     struct mp_item *it = c->x.update.item;
     bool direct = direct_read(c);
     char *dst;
@@ -832,23 +849,31 @@ static void peer_name(struct mp_conn *c, int fd, bool is_unix)
     snprintf(c->addr, sizeof(c->addr), ss.ss_family == AF_INET6 ? "tcp6:[%s]:%d" : "tcp:%s:%d", host, port);
 }
 
+/* The buffers of a connection that carries requests: reading, replies, the iovecs of a write. A
+ * TLS connection gets them when its handshake is done, so a handshake left hanging holds none. */
+static int conn_buffers(struct mp_conn *c)
+{
+    c->rbuf = malloc(RBUF_SIZE);
+    c->bufs = malloc(BUFS_INIT * sizeof(*c->bufs));
+    if (!c->rbuf || !c->bufs || mp_out_init(&c->out, c->env->cache) != 0)
+        return -1; /* on_close, or the caller, frees what was allocated */
+    c->bufcap = BUFS_INIT;
+    return 0;
+}
+
 int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_stats_thread *st,
                    struct mp_conn_list *list, int fd, bool is_unix, bool tls)
 {
     struct mp_conn *c = calloc(1, sizeof(*c));
-    bool out_ok = false;
-    if (c) {
-        c->rbuf = malloc(RBUF_SIZE);
-        c->bufs = malloc(BUFS_INIT * sizeof(*c->bufs));
-        out_ok = mp_out_init(&c->out, env->cache) == 0;
-    }
     int rc = UV_ENOMEM;
-    if (c && c->rbuf && c->bufs && out_ok)
-        rc = is_unix ? uv_pipe_init(loop, &c->h.pipe, 0) : uv_tcp_init(loop, &c->h.tcp);
+    if (c) {
+        c->env = env;
+        if (tls || conn_buffers(c) == 0)
+            rc = is_unix ? uv_pipe_init(loop, &c->h.pipe, 0) : uv_tcp_init(loop, &c->h.tcp);
+    }
     if (rc != 0) {
         if (c) {
-            if (out_ok)
-                mp_out_deinit(&c->out);
+            mp_out_deinit(&c->out);
             free(c->rbuf);
             free(c->bufs);
             free(c);
@@ -858,8 +883,6 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
         return rc;
     }
     c->h.handle.data = c;
-    c->bufcap = BUFS_INIT;
-    c->env = env;
     c->st = st;
     c->fd = fd;
     c->list = list;

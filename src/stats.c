@@ -209,7 +209,7 @@ static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn 
     emit(ctx, "maxconns", "%d", cfg->maxconns);
     emit(ctx, "tcpport", "%d", cfg->port);
     emit(ctx, "udpport", "%d", 0);
-    emit(ctx, "inter", "%s", cfg->listen_arg);    /* -l as given, as memcached */
+    emit(ctx, "inter", "%s", cfg->listen_arg);    /* the -l flags as given, as memcached */
     emit(ctx, "verbosity", "%d", mp_log_level()); /* the `verbosity` command changes it */
     emit(ctx, "evictions", "%s", "on");
     emit(ctx, "domain_socket", "%s", cfg->unix_path ? cfg->unix_path : "NULL");

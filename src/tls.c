@@ -18,10 +18,11 @@
 struct mp_tls_conn {
     SSL *ssl;
     struct mp_stats_thread *st;
-    char in[IN_SIZE]; /* ciphertext not yet taken by OpenSSL: in[in_pos, in_len) */
+    char *in; /* IN_SIZE bytes of ciphertext not yet taken by OpenSSL: in[in_pos, in_len) */
     size_t in_pos, in_len;
     char *out; /* ciphertext for the socket: out[out_pos, out_len) */
     size_t out_pos, out_len, out_cap;
+    bool started; /* OpenSSL has been given the first record */
     bool established;
     bool failed;
     bool renegotiation; /* a ClientHello came after the handshake */
@@ -258,8 +259,10 @@ int mp_tls_refresh(struct mp_tls *t, uint32_t now, char *err, size_t errlen)
 struct mp_tls_conn *mp_tls_conn_create(struct mp_tls *t, struct mp_stats_thread *st)
 {
     struct mp_tls_conn *tc = calloc(1, sizeof(*tc));
-    if (!tc)
+    if (!tc || !(tc->in = malloc(IN_SIZE))) {
+        free(tc);
         return NULL;
+    }
     tc->st = st;
     pthread_mutex_lock(&t->lock);
     SSL_CTX *ctx = t->ctx;
@@ -270,6 +273,7 @@ struct mp_tls_conn *mp_tls_conn_create(struct mp_tls *t, struct mp_stats_thread 
     BIO *bio = tc->ssl ? BIO_new(t->bio) : NULL;
     if (!bio) {
         SSL_free(tc->ssl);
+        free(tc->in);
         free(tc);
         ERR_clear_error();
         return NULL;
@@ -278,6 +282,9 @@ struct mp_tls_conn *mp_tls_conn_create(struct mp_tls *t, struct mp_stats_thread 
     SSL_set_bio(tc->ssl, bio, bio); /* one BIO both ways; the SSL owns it */
     SSL_set_app_data(tc->ssl, tc);
     SSL_set_accept_state(tc->ssl);
+    /* While the handshake goes on, OpenSSL's record buffers are freed whenever they are empty,
+     * so a handshake left hanging (by the thousand, by a hostile client) holds little memory. */
+    SSL_set_mode(tc->ssl, SSL_MODE_RELEASE_BUFFERS);
     return tc;
 }
 
@@ -287,6 +294,7 @@ void mp_tls_conn_destroy(struct mp_tls_conn **tcp)
     if (!tc)
         return;
     SSL_free(tc->ssl);
+    free(tc->in);
     free(tc->out);
     free(tc);
     *tcp = NULL;
@@ -326,27 +334,69 @@ static enum mp_tls_status fail(struct mp_tls_conn *tc, const char *why)
     return MP_TLS_FAILED;
 }
 
-enum mp_tls_status mp_tls_read(struct mp_tls_conn *tc, char *buf, size_t cap, size_t *got)
+/* What an SSL_read_ex or SSL_do_handshake that returned rc means. */
+static enum mp_tls_status outcome(struct mp_tls_conn *tc, int rc)
 {
-    *got = 0;
-    if (tc->failed)
-        return MP_TLS_FAILED;
-    ERR_clear_error(); /* SSL_get_error reads the queue: nothing of another session's may be in it */
-    size_t n = 0;
-    int rc = SSL_read_ex(tc->ssl, buf, cap < INT_MAX ? cap : INT_MAX, &n);
-    if (!tc->established && SSL_is_init_finished(tc->ssl))
+    if (!tc->established && SSL_is_init_finished(tc->ssl)) {
         tc->established = true;
+        SSL_clear_mode(tc->ssl, SSL_MODE_RELEASE_BUFFERS); /* keep them: they are in use from now */
+    }
     if (tc->renegotiation)
         return fail(tc, "renegotiation refused");
-    if (rc == 1) {
-        *got = n;
+    if (rc == 1)
         return MP_TLS_OK;
-    }
     switch (SSL_get_error(tc->ssl, rc)) {
     case SSL_ERROR_WANT_READ: return MP_TLS_WANT_INPUT;
     case SSL_ERROR_ZERO_RETURN: return MP_TLS_CLOSED;
     default: return fail(tc, NULL);
     }
+}
+
+/*
+ * OpenSSL is not given the first record before it is whole: the handshake's state and buffers
+ * (some 40 KiB) are made when it starts, so a client that sends part of a ClientHello and stops,
+ * or nothing, costs no more than the session itself until its deadline. A first record that
+ * cannot be a handshake's, or that would not fit the input buffer, goes to OpenSSL at once, to
+ * be refused there.
+ */
+static bool first_record_whole(struct mp_tls_conn *tc)
+{
+    const unsigned char *p = (const unsigned char *)tc->in + tc->in_pos;
+    size_t n = tc->in_len - tc->in_pos;
+    if (tc->started)
+        return true;
+    if (n < 5)
+        return false;
+    size_t len = (size_t)p[3] << 8 | p[4];
+    if (p[0] == SSL3_RT_HANDSHAKE && n < 5 + len && len <= IN_SIZE - 5)
+        return false;
+    tc->started = true;
+    return true;
+}
+
+enum mp_tls_status mp_tls_handshake(struct mp_tls_conn *tc)
+{
+    if (tc->failed)
+        return MP_TLS_FAILED;
+    if (tc->established)
+        return MP_TLS_OK;
+    if (!first_record_whole(tc))
+        return MP_TLS_WANT_INPUT;
+    ERR_clear_error(); /* SSL_get_error reads the queue: nothing of another session's may be in it */
+    return outcome(tc, SSL_do_handshake(tc->ssl));
+}
+
+enum mp_tls_status mp_tls_read(struct mp_tls_conn *tc, char *buf, size_t cap, size_t *got)
+{
+    *got = 0;
+    if (tc->failed)
+        return MP_TLS_FAILED;
+    ERR_clear_error();
+    size_t n = 0;
+    enum mp_tls_status st = outcome(tc, SSL_read_ex(tc->ssl, buf, cap < INT_MAX ? cap : INT_MAX, &n));
+    if (st == MP_TLS_OK)
+        *got = n;
+    return st;
 }
 
 int mp_tls_write(struct mp_tls_conn *tc, const char *data, size_t n)
@@ -394,6 +444,16 @@ void mp_tls_out_done(struct mp_tls_conn *tc, size_t n)
 bool mp_tls_established(const struct mp_tls_conn *tc)
 {
     return tc->established;
+}
+
+const char *mp_tls_describe(const struct mp_tls_conn *tc)
+{
+    return tc->established ? SSL_get_cipher_name(tc->ssl) : "handshake";
+}
+
+const char *mp_tls_version(const struct mp_tls_conn *tc)
+{
+    return SSL_get_version(tc->ssl);
 }
 
 const char *mp_tls_why(const struct mp_tls_conn *tc)

@@ -58,7 +58,7 @@ struct mp_config {
     char *listen[MP_LISTEN_MAX];      /* -l, the addresses ("*" for every one) */
     int listen_port[MP_LISTEN_MAX];   /* each one's port from "HOST:PORT", or 0 for -p's */
     bool listen_notls[MP_LISTEN_MAX]; /* "notls:HOST[:PORT]": plain TCP even with -Z */
-    const char *listen_arg;           /* -l as given (`stats settings` inter) */
+    const char *listen_arg;           /* the -l flags joined by "," (`stats settings` inter) */
     int nlisten;
     const char *unix_path;     /* -s, unix socket path; NULL for none */
     int unix_mask;             /* -a, permissions of the unix socket (octal) */
@@ -86,6 +86,7 @@ struct mp_config {
     bool show_help;
     bool show_version;
     char listen_buf[256]; /* storage the listen[] pointers refer to */
+    char listen_all[256]; /* every -l given, joined (memcached adds a second -l to the first) */
     char ext_buf[4096];   /* storage for the values of -o options (paths, cipher lists) */
     size_t ext_used;
 };

@@ -81,7 +81,10 @@ void mp_tls_in_added(struct mp_tls_conn *tc, size_t n);
 /* Ciphertext received and not yet decrypted, or plaintext decrypted and not yet taken. */
 bool mp_tls_has_input(const struct mp_tls_conn *tc);
 
-/* Decrypt up to cap bytes into buf (cap > 0), doing the handshake first while there is one.
+/* Advance the handshake with the ciphertext that came: MP_TLS_OK once it is done (and from then
+ * on). Leaves its messages, or an alert, in the output buffer. */
+enum mp_tls_status mp_tls_handshake(struct mp_tls_conn *tc);
+/* Decrypt up to cap bytes into buf (cap > 0), doing the handshake first if it is not done.
  * May leave handshake messages or alerts in the output buffer, even when it fails. */
 enum mp_tls_status mp_tls_read(struct mp_tls_conn *tc, char *buf, size_t cap, size_t *got);
 /* Encrypt n bytes into the output buffer. 0, or -1 (out of memory, or the session failed). */
@@ -99,5 +102,8 @@ void mp_tls_out_done(struct mp_tls_conn *tc, size_t n);
 bool mp_tls_established(const struct mp_tls_conn *tc);
 /* Why the session failed, for the log ("" if it did not). */
 const char *mp_tls_why(const struct mp_tls_conn *tc);
+/* The protocol version ("TLSv1.3") and cipher of an established session, for the log. */
+const char *mp_tls_version(const struct mp_tls_conn *tc);
+const char *mp_tls_describe(const struct mp_tls_conn *tc);
 
 #endif

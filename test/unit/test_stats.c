@@ -12,6 +12,7 @@
 #include "magpie/config.h"
 #include "magpie/hotkeys.h"
 #include "magpie/stats.h"
+#include "magpie/tls.h"
 
 #define WALL ((time_t)1700000000)
 #define MONO ((int64_t)5000) /* a CLOCK_MONOTONIC reading at the start */
@@ -50,6 +51,14 @@ static int report(const char *args)
 }
 
 /* The value of a stat the last report emitted exactly once. */
+static bool emitted(const char *name)
+{
+    for (size_t i = 0; i < nlines; i++)
+        if (strcmp(lines[i].name, name) == 0)
+            return true;
+    return false;
+}
+
 static const char *stat_of(const char *name)
 {
     const char *found = NULL;
@@ -257,6 +266,20 @@ START_TEST(test_settings_report)
     ck_assert_str_eq(stat_of("slab_automove"), "1");
     ck_assert_str_eq(stat_of("lru_maintainer_thread"), "yes");
     ck_assert_str_eq(stat_of("hash_algorithm"), "xxh3");
+    ck_assert_str_eq(stat_of("auth_enabled_sasl"), "no");
+    ck_assert_str_eq(stat_of("auth_enabled_ascii"), "no");
+    /* memcached built with TLS shows its TLS settings with TLS off too */
+    ck_assert_str_eq(stat_of("ssl_enabled"), "no");
+    ck_assert_str_eq(stat_of("ssl_chain_cert"), "(null)");
+    ck_assert_str_eq(stat_of("ssl_key"), "(null)");
+    ck_assert_str_eq(stat_of("ssl_verify_mode"), "0");
+    ck_assert_str_eq(stat_of("ssl_keyformat"), "1");
+    ck_assert_str_eq(stat_of("ssl_ciphers"), "NULL");
+    ck_assert_str_eq(stat_of("ssl_ca_cert"), "NULL");
+    ck_assert_str_eq(stat_of("ssl_wbuf_size"), "65536");
+    ck_assert_str_eq(stat_of("ssl_session_cache"), "no");
+    ck_assert_str_eq(stat_of("ssl_kernel_tls"), "no");
+    ck_assert_str_eq(stat_of("ssl_min_version"), "tlsv1.2");
     /* no general stats in it */
     for (size_t i = 0; i < nlines; i++)
         ck_assert_str_ne(lines[i].name, "pid");
@@ -269,10 +292,56 @@ START_TEST(test_settings_report_follows_the_config)
     cfg.unix_path = "/tmp/magpie.sock";
     cfg.listen[1] = "10.0.0.1";
     cfg.nlisten = 2;
+    cfg.listen_arg = "127.0.0.1,notls:10.0.0.1:11212";
+    cfg.auth_file = "/etc/magpie/users";
+    cfg.protocol = MP_PROTOCOL_ASCII;
+    cfg.tls = (struct mp_tls_config){.enabled = true,
+                                     .chain_cert = "/c.pem",
+                                     .key = "/k.pem",
+                                     .ca_cert = "/ca.pem",
+                                     .ciphers = "HIGH",
+                                     .verify = MP_TLS_VERIFY_REQUIRE,
+                                     .keyformat = 1,
+                                     .min_version = 3,
+                                     .wbuf_size = 16384,
+                                     .session_cache = true};
     ck_assert_int_eq(report("settings"), 0);
     ck_assert_str_eq(stat_of("slab_automove"), "0");
     ck_assert_str_eq(stat_of("domain_socket"), "/tmp/magpie.sock");
-    ck_assert_str_eq(stat_of("inter"), "127.0.0.1,10.0.0.1");
+    ck_assert_str_eq(stat_of("inter"), "127.0.0.1,notls:10.0.0.1:11212"); /* -l as given */
+    ck_assert_str_eq(stat_of("binding_protocol"), "ascii");
+    ck_assert_str_eq(stat_of("auth_enabled_ascii"), "/etc/magpie/users");
+    ck_assert_str_eq(stat_of("ssl_enabled"), "yes");
+    ck_assert_str_eq(stat_of("ssl_chain_cert"), "/c.pem");
+    ck_assert_str_eq(stat_of("ssl_key"), "/k.pem");
+    ck_assert_str_eq(stat_of("ssl_ca_cert"), "/ca.pem");
+    ck_assert_str_eq(stat_of("ssl_ciphers"), "HIGH");
+    ck_assert_str_eq(stat_of("ssl_verify_mode"), "3"); /* OpenSSL's flags, as memcached shows them */
+    ck_assert_str_eq(stat_of("ssl_min_version"), "tlsv1.3");
+    ck_assert_str_eq(stat_of("ssl_wbuf_size"), "16384");
+    ck_assert_str_eq(stat_of("ssl_session_cache"), "yes");
+}
+END_TEST
+
+START_TEST(test_general_report_has_the_tls_lines_with_tls_only)
+{
+    ck_assert_int_eq(report(""), 0);
+    ck_assert(!emitted("ssl_handshake_errors"));
+    ck_assert(!emitted("time_since_server_cert_refresh"));
+    struct mp_tls tls = {.loaded_at = 40}; /* certificates loaded at 40: the clock reads 102 */
+    src.tls = &tls;
+    cfg.tls.enabled = true;
+    MP_STAT_ADD(&stats.threads[0], ssl_handshake_errors, 2);
+    MP_STAT_ADD(&stats.threads[1], ssl_handshake_errors, 3);
+    MP_STAT_ADD(&stats.threads[1], ssl_new_sessions, 7);
+    ck_assert_int_eq(report(""), 0);
+    ck_assert_str_eq(stat_of("ssl_handshake_errors"), "5");
+    ck_assert_str_eq(stat_of("time_since_server_cert_refresh"), "62");
+    ck_assert(!emitted("ssl_new_sessions")); /* with ssl_session_cache only, as memcached */
+    cfg.tls.session_cache = true;
+    ck_assert_int_eq(report(""), 0);
+    ck_assert_str_eq(stat_of("ssl_new_sessions"), "7");
+    src.tls = NULL;
 }
 END_TEST
 
@@ -437,6 +506,7 @@ static Suite *stats_suite(void)
     tcase_add_test(tc, test_reset_also_zeroes_engine_counters_in_the_report);
     tcase_add_test(tc, test_settings_report);
     tcase_add_test(tc, test_settings_report_follows_the_config);
+    tcase_add_test(tc, test_general_report_has_the_tls_lines_with_tls_only);
     tcase_add_test(tc, test_slabs_report_lists_the_classes_in_use);
     tcase_add_test(tc, test_items_report_lists_the_classes_in_use);
     tcase_add_test(tc, test_sizes_report_says_disabled);

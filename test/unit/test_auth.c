@@ -73,7 +73,7 @@ START_TEST(test_more_than_memcacheds_eight_users_are_read)
 {
     char content[4096] = "";
     for (int i = 0; i < 50; i++) {
-        char line[32];
+        char line[48];
         snprintf(line, sizeof(line), "user%d:pass%d\n", i, i);
         strcat(content, line);
     }

@@ -608,13 +608,15 @@ static bool direct_read(const struct mp_conn *c)
     return c->state == ST_VALUE && avail(c) == 0 && it->nbytes - c->vfill >= DIRECT_READ_MIN;
 }
 
-/* The session ended or failed: say nothing more but its alert, if it has one, and close. */
+/* The session failed: say nothing more but its alert, if it has one, and close. Or the client
+ * ended it (close_notify): answer what it asked before, then close. */
 static void tls_end(struct mp_conn *c, enum mp_tls_status st)
 {
-    if (st == MP_TLS_FAILED)
+    if (st == MP_TLS_FAILED) {
         mp_log(MP_LOG_CONN, "conn %d: TLS: %s", c->fd, mp_tls_why(c->tls));
-    mp_out_reset(&c->out);
-    c->tls_seg = c->tls_off = 0;
+        mp_out_reset(&c->out);
+        c->tls_seg = c->tls_off = 0;
+    }
     c->close_after_write = true;
     c->state = ST_CLOSING;
 }

@@ -199,6 +199,33 @@ def test_a_batch_of_pipelined_replies_leaves_in_one_tls_record(fx):
         expect(records, 1, f"TLS records carrying the replies of {depth} pipelined gets")
 
 
+def test_requests_sent_with_a_close_notify_are_answered_before_the_close(fx):
+    srv = tls_server(fx)
+    fx.conn(srv).request(b"set said 0 0 5\r\nhello\r\n")
+    raw = RawTLS(srv.port, harness.tls_context())
+    fx.defer(raw.close)
+    raw.tls.write(b"get said\r\n")
+    try:
+        raw.tls.unwrap()  # the close_notify, in the same flight as the request
+    except ssl.SSLWantReadError:
+        pass
+    raw._send_pending()
+    data, closed = b"", False
+    for _ in harness.bounded(1000, harness.IO_TIMEOUT):
+        try:
+            raw._receive()
+        except harness.Closed:
+            closed = True
+            break
+        try:
+            while True:
+                data += raw.tls.read(1 << 16)
+        except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+            pass
+    expect(data, b"VALUE said 0 5\r\nhello\r\nEND\r\n", "the reply to the request before the close_notify")
+    expect(closed, True, "the server closed after it")
+
+
 def test_a_notls_listener_serves_plaintext_beside_the_tls_one(fx):
     plain_port = harness.free_port()
     # a second -l adds to the harness's first, as in memcached

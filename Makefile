@@ -104,7 +104,8 @@ $(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
 STATIC_LIBS = $(shell pkg-config --libs --static libuv-static libssl libcrypto 2>/dev/null)
 $(BUILD)/magpie-static: $(SRC_OBJS) $(BUILD)/obj/main.o
 	@# glibc warns that getpwnam/getaddrinfo want NSS libraries at run time: numeric addresses
-	@# need none, and the image sets its user with USER (by number) rather than with -u.
+	@# need none, and the image sets its user with USER (by number) rather than with -u. It warns
+	@# about dlopen in libcrypto too: that loads engines and providers Magpie never asks for.
 	$(CC) $(ALL_LDFLAGS) -static -s -o $@ $^ $(STATIC_LIBS) 2>&1 | grep -v 'in function\|statically linked' >&2 || true
 	@test -x $@
 

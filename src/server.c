@@ -249,6 +249,8 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         snprintf(err, errlen, "%s", "out of memory");
         return MP_EXIT_FAILURE;
     }
+    if (cfg->tls.options_seen && !cfg->tls.enabled)
+        mp_log(MP_LOG_INFO, "-o ssl_* given without -Z: TLS is off, as in memcached");
     if (cfg->tls.enabled && mp_tls_setup(&srv->tls, &cfg->tls, mp_clock_now(&srv->clock), err, errlen) != 0)
         return MP_EXIT_USAGE; /* memcached exits EX_USAGE for certificates it cannot load */
     if (cfg->auth_file && mp_auth_setup(&srv->auth, cfg->auth_file, err, errlen) != 0)

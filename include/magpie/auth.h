@@ -12,7 +12,8 @@
  * no early exit), so neither the time taken nor the position of a match tells an attacker how
  * much of a name or password was right, nor how long it is.
  *
- * Locks: `lock` guards the table; a check holds it for the comparisons, a reload to swap the table.
+ * Locks: `lock` guards the table; a check holds it for the comparisons, a reload to swap the table
+ * (the file is read before, without it). It is never held with another lock.
  */
 #ifndef MAGPIE_AUTH_H
 #define MAGPIE_AUTH_H

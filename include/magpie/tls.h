@@ -26,9 +26,10 @@
  * that runs out of time is the connection's to count.
  *
  * Locks: mp_tls.lock guards the current context pointer, held only to take a reference to it (a
- * new session) or to swap it (a reload). A session is touched by its connection's thread alone.
- * OpenSSL's error queue is per thread: every call here leaves it empty, so one connection's error
- * never shows up in another's.
+ * new session) or to swap it (a reload), and never with another lock. A reload reads the files on
+ * the thread that asks for it (the worker running refresh_certs), as memcached does. A session is touched by its
+ * connection's thread alone. OpenSSL's error queue is per thread: every call here leaves it empty, so one connection's
+ * error never shows up in another's.
  */
 #ifndef MAGPIE_TLS_H
 #define MAGPIE_TLS_H

@@ -621,14 +621,14 @@ static void tls_end(struct mp_conn *c, enum mp_tls_status st)
     c->state = ST_CLOSING;
 }
 
+static int conn_buffers(struct mp_conn *c);
+
 /*
  * TLS: decrypt the ciphertext that came into the read buffer, or for a large value being read,
  * straight into its item, as a plain connection reads it from the socket. Called when the state
  * machine wants more input; true when some came. The handshake runs in here too, its replies left
  * in the session's output buffer for the next flush.
  */
-static int conn_buffers(struct mp_conn *c);
-
 static bool tls_fill(struct mp_conn *c)
 {
     if (!mp_tls_has_input(c->tls))
@@ -722,11 +722,19 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     process(c);
 }
 
-static void set_reading(struct mp_conn *c, bool on)
+/* A TLS session whose input buffer is full waits for the state machine to take some (once its
+ * write drains) before the socket is read again. */
+static bool tls_room(struct mp_conn *c)
 {
     size_t room;
-    if (on && c->tls && (mp_tls_in_room(c->tls, &room), room == 0))
-        on = false; /* ciphertext waits that the state machine will take once it can go on */
+    mp_tls_in_room(c->tls, &room);
+    return room > 0;
+}
+
+static void set_reading(struct mp_conn *c, bool on)
+{
+    if (on && c->tls && !tls_room(c))
+        on = false;
     if (on == c->reading || uv_is_closing(&c->h.handle))
         return;
     if (on && uv_read_start(&c->h.stream, alloc_cb, read_cb) != 0) {

@@ -518,6 +518,49 @@ def test_thousands_of_half_open_handshakes_are_closed_counted_and_bounded(fx):
             s.close()
 
 
+def test_tls_clients_that_never_read_large_values_are_held_back(fx):
+    srv = tls_server(fx)
+    ctx = harness.tls_context()
+    big = os.urandom(500 * 1024)
+    expect(fx.conn(srv).request(b"set big 0 0 %d\r\n%s\r\n" % (len(big), big)), b"STORED\r\n", "set big")
+    flooders = [harness.connect(srv.port, ctx) for _ in range(4)]
+    fx.defer(lambda: [f.close() for f in flooders])
+    for f in flooders:
+        f.setblocking(False)
+    burst, peak = b"get big\r\n" * 1000, 0
+    for _ in harness.bounded(4000, 4.0):
+        progress = False
+        for f in flooders:
+            try:
+                progress = f.send(burst) > 0 or progress
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                pass
+        peak = max(peak, rss_bytes(srv))
+        if not progress:
+            break  # the server reads none of them any more
+    served = fx.client(srv, tls=ctx)
+    expect(served.get("big"), big, "a large get over TLS while four clients sit on their replies")
+    peak = max(peak, rss_bytes(srv))
+    if not harness.is_memcached(fx.binary) and not os.environ.get("MAGPIE_SANITIZER") and \
+            peak > HELD_BACK_RSS_LIMIT:
+        raise AssertionError(f"RSS peaked at {peak >> 20} MiB, over {HELD_BACK_RSS_LIMIT >> 20} MiB")
+    # what a flooder gets once it reads: whole replies, the value intact through every chunk
+    reader = flooders[0]
+    reader.setblocking(True)
+    reader.settimeout(harness.IO_TIMEOUT)
+    reply = b"VALUE big 0 %d\r\n%s\r\nEND\r\n" % (len(big), big)
+    data = b""
+    for _ in harness.bounded(100000, 20.0):
+        if len(data) >= 3 * len(reply):
+            break
+        data += reader.recv(1 << 20)
+    expect(data[:3 * len(reply)] == reply * 3, True, "the first three replies a late reader reads")
+
+
+# -m 64 (the server's default here) and its start; the replies waiting are bounded per connection
+HELD_BACK_RSS_LIMIT = int(1.25 * 64 * 2**20) + 16 * 2**20
+
+
 # The server's own start (the item memory is not touched here), and per half-open handshake its
 # connection and session, and for a ClientHello answered OpenSSL's handshake state: measured about
 # 15 and 54 KiB; 64 KiB each is allowed.

@@ -99,7 +99,7 @@ void mp_config_usage(FILE *out)
                  "                            (:PORT: every IPv4 address; default off)\n"
                  "      --health [TARGET]     probe a running server with `version`; exit 0 if it answers.\n"
                  "                            TARGET: HOST:PORT, HOST, :PORT or a unix socket path\n"
-                 "                            (default: the -l address and -p port)\n"
+                 "                            (default: the -l address and -p port); with -Z over TLS\n"
                  "  -V, --version             print the version and exit\n"
                  "  -h, --help                print this help and exit\n");
 }

@@ -19,17 +19,18 @@ OPT     ?= -O2 -g
 ALL_CFLAGS = $(OPT) -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter $(WERROR) \
              -pthread -Iinclude -MMD -MP $(SANITIZE) $(CFLAGS)
 ALL_LDFLAGS = -pthread $(SANITIZE) $(LDFLAGS)
-PKG_CFLAGS = $(shell pkg-config --cflags libuv libxxhash 2>/dev/null)
-LIBS    = $(shell pkg-config --libs libuv 2>/dev/null)
+PKG_CFLAGS = $(shell pkg-config --cflags libuv libxxhash libssl libcrypto 2>/dev/null)
+LIBS    = $(shell pkg-config --libs libuv libssl libcrypto 2>/dev/null)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 PYTHON  := /usr/bin/python3
 
-BUILD_PKGS := gcc make pkg-config libuv1-dev libxxhash-dev clang-format
+BUILD_PKGS := gcc make pkg-config libuv1-dev libxxhash-dev libssl-dev clang-format
 # The clients and tools the tests compare with memcached (test_clients.py, test_tools.py): pylibmc,
 # Dalli, php-memcached, Cache::Memcached::Fast, memcached-tool (in memcached), memcdump (in
 # libmemcached-tools), and memjs from npm (NPM_TEST, under build/npm; npm itself comes with nodejs, or
 # Debian's npm package); twemproxy (nutcracker) as a proxy in front of a pool (test_proxy.py).
-TEST_PKGS  := check memcached libmemcached-tools python3 python3-pymemcache python3-pylibmc ruby ruby-dalli \
+# openssl: the tests make their certificates with its command line tool, and test a renegotiation with it.
+TEST_PKGS  := check memcached libmemcached-tools openssl python3 python3-pymemcache python3-pylibmc ruby ruby-dalli \
               php-cli php-memcached libcache-memcached-fast-perl nutcracker nodejs prometheus \
               $(if $(shell command -v npm),,npm)
 NPM_TEST   := memjs@1.3.2
@@ -48,11 +49,11 @@ define ensure_pkgs
 endef
 
 MODULES := log clock config num item grace slab table lru cache snapshot proto bproto meta latency hotkeys stats watch \
-           dump out exec admin text binary prom metrics conn worker server health
+           dump out exec admin auth tls text binary prom metrics conn worker server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto bproto clock slab table cache lru stats dump latency hotkeys prom metrics snapshot
+UNIT_TESTS := num proto bproto clock slab table cache lru stats dump latency hotkeys prom metrics snapshot auth tls
 deps_num   := num
 deps_proto := proto num
 deps_bproto := bproto
@@ -68,6 +69,8 @@ deps_hotkeys := hotkeys
 deps_prom  := prom proto num latency
 deps_metrics := metrics prom latency $(deps_stats)
 deps_snapshot := snapshot cache lru table slab item grace num clock
+deps_auth  := auth
+deps_tls   := tls config
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
 .PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory bench-warm \
@@ -101,12 +104,13 @@ $(BUILD)/test/test_$(1): $(BUILD)/test/obj/test_$(1).o $(patsubst %,$(BUILD)/obj
 endef
 $(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
 
-# A fully static binary for the FROM scratch image: libuv's static archive from Debian, xxHash
-# header-only (XXH_INLINE_ALL in table.c), glibc static.
-STATIC_LIBS = $(shell pkg-config --libs --static libuv-static 2>/dev/null)
+# A fully static binary for the FROM scratch image: libuv's and OpenSSL's static archives from
+# Debian, xxHash header-only (XXH_INLINE_ALL in table.c), glibc static.
+STATIC_LIBS = $(shell pkg-config --libs --static libuv-static libssl libcrypto 2>/dev/null)
 $(BUILD)/magpie-static: $(SRC_OBJS) $(BUILD)/obj/main.o
 	@# glibc warns that getpwnam/getaddrinfo want NSS libraries at run time: numeric addresses
-	@# need none, and the image sets its user with USER (by number) rather than with -u.
+	@# need none, and the image sets its user with USER (by number) rather than with -u. It warns
+	@# about dlopen in libcrypto too: that loads engines and providers Magpie never asks for.
 	$(CC) $(ALL_LDFLAGS) -static -s -o $@ $^ $(STATIC_LIBS) 2>&1 | grep -v 'in function\|statically linked' >&2 || true
 	@test -x $@
 
@@ -209,8 +213,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
 FUZZ_BPROTO_SRC := test/fuzz/fuzz_bproto.c src/bproto.c
-FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn out exec admin text binary meta dump watch proto bproto num cache lru \
-                   table slab item grace clock stats latency hotkeys config log)
+FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn out exec admin auth tls text binary meta dump watch proto bproto \
+                   num cache lru table slab item grace clock stats latency hotkeys config log)
 SNAPSHOT_SRC := $(patsubst %,src/%.c,snapshot cache lru table slab item grace num clock)
 
 build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)

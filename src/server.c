@@ -25,15 +25,26 @@ static const char TOO_MANY[] = "ERROR Too many open connections\r\n";
 
 /* ---- listeners ------------------------------------------------------------------------------- */
 
-static int listen_tcp(struct mp_server *srv, const char *host, char *err, size_t errlen)
+/* The port of -l's i-th address: its own, or -p's. */
+static int listen_port(const struct mp_config *cfg, int i)
 {
+    return cfg->listen_port[i] >= 0 ? cfg->listen_port[i] : cfg->port;
+}
+
+/* The i-th -l address: every address it resolves to, TLS with -Z unless it is a notls: one. */
+static int listen_tcp(struct mp_server *srv, int i, char *err, size_t errlen)
+{
+    const struct mp_config *cfg = srv->cfg;
+    const char *host = strcmp(cfg->listen[i], "*") == 0 ? NULL : cfg->listen[i];
+    int portnum = listen_port(cfg, i);
+    bool tls = cfg->tls.enabled && !cfg->listen_notls[i];
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res;
     char port[16];
-    snprintf(port, sizeof(port), "%d", srv->cfg->port);
+    snprintf(port, sizeof(port), "%d", portnum);
     int rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve listen address %s: %s", host, gai_strerror(rc));
+        snprintf(err, errlen, "cannot resolve listen address %s: %s", cfg->listen[i], gai_strerror(rc));
         return -1;
     }
     int bound = 0;
@@ -46,18 +57,18 @@ static int listen_tcp(struct mp_server *srv, const char *host, char *err, size_t
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         if (ai->ai_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, srv->cfg->backlog) != 0) {
-            snprintf(err, errlen, "cannot listen on %s port %d: %s", host, srv->cfg->port, strerror(errno));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, cfg->backlog) != 0) {
+            snprintf(err, errlen, "cannot listen on %s port %d: %s", cfg->listen[i], portnum, strerror(errno));
             close(fd);
             freeaddrinfo(res);
             return -1;
         }
-        srv->listeners[srv->nlisteners++] = (struct mp_listener){.fd = fd, .is_unix = false, .server = srv};
+        srv->listeners[srv->nlisteners++] = (struct mp_listener){.fd = fd, .is_unix = false, .tls = tls, .server = srv};
         bound++;
     }
     freeaddrinfo(res);
     if (!bound) {
-        snprintf(err, errlen, "no usable address for %s", host);
+        snprintf(err, errlen, "no usable address for %s", cfg->listen[i]);
         return -1;
     }
     return 0;
@@ -153,7 +164,7 @@ static void on_accept(uv_poll_t *p, int status, int events)
         }
         struct mp_worker *w = &srv->workers[srv->next_worker];
         srv->next_worker = (srv->next_worker + 1) % srv->nworkers;
-        mp_worker_hand(w, fd, l->is_unix);
+        mp_worker_hand(w, fd, l->is_unix, l->tls);
     }
 }
 
@@ -163,6 +174,19 @@ static void on_tick(uv_timer_t *t)
 {
     struct mp_server *srv = t->data;
     mp_clock_tick_now(&srv->clock);
+}
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    struct mp_server *srv = s->data;
+    char err[512];
+    if (!srv->cfg->auth_file)
+        return;
+    if (mp_auth_reload(&srv->auth, err, sizeof(err)) == 0)
+        mp_log(MP_LOG_INFO, "SIGHUP: reloaded the authentication file %s", srv->cfg->auth_file);
+    else
+        mp_log(MP_LOG_ERROR, "SIGHUP: %s; the users stay as they were", err);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -182,6 +206,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigusr1, NULL);
+    uv_close((uv_handle_t *)&srv->sighup, NULL);
     for (unsigned i = 0; i < srv->nworkers; i++)
         mp_worker_stop(&srv->workers[i]);
 }
@@ -191,20 +216,24 @@ static void log_startup(const struct mp_server *srv)
     const struct mp_config *cfg = srv->cfg;
     char where[400] = "";
     size_t n = 0;
-    for (int i = 0; i < cfg->nlisten && cfg->port; i++)
-        n += (size_t)snprintf(where + n, sizeof(where) - n, "%s%s:%d", n ? "," : "", cfg->listen[i], cfg->port);
+    for (int i = 0; i < cfg->nlisten && cfg->port && n < sizeof(where); i++)
+        n += (size_t)snprintf(where + n, sizeof(where) - n, "%s%s%s:%d", n ? "," : "",
+                              cfg->tls.enabled && !cfg->listen_notls[i] ? "tls:" : "", cfg->listen[i],
+                              listen_port(cfg, i));
+    if (n >= sizeof(where))
+        n = sizeof(where) - 1;
     if (cfg->unix_path)
         snprintf(where + n, sizeof(where) - n, "%sunix:%s (mode %o)", n ? "," : "", cfg->unix_path,
                  (unsigned)cfg->unix_mask);
     mp_log(MP_LOG_INFO,
            "magpie %s listening on %s; threads %d, memory %zu MiB, max item %zu bytes, max connections %d, "
            "growth factor %.2f, min chunk %zu, %u slab classes, page %u bytes, idle timeout %d s, automove %s, "
-           "verbosity %d, hot keys %s, metrics %s%s%s",
+           "verbosity %d, hot keys %s, metrics %s%s%s, authentication %s",
            MP_VERSION, where, cfg->threads, cfg->mem_limit >> 20, cfg->item_max, cfg->maxconns, cfg->factor,
            cfg->min_chunk, srv->cache.slabs.nclasses, srv->cache.slabs.page_size, cfg->idle_timeout,
            cfg->lru_maintainer && cfg->slab_automove ? "on" : "off", cfg->verbose, cfg->hotkeys ? "on" : "off",
            cfg->metrics ? "on " : "off", cfg->metrics ? srv->metrics.url : "",
-           cfg->hotkeys_metrics ? " with hot keys" : "");
+           cfg->hotkeys_metrics ? " with hot keys" : "", cfg->auth_file ? cfg->auth_file : "off");
 }
 
 /* A listener as `stats conns` names it: memcached's "tcp:<addr>:<port>" or "unix:<path>". */
@@ -360,6 +389,12 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
     srv->watch_ready = true;
     srv->cache.lru.on_evict = log_eviction;
     srv->cache.lru.evict_ctx = srv;
+    if (cfg->tls.options_seen && !cfg->tls.enabled)
+        mp_log(MP_LOG_INFO, "-o ssl_* given without -Z: TLS is off, as in memcached");
+    if (cfg->tls.enabled && mp_tls_setup(&srv->tls, &cfg->tls, mp_clock_now(&srv->clock), err, errlen) != 0)
+        return MP_EXIT_USAGE; /* memcached exits EX_USAGE for certificates it cannot load */
+    if (cfg->auth_file && mp_auth_setup(&srv->auth, cfg->auth_file, err, errlen) != 0)
+        return MP_EXIT_FAILURE;
     srv->env = (struct mp_conn_env){.cache = &srv->cache,
                                     .clock = &srv->clock,
                                     .cfg = cfg,
@@ -369,13 +404,15 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
                                     .hotkeys = cfg->hotkeys ? &srv->hotkeys : NULL,
                                     .listeners = srv->shown,
                                     .watch = &srv->watch,
-                                    .event_lib = uv_version_string()};
+                                    .event_lib = uv_version_string(),
+                                    .tls = cfg->tls.enabled ? &srv->tls : NULL,
+                                    .auth = cfg->auth_file ? &srv->auth : NULL};
     /* The snapshot comes back before anything listens: no client sees a cache half loaded. */
     srv->snapshot = (struct mp_snapshot_opts){.path = cfg->memory_file, .clock = &srv->clock, .note = snapshot_note};
     if (cfg->memory_file)
         snapshot_load(srv);
     for (int i = 0; cfg->port && i < cfg->nlisten; i++)
-        if (listen_tcp(srv, cfg->listen[i], err, errlen) != 0)
+        if (listen_tcp(srv, i, err, errlen) != 0)
             return MP_EXIT_FAILURE;
     if (cfg->unix_path && listen_unix(srv, cfg->unix_path, err, errlen) != 0)
         return MP_EXIT_FAILURE;
@@ -389,7 +426,12 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
     srv->loop_ready = true;
     if (cfg->metrics) {
         struct mp_metrics_source ms = {
-            .stats = {cfg, &srv->cache, &srv->clock, &srv->stats, srv->env.hotkeys},
+            .stats = {.cfg = cfg,
+                      .cache = &srv->cache,
+                      .clock = &srv->clock,
+                      .stats = &srv->stats,
+                      .hotkeys = srv->env.hotkeys,
+                      .tls = srv->env.tls},
             .latency = &srv->latency,
             .hotkeys_k = (size_t)cfg->hotkeys_metrics,
         };
@@ -439,11 +481,13 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
     uv_signal_init(&srv->loop, &srv->sigint);
     uv_signal_init(&srv->loop, &srv->sigterm);
     uv_signal_init(&srv->loop, &srv->sigusr1);
-    srv->sigint.data = srv->sigterm.data = srv->sigusr1.data = srv;
+    uv_signal_init(&srv->loop, &srv->sighup);
+    srv->sigint.data = srv->sigterm.data = srv->sigusr1.data = srv->sighup.data = srv;
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     /* memcached's graceful stop, the one its -e restarts need; here any of the three will do. */
     uv_signal_start(&srv->sigusr1, on_signal, SIGUSR1);
+    uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     log_startup(srv);
     return 0;
 }
@@ -487,6 +531,8 @@ void mp_server_teardown(struct mp_server *srv)
         uv_loop_close(&srv->loop);
     }
     mp_cache_teardown(&srv->cache);
+    mp_tls_teardown(&srv->tls);
+    mp_auth_teardown(&srv->auth);
     mp_stats_teardown(&srv->stats);
     mp_latency_teardown(&srv->latency);
     if (srv->hotkeys.threads)

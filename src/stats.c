@@ -13,6 +13,7 @@
 #include "magpie/hotkeys.h"
 #include "magpie/log.h"
 #include "magpie/proto.h"
+#include "magpie/tls.h"
 
 static struct mp_stats_prefixes *prefixes_create(void);
 static void prefixes_destroy(struct mp_stats_prefixes *p);
@@ -397,6 +398,13 @@ static void report_general(const struct mp_stats_source *src, mp_stats_emit_fn e
     NUM("log_watcher_skipped", src->log.watcher_skipped);
     NUM("log_watcher_sent", src->log.watcher_sent);
     NUM("log_watchers", src->log.watchers);
+    if (src->tls) { /* memcached shows these with -Z only */
+        if (src->cfg->tls.session_cache)
+            NUM("ssl_new_sessions", sum.ssl_new_sessions);
+        NUM("ssl_handshake_errors", sum.ssl_handshake_errors);
+        emit(ctx, "time_since_server_cert_refresh", "%u",
+             now - atomic_load_explicit(&src->tls->loaded_at, memory_order_relaxed));
+    }
     NUM("unexpected_napi_ids", 0);
     NUM("round_robin_fallback", 0);
     NUM("bytes", mp_table_bytes(table));
@@ -421,21 +429,33 @@ static void report_general(const struct mp_stats_source *src, mp_stats_emit_fn e
     NUM("total_malloced", ct.pages * cache->slabs.page_size);
 }
 
+/* memcached's TLS settings, shown with or without -Z, as a memcached built with TLS shows them
+ * (paths not given print as "(null)" there, and as "NULL" for the ciphers and CA). */
+static void report_tls_settings(const struct mp_tls_config *t, mp_stats_emit_fn emit, void *ctx)
+{
+    emit(ctx, "ssl_enabled", "%s", t->enabled ? "yes" : "no");
+    emit(ctx, "ssl_chain_cert", "%s", t->chain_cert ? t->chain_cert : "(null)");
+    emit(ctx, "ssl_key", "%s", t->key ? t->key : "(null)");
+    emit(ctx, "ssl_verify_mode", "%d", mp_config_tls_verify_flags(t->verify));
+    emit(ctx, "ssl_keyformat", "%d", t->keyformat);
+    emit(ctx, "ssl_ciphers", "%s", t->ciphers ? t->ciphers : "NULL");
+    emit(ctx, "ssl_ca_cert", "%s", t->ca_cert ? t->ca_cert : "NULL");
+    emit(ctx, "ssl_wbuf_size", "%u", t->wbuf_size);
+    emit(ctx, "ssl_session_cache", "%s", t->session_cache ? "yes" : "no");
+    emit(ctx, "ssl_kernel_tls", "%s", "no");
+    emit(ctx, "ssl_min_version", "%s", mp_config_tls_version_name(t->min_version));
+}
+
 static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn emit, void *ctx)
 {
     const struct mp_config *cfg = src->cfg;
     struct mp_lru *lru = &src->cache->lru;
-    char listen[256] = "";
-    for (int i = 0; i < cfg->nlisten; i++) {
-        size_t n = strlen(listen);
-        snprintf(listen + n, sizeof(listen) - n, "%s%s", i ? "," : "", cfg->listen[i]);
-    }
     const char *yes = "yes", *no = "no";
     NUM("maxbytes", mp_slab_limit(&src->cache->slabs));
     emit(ctx, "maxconns", "%d", cfg->maxconns);
     emit(ctx, "tcpport", "%d", cfg->port);
     emit(ctx, "udpport", "%d", 0);
-    emit(ctx, "inter", "%s", listen);
+    emit(ctx, "inter", "%s", cfg->listen_arg);    /* the -l flags as given, as memcached */
     emit(ctx, "verbosity", "%d", mp_log_level()); /* the `verbosity` command changes it */
     NUM("oldest", atomic_load_explicit(&src->cache->epoch.oldest, memory_order_relaxed));
     emit(ctx, "evictions", "%s", "on");
@@ -453,7 +473,7 @@ static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn 
     emit(ctx, "tcp_backlog", "%d", cfg->backlog);
     emit(ctx, "binding_protocol", "%s", mp_config_protocol_name(cfg->protocol));
     emit(ctx, "auth_enabled_sasl", "%s", no);
-    emit(ctx, "auth_enabled_ascii", "%s", no);
+    emit(ctx, "auth_enabled_ascii", "%s", cfg->auth_file ? cfg->auth_file : no);
     emit(ctx, "item_size_max", "%zu", cfg->item_max);
     emit(ctx, "maxconns_fast", "%s", yes);
     emit(ctx, "hashpower_init", "%d", 0);
@@ -494,23 +514,14 @@ static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn 
     emit(ctx, "ext_max_frag", "%.2f", 0.0);
     emit(ctx, "slab_automove_freeratio", "%.3f", 0.0);
     emit(ctx, "ext_drop_unread", "%s", no);
-    emit(ctx, "ssl_enabled", "%s", no);
-    emit(ctx, "ssl_chain_cert", "%s", "(null)");
-    emit(ctx, "ssl_key", "%s", "(null)");
-    emit(ctx, "ssl_verify_mode", "%d", 0);
-    emit(ctx, "ssl_keyformat", "%d", 0);
-    emit(ctx, "ssl_ciphers", "%s", "NULL");
-    emit(ctx, "ssl_ca_cert", "%s", "NULL");
-    emit(ctx, "ssl_wbuf_size", "%u", 0u);
-    emit(ctx, "ssl_session_cache", "%s", no);
-    emit(ctx, "ssl_kernel_tls", "%s", no);
-    emit(ctx, "ssl_min_version", "%s", "none");
+    report_tls_settings(&cfg->tls, emit, ctx);
     emit(ctx, "num_napi_ids", "%s", "(null)");
     /* memcached prints a missing path with printf's "(null)". */
     emit(ctx, "memory_file", "%s", cfg->memory_file ? cfg->memory_file : "(null)");
     emit(ctx, "snapshot_interval", "%d", cfg->snapshot_interval);
     /* Magpie's own */
     emit(ctx, "slab_page_size", "%u", src->cache->slabs.page_size);
+    emit(ctx, "ssl_handshake_timeout", "%d", cfg->tls.handshake_timeout);
 }
 
 static void report_slabs(const struct mp_stats_source *src, mp_stats_emit_fn emit, void *ctx)

@@ -31,6 +31,9 @@
 #include "magpie/stats.h"
 #include "magpie/watch.h"
 
+struct mp_auth;
+struct mp_tls;
+
 /* What the connection does once a request has run. */
 enum mp_next {
     MP_NEXT_CMD,     /* parse the next request */
@@ -74,6 +77,9 @@ struct mp_exec {
     int fd;                     /* the connection's socket, as watch lines name it (cfd=) */
     struct mp_dump dump;        /* a listing being streamed (MP_NEXT_DUMP) */
     struct mp_watcher *watcher; /* set once the connection watches (MP_NEXT_WATCH) */
+    struct mp_auth *auth;       /* -Y: the users; NULL when off */
+    bool authed;                /* the connection may run commands (always, without -Y) */
+    struct mp_tls *tls;         /* -Z: for refresh_certs; NULL when off */
     size_t swallow;
     struct mp_exec_update update;
     /* the text get being answered (text.h) */

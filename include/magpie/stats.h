@@ -22,6 +22,7 @@ struct mp_cache;
 struct mp_clock;
 struct mp_config;
 struct mp_hotkeys;
+struct mp_tls;
 
 #define MP_STATS_COUNTERS(X)                                                                                           \
     X(curr_connections)                                                                                                \
@@ -44,6 +45,8 @@ struct mp_hotkeys;
     X(store_no_memory)                                                                                                 \
     X(auth_cmds)                                                                                                       \
     X(auth_errors)                                                                                                     \
+    X(ssl_handshake_errors)                                                                                            \
+    X(ssl_new_sessions)                                                                                                \
     X(idle_kicks)                                                                                                      \
     X(bytes_read)                                                                                                      \
     X(bytes_written)                                                                                                   \
@@ -158,6 +161,7 @@ struct mp_stats_source {
     struct mp_hotkeys *hotkeys; /* NULL when hot keys are off */
     const char *event_lib;      /* the event library's version (libuv's), for memcached's `libevent` */
     struct mp_stats_log log;
+    const struct mp_tls *tls; /* -Z: the TLS context (when its certificates were loaded); NULL when off */
 };
 
 /* Where report lines go: called once per "STAT name value" line. */

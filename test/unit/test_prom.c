@@ -164,6 +164,10 @@ START_TEST(test_general_stats_map_to_the_exporters_names_and_types)
         {"accepting_conns", "1", "memcached_accepting_connections 1"},
         {"slabs_moved", "4", "magpie_slab_pages_moved_total 4"},
         {"get_expired", "3", "magpie_get_expired_total 3"},
+        {"auth_cmds", "9", "magpie_auth_commands_total 9"},
+        {"auth_errors", "4", "magpie_auth_errors_total 4"},
+        {"ssl_handshake_errors", "11", "magpie_ssl_handshake_errors_total 11"},
+        {"ssl_new_sessions", "12", "magpie_ssl_new_sessions_total 12"},
     };
     for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
         add(MP_PROM_GENERAL, pairs[i][0], pairs[i][1]);
@@ -341,6 +345,10 @@ START_TEST(test_every_family_of_a_full_set_keeps_the_format)
                                           "store_too_large",
                                           "store_no_memory",
                                           "idle_kicks",
+                                          "auth_cmds",
+                                          "auth_errors",
+                                          "ssl_handshake_errors",
+                                          "ssl_new_sessions",
                                           "bytes_read",
                                           "bytes_written",
                                           "limit_maxbytes",

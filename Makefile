@@ -39,19 +39,20 @@ define ensure_pkgs
 	fi
 endef
 
-MODULES := log clock config num item grace slab table lru cache proto meta stats conn worker server health
+MODULES := log clock config num item grace slab table ghost lru cache proto meta stats conn worker server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto clock slab table cache lru stats
+UNIT_TESTS := num proto clock slab table ghost cache lru stats
 deps_num   := num
 deps_proto := proto num
 deps_clock := clock
 deps_slab  := slab item grace
 deps_table := table slab item grace
-deps_cache := cache lru table slab item grace num clock
-deps_lru   := lru cache table slab item grace num clock
-deps_stats := stats cache lru table slab item grace num clock config log
+deps_ghost := ghost
+deps_cache := cache lru ghost table slab item grace num clock
+deps_lru   := lru ghost cache table slab item grace num clock
+deps_stats := stats cache lru ghost table slab item grace num clock config log
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
 .PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory format format-check \
@@ -155,7 +156,7 @@ tsan: test-deps
 	  $(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread -DMP_DEBUG" TEST_FUZZ_SECONDS=0 STRESS_SECONDS=6 \
 	  check
 
-ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru table slab item grace num clock)
+ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru ghost table slab item grace num clock)
 $(BUILD)/test/engine_stress: test/stress/engine_stress.c $(ENGINE_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(ALL_LDFLAGS)
@@ -180,7 +181,7 @@ bench-memory: all test-deps bench-deps
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
-FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn meta proto num cache lru table slab item grace clock stats config log)
+FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn meta proto num cache lru ghost table slab item grace clock stats config log)
 
 build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)

@@ -85,6 +85,7 @@ static struct mp_slab_class snapshot(struct mp_slabs *slabs, unsigned cls)
 /* Engine-wide figures from the slab classes. */
 struct class_totals {
     uint64_t evictions, evicted_unfetched, reclaimed, expired_unfetched, outofmemory, moved, pages;
+    uint64_t small_evicted, small_promoted, ghost_hits;
 };
 
 static void class_totals(struct mp_slabs *slabs, struct class_totals *t)
@@ -99,6 +100,9 @@ static void class_totals(struct mp_slabs *slabs, struct class_totals *t)
         t->outofmemory += c.outofmemory;
         t->moved += c.pages_moved_out;
         t->pages += c.npages;
+        t->small_evicted += c.small_evicted;
+        t->small_promoted += c.small_promoted;
+        t->ghost_hits += c.ghost_hits;
     }
 }
 
@@ -162,6 +166,7 @@ static void report_general(const struct mp_stats_source *src, mp_stats_emit_fn e
     emit(ctx, "threads", "%d", src->cfg->threads);
     emit(ctx, "conn_yields", "%llu", (unsigned long long)sum.conn_yields);
     emit(ctx, "hash_bytes", "%llu", (unsigned long long)mp_table_overhead(table));
+    emit(ctx, "ghost_bytes", "%llu", (unsigned long long)mp_ghost_bytes(&src->cache->lru.ghost));
     emit(ctx, "hash_is_expanding", "%d", 0);
     emit(ctx, "slabs_moved", "%llu", (unsigned long long)ct.moved);
     emit(ctx, "bytes", "%llu", (unsigned long long)mp_table_bytes(table));
@@ -172,6 +177,9 @@ static void report_general(const struct mp_stats_source *src, mp_stats_emit_fn e
     emit(ctx, "evicted_unfetched", "%llu", (unsigned long long)ct.evicted_unfetched);
     emit(ctx, "evictions", "%llu", (unsigned long long)ct.evictions);
     emit(ctx, "reclaimed", "%llu", (unsigned long long)ct.reclaimed);
+    emit(ctx, "small_evictions", "%llu", (unsigned long long)ct.small_evicted);
+    emit(ctx, "small_promotions", "%llu", (unsigned long long)ct.small_promoted);
+    emit(ctx, "ghost_hits", "%llu", (unsigned long long)ct.ghost_hits);
 }
 
 static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn emit, void *ctx)
@@ -257,6 +265,9 @@ static void report_items(const struct mp_stats_source *src, mp_stats_emit_fn emi
         ITEM_STAT("evicted_for_move", snap.evicted_for_move)
         ITEM_STAT("moves_to_pool", snap.pages_moved_out)
         ITEM_STAT("moves_from_pool", snap.pages_moved_in)
+        ITEM_STAT("small_evictions", snap.small_evicted)
+        ITEM_STAT("small_promotions", snap.small_promoted)
+        ITEM_STAT("ghost_hits", snap.ghost_hits)
 #undef ITEM_STAT
     }
 }

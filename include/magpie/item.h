@@ -99,6 +99,9 @@ enum {
 #define MP_ITEM_HIT_ONE (UINT64_C(1) << MP_ITEM_CAS_BITS)   /* one hit, in the stamp */
 #define MP_ITEM_HITS_MASK (UINT64_C(3) << MP_ITEM_CAS_BITS) /* the hit count */
 #define MP_ITEM_FETCHED (UINT64_C(1) << 63)                 /* read at least once since stored */
+/* In the small FIFO queue, on probation (lru.h). Set only by the allocator, in a chunk nobody else
+ * sees yet, and cleared by the CLOCK hand (promotion) or a fresh stamp. Bits 60-62 are reserved. */
+#define MP_ITEM_SMALL (UINT64_C(1) << 58)
 
 struct mp_item {
     _Atomic uint64_t stamp;
@@ -184,11 +187,44 @@ static inline uint64_t mp_item_cas(const struct mp_item *it)
     return atomic_load_explicit(&((struct mp_item *)it)->stamp, memory_order_relaxed) & MP_ITEM_CAS_MASK;
 }
 
-/* A fresh stamp: this CAS, no hits, not fetched. For an item nobody else can see yet, or one
- * being rewritten in place (table.h). */
+/* A fresh stamp: this CAS, no hits, not fetched, in the main queue. For an item nobody else can
+ * see yet, or one being rewritten in place (table.h). */
 static inline void mp_item_stamp_fresh(struct mp_item *it, uint64_t cas, memory_order mo)
 {
     atomic_store_explicit(&it->stamp, cas & MP_ITEM_CAS_MASK, mo);
+}
+
+/* The stamp of a new key's item as it is linked: this CAS, keeping the queue its allocator put it
+ * in (MP_ITEM_SMALL). No reader sees the item yet, but the CLOCK hand may be promoting it (lru.c):
+ * a swap, so that neither change is lost. */
+static inline void mp_item_stamp_new(struct mp_item *it, uint64_t cas)
+{
+    uint64_t old = atomic_load_explicit(&it->stamp, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&it->stamp, &old, (cas & MP_ITEM_CAS_MASK) | (old & MP_ITEM_SMALL),
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+/* Put a fresh chunk, nobody else sees yet, in the small queue (after mp_item_init). */
+static inline void mp_item_set_small(struct mp_item *it)
+{
+    atomic_store_explicit(&it->stamp, MP_ITEM_SMALL, memory_order_relaxed);
+}
+
+static inline bool mp_item_small(const struct mp_item *it)
+{
+    return atomic_load_explicit(&((struct mp_item *)it)->stamp, memory_order_relaxed) & MP_ITEM_SMALL;
+}
+
+/* Move an item from the small queue to the main one: the CLOCK hand, under the class lock, racing
+ * hits and stores. Only a stamp that still has SMALL (the same item, still on probation) changes;
+ * on a chunk since freed or rewritten the swap finds another stamp and does nothing. */
+static inline void mp_item_promote(struct mp_item *it)
+{
+    uint64_t old = atomic_load_explicit(&it->stamp, memory_order_relaxed);
+    while ((old & MP_ITEM_SMALL) && !atomic_compare_exchange_weak_explicit(&it->stamp, &old, old & ~MP_ITEM_SMALL,
+                                                                           memory_order_relaxed, memory_order_relaxed))
+        ;
 }
 
 /* A new CAS for a linked item changed in place, keeping its CLOCK state (which hits and the hand
@@ -258,7 +294,8 @@ static inline bool mp_item_fetched(const struct mp_item *it)
     return atomic_load_explicit(&((struct mp_item *)it)->stamp, memory_order_relaxed) & MP_ITEM_FETCHED;
 }
 
-/* Write the header, flags and key of a fresh chunk; the value is the caller's to fill. */
+/* Write the header, flags and key of a fresh chunk; the value is the caller's to fill. The stamp
+ * keeps only MP_ITEM_SMALL, which the allocator may have set. */
 void mp_item_init(struct mp_item *it, const char *key, size_t nkey, uint32_t flags, uint32_t exptime, uint32_t nbytes);
 
 /* Whether `src`'s contents can be written over `dst` in place: the same key in the same layout

@@ -72,7 +72,10 @@ struct mp_slab_class {
     uint64_t outofmemory;
     uint64_t pages_moved_in;
     uint64_t pages_moved_out;
-    uint64_t pressure_seen; /* evictions + outofmemory at the last automove look (lru.h) */
+    uint64_t small_evicted;  /* evicted from the small queue unread: never admitted to main (lru.h) */
+    uint64_t small_promoted; /* read while in the small queue, moved to the main one */
+    uint64_t ghost_hits;     /* new items the ghost sent straight to the main queue */
+    uint64_t pressure_seen;  /* evictions + outofmemory at the last automove look (lru.h) */
 } __attribute__((aligned(64)));
 
 /* One thread's magazine for one class (see above). */

@@ -244,9 +244,6 @@ enum mp_result mp_cache_get(struct mp_cache *c, const char *key, size_t nkey, ui
                             const struct mp_cache_reader *rd, enum mp_miss *miss)
 {
     uint64_t hash = mp_table_hash(&c->table, key, nkey);
-#ifdef MP_POLICY_TINYLFU
-    mp_lru_sketch_add(hash);
-#endif
     enum mp_result res;
     if (rd->copy_max && get_optimistic(c, key, nkey, hash, now, rd, miss, &res))
         return res;

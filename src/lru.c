@@ -9,9 +9,6 @@
 #define TICK_MS 100
 #define RECLAIM_BUDGET 4096 /* chunks per class per tick */
 
-#ifndef MP_TLFU_WINDOW
-#define MP_TLFU_WINDOW MP_LRU_SMALL_PERCENT
-#endif
 #define GHOST_PER_ITEM 6         /* keys the ghost remembers per item the cache holds */
 #define GHOST_RESIZE_EVERY 1024u /* additions between two looks at how many items there are */
 
@@ -29,10 +26,6 @@ int mp_lru_setup(struct mp_lru *l, struct mp_slabs *s, struct mp_table *t, struc
     size_t most = s->arena_size / s->classes[1].size;
     if (mp_ghost_setup(&l->ghost, most * GHOST_PER_ITEM) != 0)
         return -ENOMEM;
-#ifdef MP_POLICY_TINYLFU
-    void sketch_setup_items(size_t items);
-    sketch_setup_items(s->arena_size / 1024);
-#endif
     pthread_mutex_init(&l->lock, NULL);
     /* Ticks follow elapsed time: a wall clock stepped back must not stall the maintainer. */
     pthread_condattr_t ca;
@@ -85,7 +78,7 @@ static struct mp_item *cursor_take(const struct mp_slabs *s, const struct mp_sla
 enum take { TAKE_EVICT, TAKE_EVICT_SMALL, TAKE_RECLAIM, TAKE_MOVE };
 
 /* Remember an evicted key, keeping the ghost's window in step with the items the cache holds. */
-__attribute__((unused)) static void ghost_remember(struct mp_lru *l, uint64_t hash)
+static void ghost_remember(struct mp_lru *l, uint64_t hash)
 {
     if ((mp_ghost_added(&l->ghost) & (GHOST_RESIZE_EVERY - 1)) == 0)
         mp_ghost_resize(&l->ghost, GHOST_PER_ITEM * mp_table_count(l->table));
@@ -127,72 +120,10 @@ static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item 
         }
     }
     mp_stripe_unlock(st);
-#if !defined(MP_POLICY_TINYLFU) || defined(MP_TLFU_GHOST)
     if (evicted)
         ghost_remember(l, hash);
-#else
-    (void)evicted;
-#endif
     return freed;
 }
-
-#ifdef MP_POLICY_TINYLFU
-/* Experiment: TinyLFU's count-min sketch, 4 rows of 4-bit counters, halved every 10 x width adds. */
-static _Atomic uint64_t *sketch;
-static uint32_t sketch_width; /* counters per row, a power of two */
-static _Atomic uint64_t sketch_adds;
-
-void sketch_setup_items(size_t items);
-void sketch_setup_items(size_t items)
-{
-    sketch_width = 1024;
-    while (sketch_width < items)
-        sketch_width *= 2;
-    sketch = calloc((size_t)4 * sketch_width / 16, sizeof(uint64_t));
-}
-
-static uint32_t sketch_index(uint64_t hash, unsigned row)
-{
-    uint64_t x = hash * (UINT64_C(0x9E3779B97F4A7C15) + 2 * row);
-    return (uint32_t)(x >> 32) & (sketch_width - 1);
-}
-
-static unsigned sketch_get(uint64_t hash)
-{
-    unsigned m = 15;
-    for (unsigned r = 0; r < 4; r++) {
-        uint64_t i = (uint64_t)r * sketch_width + sketch_index(hash, r);
-        unsigned v = (unsigned)(atomic_load_explicit(&sketch[i / 16], memory_order_relaxed) >> (4 * (i % 16))) & 15;
-        if (v < m)
-            m = v;
-    }
-    return m;
-}
-
-void mp_lru_sketch_add(uint64_t hash)
-{
-    if (!sketch)
-        return;
-    for (unsigned r = 0; r < 4; r++) {
-        uint64_t i = (uint64_t)r * sketch_width + sketch_index(hash, r);
-        _Atomic uint64_t *w = &sketch[i / 16];
-        unsigned shift = 4 * (i % 16);
-        uint64_t old = atomic_load_explicit(w, memory_order_relaxed);
-        while (((old >> shift) & 15) < 15 &&
-               !atomic_compare_exchange_weak_explicit(w, &old, old + (UINT64_C(1) << shift), memory_order_relaxed,
-                                                      memory_order_relaxed))
-            ;
-    }
-    if (atomic_fetch_add_explicit(&sketch_adds, 1, memory_order_relaxed) + 1 == 10 * (uint64_t)sketch_width) {
-        for (size_t j = 0; j < (size_t)4 * sketch_width / 16; j++)
-            atomic_store_explicit(&sketch[j],
-                                  (atomic_load_explicit(&sketch[j], memory_order_relaxed) >> 1) &
-                                      UINT64_C(0x7777777777777777),
-                                  memory_order_relaxed);
-        atomic_store_explicit(&sketch_adds, 0, memory_order_relaxed);
-    }
-}
-#endif
 
 /* ---- the small queue's FIFO of handles ---- */
 
@@ -230,10 +161,6 @@ static mp_handle_t fifo_pop(struct mp_lru_small *q)
     return h;
 }
 
-#ifdef MP_POLICY_TINYLFU
-static struct mp_item *main_victim(struct mp_lru *l, unsigned cls, uint32_t now);
-#endif
-
 /*
  * The small queue's oldest entry leaves it (lru.h): returns its chunk when its item was evicted (or
  * was dead and reclaimed), else NULL: it was read and is promoted to the main queue, or the entry
@@ -261,19 +188,6 @@ static struct mp_item *small_pop(struct mp_lru *l, unsigned cls, uint32_t now)
         c->small_promoted++;
         return NULL;
     }
-#ifdef MP_POLICY_TINYLFU
-    if (!dead) {
-        struct mp_item *v = main_victim(l, cls, now);
-        if (v &&
-            sketch_get(mp_table_hash(l->table, mp_item_key(it), it->nkey)) >
-                sketch_get(mp_table_hash(l->table, mp_item_key(v), v->nkey)) &&
-            take_item(l, c, v, now, TAKE_EVICT)) {
-            mp_item_promote(it);
-            c->ghost_hits++; /* the experiment counts admissions won here */
-            return v;
-        }
-    }
-#endif
     if (take_item(l, c, it, now, TAKE_EVICT_SMALL))
         return it;
     /* In use or its stripe busy: it stays, in the main queue, where the hand will find it. */
@@ -316,38 +230,13 @@ static struct mp_item *main_take(struct mp_lru *l, unsigned cls, uint32_t now)
     return NULL;
 }
 
-#ifdef MP_POLICY_TINYLFU
-/* The main hand's next victim, not taken: the hand has moved past it. */
-static struct mp_item *main_victim(struct mp_lru *l, unsigned cls, uint32_t now)
-{
-    struct mp_slabs *s = l->slabs;
-    struct mp_slab_class *c = &s->classes[cls];
-    uint64_t turn = (uint64_t)c->npages * c->perpage;
-    for (uint64_t step = 0; step < turn * 4; step++) {
-        struct mp_item *it = cursor_take(s, c, &c->hand_page, &c->hand_chunk);
-        if (!mp_item_linked(it) || mp_item_small(it))
-            continue;
-        if (!mp_item_dead(it, now, l->epoch) && mp_item_clock_decay(it))
-            continue;
-        return it;
-    }
-    return NULL;
-}
-#endif
-
 /* The new item's queue: main if the ghost remembers its key from less than half a turn of the
  * main hand ago (lru.h), else small, if its FIFO has room. */
 static void admit(struct mp_lru *l, unsigned cls, struct mp_item *chunk, const char *key, size_t nkey)
 {
     struct mp_slab_class *c = &l->slabs->classes[cls];
     struct mp_lru_small *q = &l->small[cls];
-#if defined(MP_POLICY_TINYLFU) && !defined(MP_TLFU_GHOST)
-    uint64_t age = MP_GHOST_ABSENT;
-    (void)key;
-    (void)nkey;
-#else
     uint64_t age = mp_ghost_take(&l->ghost, mp_table_hash(l->table, key, nkey));
-#endif
     if (age != MP_GHOST_ABSENT && (q->turn_len == 0 || age <= q->turn_len / 2)) {
         c->ghost_hits++;
         return;
@@ -363,7 +252,7 @@ struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now
     if (c->first_page == MP_SLAB_NONE)
         return NULL;
     struct mp_lru_small *q = &l->small[cls];
-    uint64_t target = (uint64_t)c->npages * c->perpage * MP_TLFU_WINDOW / 100;
+    uint64_t target = (uint64_t)c->npages * c->perpage * MP_LRU_SMALL_PERCENT / 100;
     if (target == 0)
         target = 1;
     struct mp_item *it = NULL;

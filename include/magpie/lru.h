@@ -90,10 +90,6 @@ struct mp_lru {
     bool stop;
 };
 
-#ifdef MP_POLICY_TINYLFU
-void mp_lru_sketch_add(uint64_t hash);
-#endif
-
 /* 0, or -ENOMEM (the ghost's reserve). */
 int mp_lru_setup(struct mp_lru *l, struct mp_slabs *s, struct mp_table *t, struct mp_epoch *e);
 void mp_lru_teardown(struct mp_lru *l);

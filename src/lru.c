@@ -9,8 +9,8 @@
 #define TICK_MS 100
 #define RECLAIM_BUDGET 4096 /* chunks per class per tick */
 
-#define GHOST_PER_ITEM 6         /* keys the ghost remembers per item the cache holds */
-#define GHOST_RESIZE_EVERY 1024u /* additions between two looks at how many items there are */
+#define GHOST_PER_ITEM 6          /* keys the ghost remembers per item the cache holds */
+#define GHOST_RESIZE_EVERY 16384u /* additions between two looks at how many items there are */
 
 int mp_lru_setup(struct mp_lru *l, struct mp_slabs *s, struct mp_table *t, struct mp_epoch *e)
 {

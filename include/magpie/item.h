@@ -36,8 +36,10 @@
  *   field    written by                                  read without the stripe lock by
  *   stamp    the store that links or rewrites the item   optimistic gets (version check, then
  *            (stripe lock); CLOCK bits by any hit, and   the hit's swap); the CLOCK hand,
- *            the CLOCK hand (class lock), always with    reclaim and evacuation (class lock:
- *            atomic operations                           flushed? hits left?)
+ *            the CLOCK hand (class lock); SMALL by the   reclaim and evacuation (class lock:
+ *            allocator (class lock, before anyone sees   flushed? hits left? small?)
+ *            the item) and the hand's promotion; always
+ *            with atomic operations
  *   next     the table under the stripe lock; the slab   optimistic gets (chain walk, bounded)
  *            under the class lock while free
  *   exptime  alloc (before linking); touch, gat, meta    optimistic gets; the CLOCK hand,

@@ -8,15 +8,15 @@
  *   small  new items, on probation: a FIFO of the handles of the chunks that entered it, about a
  *          tenth of the class's chunks. When it is full, its oldest item leaves: to the main
  *          queue if it was read meanwhile (promoted: its SMALL bit is cleared, it stays where it
- *          is), else it is evicted and its key's hash goes to the ghost. An item read once and
- *          never again (a scan, a one-hit wonder) thus takes a tenth of the memory for a tenth of
- *          the time, instead of all of it for a whole turn of the hand.
+ *          is), else it is evicted and its key's hash goes to the ghost. Items read once and
+ *          never again (a scan, one-hit wonders) thus hold a tenth of the class between them,
+ *          instead of each pushing a main item out and staying for a whole turn of the hand.
  *   main   everything else: a CLOCK over the class's pages. A hit bumps a 2-bit counter in the
  *          item (item.h), so reads never take an LRU lock and items carry no list links; the hand
  *          passes over small items, takes a hit off each main item it meets and evicts the first
  *          with none. Items read often survive turns in proportion. Its evictions go to the ghost
  *          too.
- *   ghost  the hashes of keys evicted lately (ghost.h), about four times as many as the cache
+ *   ghost  the hashes of keys evicted lately (ghost.h), about six times as many as the cache
  *          holds. A new item whose key the ghost remembers goes straight to the main queue: it
  *          was evicted and is wanted again. Only if it came back within half a turn of its class's
  *          main hand, though: a key that returns more slowly than main items must be read to stay

@@ -213,6 +213,10 @@ def test_ttls_idle_timeouts_and_absolute_times_follow_elapsed_time_when_the_wall
         # "short" was stored 3 s before: once 3 real seconds have passed it is gone.
         harness.poll(lambda: time.monotonic() - started > 3.5, 5)
         expect(c.request(b"get short\r\n"), b"END\r\n", "a 3 s TTL after 3.5 s, the clock stepped back")
+        # Active again, so that the 1.6 s to the check below stay under its 3 s timeout whatever
+        # the phase of the server's one-second clock (idle since 1.6 s, it reached 3 or 4 seconds
+        # by 5.1 s, and was closed, correctly, about half the time).
+        expect(idle.request(b"version\r\n")[:8], b"VERSION ", "idle connection before the step forward")
 
         step(5 * HOUR)  # forward five
         time.sleep(1.5)

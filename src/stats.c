@@ -266,6 +266,7 @@ static struct mp_slab_class snapshot(struct mp_slabs *slabs, unsigned cls)
 struct class_totals {
     uint64_t evictions, evicted_unfetched, evicted_active, evicted_for_move, reclaimed, crawler_reclaimed,
         crawler_items_checked, lrutail_reflocked, direct_reclaims, expired_unfetched, outofmemory, moved, pages;
+    uint64_t small_evicted, small_promoted, ghost_hits;
 };
 
 static void class_totals(struct mp_slabs *slabs, struct class_totals *t)
@@ -286,6 +287,9 @@ static void class_totals(struct mp_slabs *slabs, struct class_totals *t)
         t->outofmemory += c.outofmemory;
         t->moved += c.pages_moved_out;
         t->pages += c.npages;
+        t->small_evicted += c.small_evicted;
+        t->small_promoted += c.small_promoted;
+        t->ghost_hits += c.ghost_hits;
     }
 }
 
@@ -419,6 +423,10 @@ static void report_general(const struct mp_stats_source *src, mp_stats_emit_fn e
     /* Magpie's own, after memcached's names */
     emit(ctx, "magpie_version", "%s", MP_VERSION);
     NUM("total_malloced", ct.pages * cache->slabs.page_size);
+    NUM("ghost_bytes", mp_ghost_bytes(&lru->ghost));
+    NUM("small_evictions", ct.small_evicted);
+    NUM("small_promotions", ct.small_promoted);
+    NUM("ghost_hits", ct.ghost_hits);
 }
 
 static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn emit, void *ctx)
@@ -595,6 +603,9 @@ static void report_items(const struct mp_stats_source *src, mp_stats_emit_fn emi
         ITEM_STAT("evicted_for_move", snap.evicted_for_move)
         ITEM_STAT("moves_to_pool", snap.pages_moved_out)
         ITEM_STAT("moves_from_pool", snap.pages_moved_in)
+        ITEM_STAT("small_evictions", snap.small_evicted)
+        ITEM_STAT("small_promotions", snap.small_promoted)
+        ITEM_STAT("ghost_hits", snap.ghost_hits)
 #undef ITEM_STAT
     }
 }

@@ -566,8 +566,9 @@ static void report_items(const struct mp_stats_source *src, mp_stats_emit_fn emi
             continue; /* memcached lists only classes that hold items */
         struct mp_stats_class_sum cs;
         mp_stats_sum_class(src->stats, i, &cs);
-        /* One CLOCK per class, no hot and warm segments: memcached's flat LRU, where every item is
-         * in the cold LRU and every hit is a hit to cold. */
+        /* No hot, warm and cold LRUs (lru.h: a small queue and a CLOCK, with counters of their
+         * own below): memcached's flat LRU, where every item is in the cold LRU and every hit is a
+         * hit to cold. */
 #define ITEM_STAT(field, val)                                                                                          \
     snprintf(name, sizeof(name), "items:%u:%s", i, field);                                                             \
     emit(ctx, name, "%llu", U(val));

@@ -48,27 +48,28 @@ define ensure_pkgs
 	fi
 endef
 
-MODULES := log clock config num item grace slab table lru cache snapshot proto bproto meta latency hotkeys stats watch \
-           dump out exec admin auth tls text binary prom metrics conn worker server health
+MODULES := log clock config num item grace slab table ghost lru cache snapshot proto bproto meta latency hotkeys stats \
+           watch dump out exec admin auth tls text binary prom metrics conn worker server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto bproto clock slab table cache lru stats dump latency hotkeys prom metrics snapshot auth tls
+UNIT_TESTS := num proto bproto clock slab table ghost cache lru stats dump latency hotkeys prom metrics snapshot auth tls
 deps_num   := num
 deps_proto := proto num
 deps_bproto := bproto
 deps_clock := clock
 deps_slab  := slab item grace
 deps_table := table slab item grace
-deps_cache := cache lru table slab item grace num clock
-deps_lru   := lru cache table slab item grace num clock
-deps_stats := stats hotkeys proto cache lru table slab item grace num clock config log
-deps_dump  := dump watch cache lru table slab item grace num clock
+deps_ghost := ghost
+deps_cache := cache lru ghost table slab item grace num clock
+deps_lru   := lru ghost cache table slab item grace num clock
+deps_stats := stats hotkeys proto cache lru ghost table slab item grace num clock config log
+deps_dump  := dump watch cache lru ghost table slab item grace num clock
 deps_latency := latency
 deps_hotkeys := hotkeys
 deps_prom  := prom proto num latency
 deps_metrics := metrics prom latency $(deps_stats)
-deps_snapshot := snapshot cache lru table slab item grace num clock
+deps_snapshot := snapshot cache lru ghost table slab item grace num clock
 deps_auth  := auth
 deps_tls   := tls config
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
@@ -182,7 +183,7 @@ tsan: test-deps
 	  $(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread -DMP_DEBUG" TEST_FUZZ_SECONDS=0 STRESS_SECONDS=6 \
 	  check
 
-ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru table slab item grace num clock)
+ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru ghost table slab item grace num clock)
 $(BUILD)/test/engine_stress: test/stress/engine_stress.c $(ENGINE_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(ALL_LDFLAGS)
@@ -214,8 +215,8 @@ FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -f
 FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
 FUZZ_BPROTO_SRC := test/fuzz/fuzz_bproto.c src/bproto.c
 FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn out exec admin auth tls text binary meta dump watch proto bproto \
-                   num cache lru table slab item grace clock stats latency hotkeys config log)
-SNAPSHOT_SRC := $(patsubst %,src/%.c,snapshot cache lru table slab item grace num clock)
+                   num cache lru ghost table slab item grace clock stats latency hotkeys config log)
+SNAPSHOT_SRC := $(patsubst %,src/%.c,snapshot cache lru ghost table slab item grace num clock)
 
 build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)

@@ -324,6 +324,20 @@ static const struct family FAMILIES[] = {
     {"magpie_slab_pages_moved_in_total", "counter", "Pages given to the class.", NULL, ONE(I, "moves_from_pool")},
     {"magpie_slab_items_evicted_for_move_total", "counter", "Items of the class evicted because their page moved.",
      NULL, ONE(I, "evicted_for_move")},
+    {"magpie_ghost_bytes", "gauge", "Memory of the eviction policy's ghost of evicted keys (outside -m).", NULL,
+     ONE(G, "ghost_bytes")},
+    {"magpie_items_small_evicted_total", "counter", "Items evicted from the small queue without having been read.",
+     NULL, ONE(G, "small_evictions")},
+    {"magpie_items_small_promoted_total", "counter", "Items read in the small queue and moved to the main one.", NULL,
+     ONE(G, "small_promotions")},
+    {"magpie_items_ghost_hits_total", "counter", "New items the ghost sent straight to the main queue.", NULL,
+     ONE(G, "ghost_hits")},
+    {"magpie_slab_items_small_evicted_total", "counter", "Items of the class evicted from its small queue unread.",
+     NULL, ONE(I, "small_evictions")},
+    {"magpie_slab_items_small_promoted_total", "counter", "Items of the class moved from its small queue to main.",
+     NULL, ONE(I, "small_promotions")},
+    {"magpie_slab_items_ghost_hits_total", "counter", "New items of the class the ghost sent to the main queue.", NULL,
+     ONE(I, "ghost_hits")},
 };
 
 #undef G

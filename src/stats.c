@@ -267,6 +267,7 @@ static struct mp_slab_class snapshot(struct mp_slabs *slabs, unsigned cls)
 struct class_totals {
     uint64_t evictions, evicted_unfetched, evicted_active, evicted_for_move, reclaimed, crawler_reclaimed,
         crawler_items_checked, lrutail_reflocked, direct_reclaims, expired_unfetched, outofmemory, moved, pages;
+    uint64_t small_evicted, small_promoted, ghost_hits;
 };
 
 static void class_totals(struct mp_slabs *slabs, struct class_totals *t)
@@ -287,6 +288,9 @@ static void class_totals(struct mp_slabs *slabs, struct class_totals *t)
         t->outofmemory += c.outofmemory;
         t->moved += c.pages_moved_out;
         t->pages += c.npages;
+        t->small_evicted += c.small_evicted;
+        t->small_promoted += c.small_promoted;
+        t->ghost_hits += c.ghost_hits;
     }
 }
 
@@ -427,6 +431,10 @@ static void report_general(const struct mp_stats_source *src, mp_stats_emit_fn e
     /* Magpie's own, after memcached's names */
     emit(ctx, "magpie_version", "%s", MP_VERSION);
     NUM("total_malloced", ct.pages * cache->slabs.page_size);
+    NUM("ghost_bytes", mp_ghost_bytes(&lru->ghost));
+    NUM("small_evictions", ct.small_evicted);
+    NUM("small_promotions", ct.small_promoted);
+    NUM("ghost_hits", ct.ghost_hits);
 }
 
 /* memcached's TLS settings, shown with or without -Z, as a memcached built with TLS shows them
@@ -569,8 +577,9 @@ static void report_items(const struct mp_stats_source *src, mp_stats_emit_fn emi
             continue; /* memcached lists only classes that hold items */
         struct mp_stats_class_sum cs;
         mp_stats_sum_class(src->stats, i, &cs);
-        /* One CLOCK per class, no hot and warm segments: memcached's flat LRU, where every item is
-         * in the cold LRU and every hit is a hit to cold. */
+        /* No hot, warm and cold LRUs (lru.h: a small queue and a CLOCK, with counters of their
+         * own below): memcached's flat LRU, where every item is in the cold LRU and every hit is a
+         * hit to cold. */
 #define ITEM_STAT(field, val)                                                                                          \
     snprintf(name, sizeof(name), "items:%u:%s", i, field);                                                             \
     emit(ctx, name, "%llu", U(val));
@@ -606,6 +615,9 @@ static void report_items(const struct mp_stats_source *src, mp_stats_emit_fn emi
         ITEM_STAT("evicted_for_move", snap.evicted_for_move)
         ITEM_STAT("moves_to_pool", snap.pages_moved_out)
         ITEM_STAT("moves_from_pool", snap.pages_moved_in)
+        ITEM_STAT("small_evictions", snap.small_evicted)
+        ITEM_STAT("small_promotions", snap.small_promoted)
+        ITEM_STAT("ghost_hits", snap.ghost_hits)
 #undef ITEM_STAT
     }
 }

@@ -168,6 +168,10 @@ START_TEST(test_general_stats_map_to_the_exporters_names_and_types)
         {"auth_errors", "4", "magpie_auth_errors_total 4"},
         {"ssl_handshake_errors", "11", "magpie_ssl_handshake_errors_total 11"},
         {"ssl_new_sessions", "12", "magpie_ssl_new_sessions_total 12"},
+        {"ghost_bytes", "65536", "magpie_ghost_bytes 65536"},
+        {"small_evictions", "11", "magpie_items_small_evicted_total 11"},
+        {"small_promotions", "12", "magpie_items_small_promoted_total 12"},
+        {"ghost_hits", "13", "magpie_items_ghost_hits_total 13"},
     };
     for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
         add(MP_PROM_GENERAL, pairs[i][0], pairs[i][1]);
@@ -233,6 +237,9 @@ START_TEST(test_per_class_stats_are_labelled_by_slab_in_class_order)
     add(MP_PROM_ITEMS, "items:2:evicted", "1");
     add(MP_PROM_ITEMS, "items:2:hits_to_warm", "9");
     add(MP_PROM_ITEMS, "items:12:moves_to_pool", "3");
+    add(MP_PROM_ITEMS, "items:12:small_evictions", "21");
+    add(MP_PROM_ITEMS, "items:12:small_promotions", "22");
+    add(MP_PROM_ITEMS, "items:12:ghost_hits", "23");
     add(MP_PROM_SLABS, "2:chunk_size", "96");
     add(MP_PROM_SLABS, "2:cmd_set", "10");
     add(MP_PROM_SLABS, "2:cas_hits", "1");
@@ -250,6 +257,9 @@ START_TEST(test_per_class_stats_are_labelled_by_slab_in_class_order)
     ASSERT_NO(t, "memcached_slab_items_evicted_total{slab=\"12\"}");
     ASSERT_LINE(t, "memcached_slab_lru_hits_total{slab=\"2\",lru=\"warm\"} 9");
     ASSERT_LINE(t, "magpie_slab_pages_moved_out_total{slab=\"12\"} 3");
+    ASSERT_LINE(t, "magpie_slab_items_small_evicted_total{slab=\"12\"} 21");
+    ASSERT_LINE(t, "magpie_slab_items_small_promoted_total{slab=\"12\"} 22");
+    ASSERT_LINE(t, "magpie_slab_items_ghost_hits_total{slab=\"12\"} 23");
     ASSERT_LINE(t, "memcached_slab_chunk_size_bytes{slab=\"2\"} 96");
     ASSERT_LINE(t, "memcached_slab_commands_total{slab=\"2\",command=\"get\",status=\"hit\"} 4");
     ASSERT_LINE(t, "memcached_slab_commands_total{slab=\"2\",command=\"cas\",status=\"badval\"} 2");

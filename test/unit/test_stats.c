@@ -221,6 +221,50 @@ START_TEST(test_general_report_counts_the_engines_evictions_and_reclaims)
 }
 END_TEST
 
+START_TEST(test_general_report_explains_the_eviction_policy)
+{
+    /* More 1000-byte keys than 4 MiB holds, each read once just after it is stored except every
+     * tenth: the small queue evicts those unread ones and promotes the rest (lru.h). */
+    char key[32];
+    uint64_t promoted = 0, evicted = 0, ghost_hits = 0;
+    for (unsigned i = 0; i < 6000; i++) {
+        key_of(key, sizeof(key), "key:", i);
+        ck_assert_int_eq(set_fill(c, key, 1000, 'v', 0, 102), MP_STORED);
+        if (i % 10)
+            get_hit(c, key, 102);
+    }
+    for (unsigned i = 1; i <= c->slabs.nclasses; i++) {
+        promoted += c->slabs.classes[i].small_promoted;
+        evicted += c->slabs.classes[i].small_evicted;
+        ghost_hits += c->slabs.classes[i].ghost_hits;
+    }
+    ck_assert_uint_gt(promoted, 0);
+    ck_assert_uint_gt(evicted, 0);
+    ck_assert_int_eq(report(""), 0);
+    ck_assert_uint_eq(stat_u("small_promotions"), promoted);
+    ck_assert_uint_eq(stat_u("small_evictions"), evicted);
+    ck_assert_uint_eq(stat_u("ghost_hits"), ghost_hits);
+    /* the ghost remembers about six keys per item held, a byte each */
+    ck_assert_uint_eq(stat_u("ghost_bytes"), mp_ghost_bytes(&c->lru.ghost));
+    ck_assert_uint_ge(stat_u("ghost_bytes"), 5 * stat_u("curr_items"));
+    /* the same per class, and `stats reset` clears them as it clears evictions */
+    unsigned cls = class_of_shape(c, 8, 1000);
+    ck_assert_int_eq(report("items"), 0);
+    char name[64];
+    snprintf(name, sizeof(name), "items:%u:small_promotions", cls);
+    ck_assert_uint_eq(stat_u(name), c->slabs.classes[cls].small_promoted);
+    snprintf(name, sizeof(name), "items:%u:small_evictions", cls);
+    ck_assert_uint_eq(stat_u(name), c->slabs.classes[cls].small_evicted);
+    snprintf(name, sizeof(name), "items:%u:ghost_hits", cls);
+    ck_assert_uint_eq(stat_u(name), c->slabs.classes[cls].ghost_hits);
+    mp_cache_stats_reset(c);
+    ck_assert_int_eq(report(""), 0);
+    ck_assert_str_eq(stat_of("small_promotions"), "0");
+    ck_assert_str_eq(stat_of("small_evictions"), "0");
+    ck_assert_str_eq(stat_of("ghost_hits"), "0");
+}
+END_TEST
+
 START_TEST(test_reset_also_zeroes_engine_counters_in_the_report)
 {
     /* memcached's `stats reset` clears the item statistics too (item_stats_reset): evictions,
@@ -565,6 +609,7 @@ static Suite *stats_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_general_report_emits_memcacheds_names_and_values);
     tcase_add_test(tc, test_general_report_counts_the_engines_evictions_and_reclaims);
+    tcase_add_test(tc, test_general_report_explains_the_eviction_policy);
     tcase_add_test(tc, test_reset_also_zeroes_engine_counters_in_the_report);
     tcase_add_test(tc, test_settings_report);
     tcase_add_test(tc, test_settings_report_follows_the_config);

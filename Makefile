@@ -47,7 +47,7 @@ define ensure_pkgs
 	fi
 endef
 
-MODULES := log clock config num item grace slab table lru cache snapshot proto bproto meta latency hotkeys stats watch \
+MODULES := log clock config num item grace slab table lru cache snapshot warm proto bproto meta latency hotkeys stats watch \
            dump out exec admin text binary prom metrics conn worker server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 

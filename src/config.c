@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "magpie/hotkeys.h"
+#include "magpie/warm.h"
 
 #define KIB ((size_t)1024)
 #define MIB (KIB * KIB)
@@ -34,6 +35,8 @@ void mp_config_defaults(struct mp_config *cfg)
     cfg->hotkeys = true;
     cfg->slab_automove = 1;
     cfg->lru_crawler = true;
+    cfg->warm_rate = MP_WARM_RATE_DEFAULT;
+    cfg->warm_timeout = MP_WARM_TIMEOUT_DEFAULT;
 }
 
 const char *mp_config_protocol_name(enum mp_protocol p)
@@ -66,9 +69,13 @@ void mp_config_usage(FILE *out)
                  "  -o, --extended=OPTS       comma list: idle_timeout=SECONDS, slab_reassign,\n"
                  "                            slab_automove=0|1|2, lru_maintainer, no_lru_maintainer,\n"
                  "                            lru_crawler, no_lru_crawler, no_hotkeys, hotkeys_metrics[=K],\n"
-                 "                            snapshot_interval=SECONDS (with -e: also write it this often)\n"
+                 "                            snapshot_interval=SECONDS (with -e: also write it this often),\n"
+                 "                            warm_rate=KEYS (a second; default 50000, 0: no bound),\n"
+                 "                            warm_timeout=SECONDS (default 10)\n"
                  "  -A, --enable-shutdown     let the `shutdown` command stop the server\n"
                  "  -v, --verbose             log connection events; -vv also every command\n"
+                 "      --warm-from=HOST:PORT copy the items of a running Magpie or memcached (1.5.19 and\n"
+                 "                            later) at HOST:PORT while serving (see warm_rate)\n"
                  "      --metrics=HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics\n"
                  "                            (:PORT: every IPv4 address; default off)\n"
                  "      --health [TARGET]     probe a running server with `version`; exit 0 if it answers.\n"
@@ -164,6 +171,14 @@ static int parse_extended(struct mp_config *cfg, const char *arg, char *err, siz
             if (!val || !parse_long(val, 0, 86400 * 365, &n))
                 return fail(err, errlen, "-o snapshot_interval needs a number of seconds: %s", arg);
             cfg->snapshot_interval = (int)n;
+        } else if (strcmp(opt, "warm_rate") == 0) {
+            if (!val || !parse_long(val, 0, 100000000, &n))
+                return fail(err, errlen, "-o warm_rate needs a number of keys a second: %s", arg);
+            cfg->warm_rate = (int)n;
+        } else if (strcmp(opt, "warm_timeout") == 0) {
+            if (!val || !parse_long(val, 1, 3600, &n))
+                return fail(err, errlen, "-o warm_timeout needs a number of seconds from 1 to 3600: %s", arg);
+            cfg->warm_timeout = (int)n;
         } else if (strcmp(opt, "slab_reassign") == 0 || strcmp(opt, "lru_maintainer") == 0) {
             cfg->lru_maintainer = true;
         } else if (strcmp(opt, "lru_crawler") == 0) {
@@ -188,7 +203,7 @@ static int parse_extended(struct mp_config *cfg, const char *arg, char *err, siz
     return 0;
 }
 
-enum { OPT_HEALTH = 1000, OPT_METRICS };
+enum { OPT_HEALTH = 1000, OPT_METRICS, OPT_WARM_FROM };
 
 static const struct option long_options[] = {
     {"port", required_argument, NULL, 'p'},
@@ -211,6 +226,7 @@ static const struct option long_options[] = {
     {"enable-shutdown", no_argument, NULL, 'A'},
     {"health", optional_argument, NULL, OPT_HEALTH},
     {"metrics", required_argument, NULL, OPT_METRICS},
+    {"warm-from", required_argument, NULL, OPT_WARM_FROM},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -307,6 +323,9 @@ static int parse_one(struct mp_config *cfg, int opt, const char *arg, char *err,
         if (!strchr(arg, ':'))
             return fail(err, errlen, "--metrics: not HOST:PORT: %s", arg);
         cfg->metrics = arg;
+        return 0;
+    case OPT_WARM_FROM: /* its shape is checked by the server (mp_warm_split_peer) */
+        cfg->warm_from = arg;
         return 0;
     case 'V': cfg->show_version = true; return 0;
     case 'h': cfg->show_help = true; return 0;

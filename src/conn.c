@@ -787,6 +787,8 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
                             .owner = c,
                             .watch = env->watch,
                             .event_lib = env->event_lib,
+                            .snapshot = env->snapshot,
+                            .warm = env->warm,
                             .fd = fd};
     /* st is the worker's block of env->stats: its index is the worker's in the other per-worker
      * arrays */

@@ -65,6 +65,9 @@ struct mp_conn_env {
     unsigned nlisteners;
     struct mp_watch *watch; /* the log stream (watch.h) */
     const char *event_lib;  /* libuv's version, for `stats` */
+    /* For `stats`: what snapshots and the warm-up have done; NULL when they are off. */
+    const struct mp_snapshot_status *snapshot;
+    const struct mp_warm_status *warm;
 };
 
 struct mp_conn;

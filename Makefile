@@ -52,7 +52,7 @@ MODULES := log clock config num item grace slab table lru cache snapshot warm pr
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto bproto clock slab table cache lru stats dump latency hotkeys prom metrics snapshot
+UNIT_TESTS := num proto bproto clock slab table cache lru stats dump latency hotkeys prom metrics snapshot warm
 deps_num   := num
 deps_proto := proto num
 deps_bproto := bproto
@@ -68,6 +68,7 @@ deps_hotkeys := hotkeys
 deps_prom  := prom proto num latency
 deps_metrics := metrics prom latency $(deps_stats)
 deps_snapshot := snapshot cache lru table slab item grace num clock
+deps_warm  := warm dump watch proto cache lru table slab item grace num clock
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
 .PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory bench-warm \

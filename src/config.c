@@ -324,9 +324,7 @@ static int parse_one(struct mp_config *cfg, int opt, const char *arg, char *err,
             return fail(err, errlen, "--metrics: not HOST:PORT: %s", arg);
         cfg->metrics = arg;
         return 0;
-    case OPT_WARM_FROM: /* its shape is checked by the server (mp_warm_split_peer) */
-        cfg->warm_from = arg;
-        return 0;
+    case OPT_WARM_FROM: /* its shape is checked by the server (mp_warm_split_peer) */ cfg->warm_from = arg; return 0;
     case 'V': cfg->show_version = true; return 0;
     case 'h': cfg->show_help = true; return 0;
     default: return fail(err, errlen, "%s", "unknown option; see magpie -h");

@@ -311,8 +311,7 @@ static void snapshot_saved(void *ctx, int rc, const struct mp_snapshot_report *r
         atomic_store_explicit(&st->last_save_us, (uint64_t)(r->seconds * 1e6), memory_order_relaxed);
         atomic_store_explicit(&st->last_save_items, r->items, memory_order_relaxed);
     } else if (rc != -ECANCELED) {
-        atomic_store_explicit(&st->save_failures,
-                              atomic_load_explicit(&st->save_failures, memory_order_relaxed) + 1,
+        atomic_store_explicit(&st->save_failures, atomic_load_explicit(&st->save_failures, memory_order_relaxed) + 1,
                               memory_order_relaxed);
     }
     if (rc == 0)
@@ -453,9 +452,8 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         snprintf(err, errlen, "%s", "cannot start the maintainer thread");
         return MP_EXIT_FAILURE;
     }
-    if (cfg->snapshot_interval &&
-        mp_snapshot_timer_start(&srv->snapshot_timer, &srv->cache, &srv->snapshot, (unsigned)cfg->snapshot_interval,
-                                snapshot_saved, srv) != 0) {
+    if (cfg->snapshot_interval && mp_snapshot_timer_start(&srv->snapshot_timer, &srv->cache, &srv->snapshot,
+                                                          (unsigned)cfg->snapshot_interval, snapshot_saved, srv) != 0) {
         snprintf(err, errlen, "%s", "cannot start the snapshot thread");
         return MP_EXIT_FAILURE;
     }

@@ -15,12 +15,6 @@
 
 #include "magpie/proto.h"
 
-const char *mp_warm_state_name(enum mp_warm_state s)
-{
-    static const char *const names[] = {"off", "connecting", "copying", "done", "failed", "stopped"};
-    return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "off";
-}
-
 /* ---- the peer's protocol ------------------------------------------------------------------- */
 
 /* Exactly digits (no sign, no space), at most `max`. */
@@ -249,7 +243,9 @@ enum mp_warm_reply mp_warm_parse_reply(const char *line, size_t n, bool meta, st
     const char *p = line, *end = line + n, *code;
     size_t len;
     enum mp_warm_reply kind = MP_WARM_BAD;
-    if (n >= 12 && memcmp(line, "SERVER_ERROR", 12) == 0 && (n == 12 || line[12] == ' '))
+    if (n > 0 && line[n - 1] == ' ')
+        kind = MP_WARM_BAD; /* an empty last token */
+    else if (n >= 12 && memcmp(line, "SERVER_ERROR", 12) == 0 && (n == 12 || line[12] == ' '))
         kind = MP_WARM_SERVER_ERROR;
     else if (n >= 12 && memcmp(line, "CLIENT_ERROR", 12) == 0 && (n == 12 || line[12] == ' '))
         kind = MP_WARM_CLIENT_ERROR;
@@ -970,12 +966,8 @@ static void parse_listing(struct mp_warm_client *cl)
             close_conn(c);
             more = false;
             break;
-        case MP_WARM_LINE_BUSY:
-            busy(cl, line, n);
-            return;
-        case MP_WARM_LINE_BAD:
-            garbage(cl, "the peer's listing holds garbage", line, n);
-            return;
+        case MP_WARM_LINE_BUSY: busy(cl, line, n); return;
+        case MP_WARM_LINE_BAD: garbage(cl, "the peer's listing holds garbage", line, n); return;
         }
     }
     if (cl->finished || !c->open)
@@ -1013,9 +1005,10 @@ static bool read_ok(struct wconn *c, ssize_t nread)
     if (nread < 0) {
         if (c == &cl->dump && cl->dump_ended)
             return false;
-        finish(cl, MP_WARM_FAILED, "the peer %s the connection (%s)%s",
-               nread == UV_EOF ? "closed" : "broke", c->name,
-               c == &cl->dump ? " before the listing's END" : cl->fcount ? " with requests unanswered" : "");
+        finish(cl, MP_WARM_FAILED, "the peer %s the connection (%s)%s", nread == UV_EOF ? "closed" : "broke", c->name,
+               c == &cl->dump ? " before the listing's END"
+               : cl->fcount   ? " with requests unanswered"
+                              : "");
         return false;
     }
     c->rlen += (size_t)nread;

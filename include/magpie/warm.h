@@ -60,8 +60,13 @@ enum mp_warm_state {
     MP_WARM_STOPPED, /* the server stopped first */
 };
 
-/* "off", "connecting", "copying", "done", "failed", "stopped": stats' warm_state. */
-const char *mp_warm_state_name(enum mp_warm_state s);
+/* "off", "connecting", "copying", "done", "failed", "stopped": stats' warm_state. (This and the
+ * two readers below are inline: `stats` reads the status without linking the copier.) */
+static inline const char *mp_warm_state_name(enum mp_warm_state s)
+{
+    static const char *const names[] = {"off", "connecting", "copying", "done", "failed", "stopped"};
+    return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "off";
+}
 
 /* Progress. The copier's thread is the only writer (relaxed stores); anyone reads. */
 struct mp_warm_status {
@@ -108,11 +113,11 @@ static inline uint64_t mp_warm_skipped(const struct mp_warm_status *st)
 struct mp_warm_key {
     char key[MP_KEY_MAX];
     uint8_t nkey;
-    bool binary;     /* not a printable key: asked for in base64 (mg's b) */
-    int64_t exp;     /* exp=: Unix time it expires, -1 never */
-    int64_t la;      /* la=: Unix time of its last access, -1 when not given */
-    bool fetched;    /* fetch=yes */
-    uint32_t size;   /* size=: the item's size at the peer, a hint of what its value takes */
+    bool binary;   /* not a printable key: asked for in base64 (mg's b) */
+    int64_t exp;   /* exp=: Unix time it expires, -1 never */
+    int64_t la;    /* la=: Unix time of its last access, -1 when not given */
+    bool fetched;  /* fetch=yes */
+    uint32_t size; /* size=: the item's size at the peer, a hint of what its value takes */
 };
 
 enum mp_warm_line {
@@ -152,16 +157,16 @@ enum mp_warm_reply {
 /* A reply line's head. Fields not in the reply keep the values noted. */
 struct mp_warm_head {
     enum mp_warm_reply kind;
-    uint32_t nbytes;       /* value length */
-    uint32_t flags;        /* f / VALUE's flags (0) */
-    int64_t ttl;           /* t: seconds left, -1 never (-1) */
-    uint32_t idle;         /* l: seconds since the last access (0) */
-    bool fetched;          /* h1 (false) */
-    uint64_t cas;          /* c (0) */
-    bool has_opaque;       /* O was there, */
-    uint32_t opaque;       /* with this number (an O that is not a number is garbage) */
-    bool stale, won;       /* X, W */
-    const char *key;       /* VALUE's key, in the line */
+    uint32_t nbytes; /* value length */
+    uint32_t flags;  /* f / VALUE's flags (0) */
+    int64_t ttl;     /* t: seconds left, -1 never (-1) */
+    uint32_t idle;   /* l: seconds since the last access (0) */
+    bool fetched;    /* h1 (false) */
+    uint64_t cas;    /* c (0) */
+    bool has_opaque; /* O was there, */
+    uint32_t opaque; /* with this number (an O that is not a number is garbage) */
+    bool stale, won; /* X, W */
+    const char *key; /* VALUE's key, in the line */
     size_t nkey;
 };
 

@@ -91,14 +91,24 @@ static bool token_is(const char *p, size_t n, const char *word)
     return n == strlen(word) && memcmp(p, word, n) == 0;
 }
 
+/* The line is `word`, or `word` and a space and more. */
+static bool starts_with_word(const char *p, size_t n, const char *word)
+{
+    size_t w = strlen(word);
+    return n >= w && memcmp(p, word, w) == 0 && (n == w || p[w] == ' ');
+}
+
 enum mp_warm_line mp_warm_parse_dump_line(const char *line, size_t n, struct mp_warm_key *k)
 {
     if (n && line[n - 1] == '\r')
         n--;
-    if (token_is(line, n, "END"))
+    if (token_is(line, n, "END") || starts_with_word(line, n, "NOTSTARTED"))
         return MP_WARM_LINE_END;
-    if (n >= 4 && memcmp(line, "BUSY", 4) == 0 && (n == 4 || line[4] == ' '))
+    if (starts_with_word(line, n, "BUSY"))
         return MP_WARM_LINE_BUSY;
+    if (starts_with_word(line, n, "ERROR") || starts_with_word(line, n, "CLIENT_ERROR") ||
+        starts_with_word(line, n, "SERVER_ERROR") || starts_with_word(line, n, "BADCLASS"))
+        return MP_WARM_LINE_REFUSED;
     if (n < 5 || memcmp(line, "key=", 4) != 0)
         return MP_WARM_LINE_BAD;
     *k = (struct mp_warm_key){.exp = -1, .la = -1};
@@ -245,9 +255,9 @@ enum mp_warm_reply mp_warm_parse_reply(const char *line, size_t n, bool meta, st
     enum mp_warm_reply kind = MP_WARM_BAD;
     if (n > 0 && line[n - 1] == ' ')
         kind = MP_WARM_BAD; /* an empty last token */
-    else if (n >= 12 && memcmp(line, "SERVER_ERROR", 12) == 0 && (n == 12 || line[12] == ' '))
+    else if (starts_with_word(line, n, "SERVER_ERROR"))
         kind = MP_WARM_SERVER_ERROR;
-    else if (n >= 12 && memcmp(line, "CLIENT_ERROR", 12) == 0 && (n == 12 || line[12] == ' '))
+    else if (starts_with_word(line, n, "CLIENT_ERROR"))
         kind = MP_WARM_CLIENT_ERROR;
     else if (token_is(line, n, "ERROR"))
         kind = MP_WARM_ERROR;
@@ -949,7 +959,10 @@ static void parse_listing(struct mp_warm_client *cl)
         size_t n = (size_t)(nl - line);
         pos += n + 1;
         struct mp_warm_key k;
-        switch (mp_warm_parse_dump_line(line, n, &k)) {
+        enum mp_warm_line kind = mp_warm_parse_dump_line(line, n, &k);
+        if (n && line[n - 1] == '\r')
+            n--; /* as a log line shows it */
+        switch (kind) {
         case MP_WARM_LINE_KEY:
             bump(&st->listed, 1);
             if (!cl->meta && k.binary) /* a plain get cannot name it */
@@ -967,6 +980,9 @@ static void parse_listing(struct mp_warm_client *cl)
             more = false;
             break;
         case MP_WARM_LINE_BUSY: busy(cl, line, n); return;
+        case MP_WARM_LINE_REFUSED:
+            garbage(cl, "the peer refused the listing (lru_crawler metadump all)", line, n);
+            return;
         case MP_WARM_LINE_BAD: garbage(cl, "the peer's listing holds garbage", line, n); return;
         }
     }

@@ -121,11 +121,12 @@ struct mp_warm_key {
 };
 
 enum mp_warm_line {
-    MP_WARM_LINE_KEY,  /* a key, in *k */
-    MP_WARM_LINE_END,  /* "END": the listing is over */
-    MP_WARM_LINE_BUSY, /* memcached's crawler is busy with another request: ask again later */
-    MP_WARM_LINE_LONG, /* a well-formed line whose key is over 250 bytes: skip it */
-    MP_WARM_LINE_BAD,  /* anything else */
+    MP_WARM_LINE_KEY,     /* a key, in *k */
+    MP_WARM_LINE_END,     /* "END": the listing is over (or memcached's "NOTSTARTED": it is empty) */
+    MP_WARM_LINE_BUSY,    /* memcached's crawler is busy with another request: ask again later */
+    MP_WARM_LINE_LONG,    /* a well-formed line whose key is over 250 bytes: skip it */
+    MP_WARM_LINE_REFUSED, /* an error instead of a listing (the crawler disabled, say) */
+    MP_WARM_LINE_BAD,     /* anything else */
 };
 
 /* One line of a metadump listing, without its "\n" (a "\r" before it is allowed). Fields other

@@ -176,7 +176,39 @@ def test_a_key_stored_here_first_is_not_overwritten(fx):
         raise AssertionError(f"only {present} of the {len(mine)} live keys were found stored first: {s}")
 
 
+def test_an_empty_memcached_is_a_warm_up_done_with_nothing(fx):
+    if not magpie_only(fx):
+        return
+    peer = fx.server(MEMCACHED, threads=2)  # answers the listing "NOTSTARTED no items to crawl"
+    c = fx.conn(warm_server(fx, peer.port))
+    s = wait_ended(c, 30)
+    expect((s["warm_state"], s["warm_keys_listed"], s["warm_items_copied"]), ("done", "0", "0"), "the warm-up")
+
+
+def test_a_busy_crawler_is_asked_again(fx):
+    if not magpie_only(fx):
+        return
+    asked = []
+
+    def answer(line):
+        if line == b"lru_crawler metadump all":
+            asked.append(line)
+            return b"BUSY currently processing crawler request\r\n" if len(asked) < 3 else LISTING + b"END\r\n"
+        return meta_answer(lambda k, o: b"VA 1 f0 t-1 h0 l0 c1 O%s\r\nv\r\n" % o)(line)
+    c = fx.conn(warm_server(fx, fake_peer(fx, answer).port))
+    s = wait_ended(c, 30)
+    expect((s["warm_state"], s["warm_items_copied"], len(asked)), ("done", "10", 3), "the warm-up after two BUSY")
+
+
 # ---- peers that fail ----------------------------------------------------------------------------
+
+
+def test_a_peer_that_refuses_the_listing_ends_the_warm_up(fx):
+    if not magpie_only(fx):
+        return
+    peer = fx.server(extra=["-o", "no_lru_crawler"])
+    failed_with(fx, peer, r"the peer refused the listing \(lru_crawler metadump all\): \"CLIENT_ERROR lru crawler "
+                          r"disabled\"")
 
 
 def test_an_unreachable_peer_ends_the_warm_up_and_the_server_serves(fx):

@@ -52,7 +52,11 @@ START_TEST(test_listing_ends_busy_long_keys_and_garbage)
     struct mp_warm_key k;
     ck_assert_int_eq(line_of("END\r", &k), MP_WARM_LINE_END);
     ck_assert_int_eq(line_of("END", &k), MP_WARM_LINE_END);
+    ck_assert_int_eq(line_of("NOTSTARTED no items to crawl\r", &k), MP_WARM_LINE_END);
     ck_assert_int_eq(line_of("BUSY currently processing crawler request\r", &k), MP_WARM_LINE_BUSY);
+    ck_assert_int_eq(line_of("CLIENT_ERROR lru crawler disabled\r", &k), MP_WARM_LINE_REFUSED);
+    ck_assert_int_eq(line_of("ERROR metadump not allowed\r", &k), MP_WARM_LINE_REFUSED);
+    ck_assert_int_eq(line_of("BADCLASS invalid class id\r", &k), MP_WARM_LINE_REFUSED);
     char line[1024] = "key=";
     for (int i = 0; i < 251; i++)
         strcat(line, "%41");
@@ -61,6 +65,8 @@ START_TEST(test_listing_ends_busy_long_keys_and_garbage)
     static const char *const bad[] = {
         "",
         "ENDX",
+        "BUSYX",
+        "ERRORS",
         "key=",
         "key=a%4",
         "key=a%G1",

@@ -540,7 +540,6 @@ static void finish(struct mp_warm_client *cl, enum mp_warm_state state, const ch
         mp_cache_item_release(cl->cache, &cl->v.it);
     struct mp_warm_status *st = &cl->w->status;
     atomic_store_explicit(&st->end_us, mono_us(), memory_order_relaxed);
-    set_state(cl, state);
     char why[400], done[200], skipped[300];
     va_list ap;
     va_start(ap, fmt);
@@ -555,6 +554,7 @@ static void finish(struct mp_warm_client *cl, enum mp_warm_state state, const ch
     else
         note(cl, state == MP_WARM_FAILED, "%s after %.2f s: %s; %s%s; the server goes on serving",
              state == MP_WARM_FAILED ? "failed" : "stopped", secs, why, done, skipped);
+    set_state(cl, state); /* after the line: whoever sees the state finds the line logged */
     close_conn(&cl->dump);
     close_conn(&cl->get);
     uv_close((uv_handle_t *)&cl->tick, NULL);
@@ -742,11 +742,16 @@ static void pump(struct mp_warm_client *cl)
             n += mp_warm_format_giveback(cl->get.wbuf + n, &f->k, f->cas, f->opaque);
         }
         while (may_ask(cl)) {
-            struct flight *f = push_flight(cl);
-            f->k = cl->keys[cl->khead];
-            f->giveback = false;
+            const struct mp_warm_key *k = &cl->keys[cl->khead];
             cl->khead = (cl->khead + 1) % QUEUE_KEYS;
             cl->kcount--;
+            if (!cl->meta && k->binary) { /* a plain get cannot name it */
+                bump(&cl->w->status.bad_key, 1);
+                continue;
+            }
+            struct flight *f = push_flight(cl);
+            f->k = *k;
+            f->giveback = false;
             cl->fbytes += f->k.size;
             cl->tokens -= 1;
             n += mp_warm_format_get(cl->get.wbuf + n, &f->k, cl->meta, f->opaque);
@@ -965,10 +970,7 @@ static void parse_listing(struct mp_warm_client *cl)
         switch (kind) {
         case MP_WARM_LINE_KEY:
             bump(&st->listed, 1);
-            if (!cl->meta && k.binary) /* a plain get cannot name it */
-                bump(&st->bad_key, 1);
-            else
-                push_key(cl, &k);
+            push_key(cl, &k);
             break;
         case MP_WARM_LINE_LONG:
             bump(&st->listed, 1);

@@ -103,7 +103,7 @@ START_TEST(test_url_decoding_is_memcacheds_encoding_undone)
     ck_assert_int_eq(mp_warm_urldecode(LIT("%2"), out), -1);
     ck_assert_int_eq(mp_warm_urldecode(LIT("a\tb"), out), -1);
     char in[600];
-    memset(in, 'x', 250);
+    memset(in, 'x', 251);
     ck_assert_int_eq(mp_warm_urldecode(in, 250, out), 250);
     ck_assert_int_eq(mp_warm_urldecode(in, 251, out), -2);
 }

@@ -6,7 +6,7 @@
 #                   AddressSanitizer+UBSan and ThreadSanitizer (make check: the plain pass only)
 #   make asan/tsan  one sanitizer pass
 #   make bench      bench/compare against memcached; make bench-memory: bench/memory, bench/hitratio;
-#                   make bench-warm: bench/warm (restarts with -e)
+#                   make bench-warm: bench/warm (restarts with -e), bench/warmfrom (--warm-from)
 #   make format     clang-format the sources; make format-check fails on a difference
 
 SHELL   := /bin/bash
@@ -200,6 +200,7 @@ bench-memory: all test-deps bench-deps
 
 bench-warm: all test-deps
 	$(PYTHON) bench/warm --magpie $(BUILD)/magpie
+	$(PYTHON) bench/warmfrom --magpie $(BUILD)/magpie
 
 # Fuzzing (libFuzzer, clang): the parser alone, byte streams through a connection into a real
 # engine, and bytes as a snapshot file loaded into one. `make fuzz` runs each for FUZZ_SECONDS from

@@ -698,6 +698,18 @@ static void refill(struct mp_warm_client *cl)
     cl->tokens_at_ns = now;
 }
 
+/* A key this cache already holds alive is not asked for: it would not be stored (cache.h), and the
+ * peer is spared the get (a restart with -e that tops up from a peer asks only for what is new). A
+ * look under the stripe lock, which records no hit. */
+static bool held_here(struct mp_warm_client *cl, const struct mp_warm_key *k)
+{
+    struct mp_cache_lock lk;
+    mp_cache_lock_key(cl->cache, k->key, k->nkey, &lk);
+    bool held = mp_cache_find_locked(cl->cache, &lk, k->key, k->nkey, mp_clock_now(cl->o.clock), NULL) != NULL;
+    mp_cache_unlock(&lk);
+    return held;
+}
+
 static bool may_ask(struct mp_warm_client *cl)
 {
     return !cl->full && cl->kcount > 0 && cl->fcount + cl->gcount < WINDOW &&
@@ -747,6 +759,10 @@ static void pump(struct mp_warm_client *cl)
             cl->kcount--;
             if (!cl->meta && k->binary) { /* a plain get cannot name it */
                 bump(&cl->w->status.bad_key, 1);
+                continue;
+            }
+            if (held_here(cl, k)) {
+                bump(&cl->w->status.present, 1);
                 continue;
             }
             struct flight *f = push_flight(cl);

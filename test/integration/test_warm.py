@@ -9,9 +9,11 @@ the binary under test is memcached.
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
@@ -198,6 +200,36 @@ def test_a_busy_crawler_is_asked_again(fx):
     c = fx.conn(warm_server(fx, fake_peer(fx, answer).port))
     s = wait_ended(c, 30)
     expect((s["warm_state"], s["warm_items_copied"], len(asked)), ("done", "10", 3), "the warm-up after two BUSY")
+
+
+def test_a_restart_with_a_snapshot_asks_the_peer_only_for_what_is_new(fx):
+    if not magpie_only(fx):
+        return
+    peer = fx.server(MEMCACHED, threads=2)
+    fill(peer.port, 1000)
+    snapdir = tempfile.mkdtemp(prefix="magpie-warm-")
+    fx.defer(lambda: shutil.rmtree(snapdir, ignore_errors=True))
+    path = os.path.join(snapdir, "cache.snap")
+    first = harness.Server(fx.binary, extra=["-e", path])
+    try:
+        c = harness.Conn(first.port)
+        for i in range(600):
+            c.send(b"set key:%d 0 0 5 noreply\r\nsaved\r\n" % i)
+        expect(c.request(b""), b"", "sets")
+        c.close()
+        first.proc.send_signal(signal.SIGTERM)
+        expect(first.proc.wait(harness.STOP_TIMEOUT * 2), 0, "exit status")
+    finally:
+        first.stop()
+    gets_before = int(stats(fx.conn(peer))["cmd_get"])
+    srv = warm_server(fx, peer.port, extra=["-e", path])
+    c = fx.conn(srv)
+    s = wait_ended(c, 30)
+    expect((s["warm_state"], s["warm_items_present"], s["warm_items_copied"], s["snapshot_loaded_items"]),
+           ("done", "600", "400", "600"), f"the warm-up: {s}")
+    expect(int(stats(fx.conn(peer))["cmd_get"]) - gets_before, 400, "gets the peer answered")
+    expect(c.request(b"get key:5 key:700\r\n"), b"VALUE key:5 0 5\r\nsaved\r\nVALUE key:700 700 %d\r\n%s\r\nEND\r\n"
+           % (len(value_of(700)), value_of(700)), "a saved key and a copied one")
 
 
 # ---- peers that fail ----------------------------------------------------------------------------

@@ -15,8 +15,9 @@
  *
  * Items go in through the engine's warming path (cache.h) with CAS 0 (a fresh CAS: the server is
  * serving), their CLOCK state from "fetched" (bit 7 of mp_item_clock_byte) and their last access:
- * a key that live traffic stored first is never overwritten, and memory comes only from what is
- * free, so a warm item never evicts. The first item that finds no free memory ends the copy: what
+ * a key that live traffic stored first is never overwritten (nor asked of the peer, when it is
+ * there by the time its turn comes), and memory comes only from what is free, so a warm item
+ * never evicts. The first item that finds no free memory ends the copy: what
  * follows would be fetched from the peer only to be dropped. Items over -I and keys this side
  * cannot ask for are skipped and counted; so are keys the peer no longer has when asked.
  *

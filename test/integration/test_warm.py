@@ -397,6 +397,31 @@ def test_a_peer_that_sends_garbage_ends_the_warm_up(fx):
                 r"the peer's answer to version is not a version: \"\+OK\"")
 
 
+def test_a_peer_that_cannot_be_connected_to_ends_the_warm_up_after_warm_timeout(fx):
+    if not magpie_only(fx):
+        return
+    # A listener whose accept queue is full and that never accepts: the kernel drops further SYNs,
+    # so a connect neither succeeds nor fails.
+    lsock = socket.socket()
+    lsock.bind((harness.HOST, 0))
+    lsock.listen(0)
+    fx.defer(lsock.close)
+    fillers = []
+    for _ in range(8):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(lsock.getsockname())
+        fillers.append(s)
+        fx.defer(s.close)
+    time.sleep(0.2)
+    srv = warm_server(fx, lsock.getsockname()[1], extra=["-o", "warm_timeout=1"])
+    c = fx.conn(srv)
+    s = wait_ended(c, 30)
+    expect(s["warm_state"], "failed", "warm_state")
+    if not re.search(r"warm-up from \S+: failed after [\d.]+ s: cannot connect \(values\) within 1 s", log_of(srv)):
+        raise AssertionError(f"no 'cannot connect within' line in the log:\n{log_of(srv)[-1500:]}")
+
+
 def test_a_peer_that_stops_answering_ends_the_warm_up_after_warm_timeout(fx):
     if not magpie_only(fx):
         return
@@ -438,6 +463,21 @@ def test_a_peer_older_than_memcached_1_6_is_copied_with_get(fx):
 
 
 # ---- limits, shutdown, settings -----------------------------------------------------------------
+
+
+def test_items_over_this_servers_item_size_are_skipped_and_counted(fx):
+    if not magpie_only(fx):
+        return
+    peer = fx.server(MEMCACHED, threads=2, item_max="4m")
+    p = fx.conn(peer)
+    big = b"b" * (2 * 1024 * 1024)
+    expect(p.request(b"set big 0 0 %d\r\n%s\r\nset small 0 0 1\r\ns\r\n" % (len(big), big)), b"STORED\r\n" * 2,
+           "the peer's items")
+    srv = warm_server(fx, peer.port)  # -I 1m
+    c = fx.conn(srv)
+    s = wait_ended(c, 30)
+    expect((s["warm_state"], s["warm_items_copied"], s["warm_items_too_large"]), ("done", "1", "1"), f"the warm-up {s}")
+    expect(c.request(b"get big small\r\n"), b"VALUE small 0 1\r\ns\r\nEND\r\n", "what came over")
 
 
 def test_a_full_cache_ends_the_copy_and_nothing_is_evicted(fx):

@@ -37,7 +37,7 @@ static void hit(const char *key, int times)
         mp_cache_lock_key(&cache, key, strlen(key), &lk);
         struct mp_item *it = mp_cache_find_locked(&cache, &lk, key, strlen(key), 2, NULL);
         if (it)
-            mp_item_touch_clock(it);
+            mp_item_touch_clock(it, 2);
         mp_cache_unlock(&lk);
     }
 }

@@ -92,7 +92,8 @@ def test_per_class_counters_add_up_to_the_totals(fx):
 
 
 def test_operator_command_replies_match_memcached(fx):
-    Pair(fx).check(
+    p = Pair(fx)
+    p.check(
         b"slabs automove 1\r\n", b"slabs automove 0\r\n", b"slabs automove 2\r\n", b"slabs automove 3\r\n",
         b"slabs automove x\r\n", b"slabs automove\r\n", b"slabs automove ratio 0.5\r\n",
         b"slabs automove ratio\r\n", b"slabs automove 1 noreply\r\n", b"slabs\r\n", b"slabs x\r\n",
@@ -102,9 +103,16 @@ def test_operator_command_replies_match_memcached(fx):
         b"cache_memlimit 2000000000\r\n", b"cache_memlimit 128\r\n", b"cache_memlimit 64 noreply\r\n",
         b"cache_memlimit 1 2 3\r\n",
         b"lru_crawler\r\n", b"lru_crawler x\r\n", b"lru_crawler tocrawl 10\r\n", b"lru_crawler tocrawl x\r\n",
-        b"lru_crawler sleep 2000000\r\n", b"lru_crawler sleep 100\r\n", b"lru_crawler sleep x\r\n",
-        b"lru_crawler crawl all\r\n", b"lru_crawler crawl 1,2\r\n", b"lru_crawler crawl 0\r\n",
-        b"lru_crawler crawl abc\r\n", b"lru_crawler metadump 0\r\n", b"lru_crawler metadump x\r\n",
+        b"lru_crawler sleep 2000000\r\n", b"lru_crawler sleep 100\r\n", b"lru_crawler sleep x\r\n")
+    # memcached answers any crawl BUSY while its crawler still runs, before it looks at the classes:
+    # each crawl waits for both servers' crawlers to be idle.
+    for crawl in (b"all", b"1,2", b"0", b"abc"):
+        for conn in p.conns:
+            if not harness.poll(lambda: b"STAT lru_crawler_running 0\r\n" in conn.request(b"stats\r\n"), 10):
+                raise AssertionError("a crawler still running after 10 s")
+        p.check(b"lru_crawler crawl %s\r\n" % crawl)
+    p.check(
+        b"lru_crawler metadump 0\r\n", b"lru_crawler metadump x\r\n",
         b"lru_crawler metadump all extra\r\n", b"lru_crawler enable\r\n",
         b"stats detail\r\n", b"stats detail x\r\n", b"stats detail on\r\n", b"stats detail off\r\n",
         b"stats cachedump\r\n", b"stats cachedump 1\r\n", b"stats cachedump x 1\r\n",

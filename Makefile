@@ -6,7 +6,7 @@
 #                   AddressSanitizer+UBSan and ThreadSanitizer (make check: the plain pass only)
 #   make asan/tsan  one sanitizer pass
 #   make bench      bench/compare against memcached; make bench-memory: bench/memory, bench/hitratio;
-#                   make bench-warm: bench/warm (restarts with -e)
+#                   make bench-warm: bench/warm (restarts with -e), bench/warmfrom (--warm-from)
 #   make format     clang-format the sources; make format-check fails on a difference
 
 SHELL   := /bin/bash
@@ -48,12 +48,12 @@ define ensure_pkgs
 	fi
 endef
 
-MODULES := log clock config num item grace slab table ghost lru cache snapshot proto bproto meta latency hotkeys stats \
-           watch dump out exec admin auth tls text binary prom metrics conn worker server health
+MODULES := log clock config num item grace slab table ghost lru cache snapshot warm proto bproto meta latency hotkeys \
+           stats watch dump out exec admin auth tls text binary prom metrics conn worker server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto bproto clock slab table ghost cache lru stats dump latency hotkeys prom metrics snapshot auth tls
+UNIT_TESTS := num proto bproto clock slab table ghost cache lru stats dump latency hotkeys prom metrics snapshot warm auth tls
 deps_num   := num
 deps_proto := proto num
 deps_bproto := bproto
@@ -70,6 +70,7 @@ deps_hotkeys := hotkeys
 deps_prom  := prom proto num latency
 deps_metrics := metrics prom latency $(deps_stats)
 deps_snapshot := snapshot cache lru ghost table slab item grace num clock
+deps_warm  := warm dump watch proto cache lru ghost table slab item grace num clock
 deps_auth  := auth
 deps_tls   := tls config
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
@@ -204,6 +205,7 @@ bench-memory: all test-deps bench-deps
 
 bench-warm: all test-deps
 	$(PYTHON) bench/warm --magpie $(BUILD)/magpie
+	$(PYTHON) bench/warmfrom --magpie $(BUILD)/magpie
 
 # Fuzzing (libFuzzer, clang): the parser alone, byte streams through a connection into a real
 # engine, and bytes as a snapshot file loaded into one. `make fuzz` runs each for FUZZ_SECONDS from

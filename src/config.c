@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "magpie/hotkeys.h"
+#include "magpie/warm.h"
 
 #define KIB ((size_t)1024)
 #define MIB (KIB * KIB)
@@ -42,6 +43,8 @@ void mp_config_defaults(struct mp_config *cfg)
     cfg->tls.min_version = 2;
     cfg->tls.wbuf_size = 64 * 1024;
     cfg->tls.handshake_timeout = 10;
+    cfg->warm_rate = MP_WARM_RATE_DEFAULT;
+    cfg->warm_timeout = MP_WARM_TIMEOUT_DEFAULT;
 }
 
 const char *mp_config_tls_version_name(int min_version)
@@ -90,6 +93,8 @@ void mp_config_usage(FILE *out)
                  "                            slab_automove=0|1|2, lru_maintainer, no_lru_maintainer,\n"
                  "                            lru_crawler, no_lru_crawler, no_hotkeys, hotkeys_metrics[=K],\n"
                  "                            snapshot_interval=SECONDS (with -e: also write it this often),\n"
+                 "                            warm_rate=KEYS (a second; default 50000, 0: no bound),\n"
+                 "                            warm_timeout=SECONDS (default 10)\n"
                  "                            and for -Z: ssl_chain_cert=FILE, ssl_key=FILE, ssl_ca_cert=FILE,\n"
                  "                            ssl_verify_mode=0|1|2|3 (none, request, require, once),\n"
                  "                            ssl_ciphers=LIST, ssl_min_version=0|1|2|3 (TLS 1.0..1.3,\n"
@@ -101,6 +106,8 @@ void mp_config_usage(FILE *out)
                  "                            must send `set <any> <any> <any> <n>` with \"user password\"\n"
                  "                            as its value before any other command\n"
                  "  -v, --verbose             log connection events; -vv also every command\n"
+                 "      --warm-from=HOST:PORT copy the items of a running Magpie or memcached (1.5.19 and\n"
+                 "                            later) at HOST:PORT while serving (see warm_rate)\n"
                  "      --metrics=HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics\n"
                  "                            (:PORT: every IPv4 address; default off)\n"
                  "      --health [TARGET]     probe a running server with `version`; exit 0 if it answers.\n"
@@ -311,6 +318,14 @@ static int parse_extended(struct mp_config *cfg, const char *arg, char *err, siz
             if (!val || !parse_long(val, 0, 86400 * 365, &n))
                 return fail(err, errlen, "-o snapshot_interval needs a number of seconds: %s", arg);
             cfg->snapshot_interval = (int)n;
+        } else if (strcmp(opt, "warm_rate") == 0) {
+            if (!val || !parse_long(val, 0, 100000000, &n))
+                return fail(err, errlen, "-o warm_rate needs a number of keys a second: %s", arg);
+            cfg->warm_rate = (int)n;
+        } else if (strcmp(opt, "warm_timeout") == 0) {
+            if (!val || !parse_long(val, 1, 3600, &n))
+                return fail(err, errlen, "-o warm_timeout needs a number of seconds from 1 to 3600: %s", arg);
+            cfg->warm_timeout = (int)n;
         } else if (strcmp(opt, "slab_reassign") == 0 || strcmp(opt, "lru_maintainer") == 0) {
             cfg->lru_maintainer = true;
         } else if (strcmp(opt, "lru_crawler") == 0) {
@@ -335,7 +350,7 @@ static int parse_extended(struct mp_config *cfg, const char *arg, char *err, siz
     return 0;
 }
 
-enum { OPT_HEALTH = 1000, OPT_METRICS };
+enum { OPT_HEALTH = 1000, OPT_METRICS, OPT_WARM_FROM };
 
 static const struct option long_options[] = {
     {"port", required_argument, NULL, 'p'},
@@ -360,6 +375,7 @@ static const struct option long_options[] = {
     {"metrics", required_argument, NULL, OPT_METRICS},
     {"enable-ssl", no_argument, NULL, 'Z'},
     {"auth-file", required_argument, NULL, 'Y'},
+    {"warm-from", required_argument, NULL, OPT_WARM_FROM},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -460,6 +476,7 @@ static int parse_one(struct mp_config *cfg, int opt, const char *arg, char *err,
             return fail(err, errlen, "--metrics: not HOST:PORT: %s", arg);
         cfg->metrics = arg;
         return 0;
+    case OPT_WARM_FROM: /* its shape is checked by the server (mp_warm_split_peer) */ cfg->warm_from = arg; return 0;
     case 'V': cfg->show_version = true; return 0;
     case 'h': cfg->show_help = true; return 0;
     default: return fail(err, errlen, "%s", "unknown option; see magpie -h");

@@ -1061,6 +1061,8 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
                             .owner = c,
                             .watch = env->watch,
                             .event_lib = env->event_lib,
+                            .snapshot = env->snapshot,
+                            .warm = env->warm,
                             .fd = fd,
                             .auth = env->auth,
                             .authed = env->auth == NULL,

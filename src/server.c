@@ -316,6 +316,8 @@ static void snapshot_load(struct mp_server *srv)
 {
     struct mp_snapshot_report r;
     int rc = mp_snapshot_load(&srv->cache, &srv->snapshot, &r);
+    atomic_store_explicit(&srv->snapshot_status.loaded_items, r.items, memory_order_relaxed);
+    atomic_store_explicit(&srv->snapshot_status.load_us, (uint64_t)(r.seconds * 1e6), memory_order_relaxed);
     if (!r.found)
         return;
     char skipped[400];
@@ -325,9 +327,22 @@ static void snapshot_load(struct mp_server *srv)
            mb_per_s(r.file_bytes, r.seconds), skipped, rc ? "; stopped by a read error" : "");
 }
 
+/* After each periodic save, on the timer's thread. */
 static void snapshot_saved(void *ctx, int rc, const struct mp_snapshot_report *r)
 {
-    const char *path = ctx;
+    struct mp_server *srv = ctx;
+    const char *path = srv->cfg->memory_file;
+    struct mp_snapshot_status *st = &srv->snapshot_status;
+    if (rc == 0) {
+        atomic_store_explicit(&st->saves, atomic_load_explicit(&st->saves, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&st->last_save_at, (int64_t)time(NULL), memory_order_relaxed);
+        atomic_store_explicit(&st->last_save_us, (uint64_t)(r->seconds * 1e6), memory_order_relaxed);
+        atomic_store_explicit(&st->last_save_items, r->items, memory_order_relaxed);
+    } else if (rc != -ECANCELED) {
+        atomic_store_explicit(&st->save_failures, atomic_load_explicit(&st->save_failures, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    }
     if (rc == 0)
         mp_log(MP_LOG_CONN, "snapshot %s: wrote %llu items (%.1f MB) in %.3f s", path, (unsigned long long)r->items,
                (double)r->bytes / 1e6, r->seconds);
@@ -350,6 +365,14 @@ static int snapshot_save(struct mp_server *srv)
     return MP_EXIT_OK;
 }
 
+/* ---- warming from a peer (--warm-from) ------------------------------------------------------- */
+
+static void warm_note(void *ctx, bool error, const char *msg)
+{
+    (void)ctx;
+    mp_log(error ? MP_LOG_ERROR : MP_LOG_INFO, "%s", msg);
+}
+
 static unsigned stripe_bits_for(size_t mem_limit)
 {
     /* About one stripe per 64 KiB of -m, from 256 to 65536 stripes: a stripe then holds a few
@@ -364,6 +387,12 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
 {
     memset(srv, 0, sizeof(*srv));
     srv->cfg = cfg;
+    char host[256];
+    uint16_t port;
+    if (cfg->warm_from && mp_warm_split_peer(cfg->warm_from, host, sizeof(host), &port) != 0) {
+        snprintf(err, errlen, "--warm-from: not HOST:PORT (or [IPV6]:PORT): %s", cfg->warm_from);
+        return MP_EXIT_USAGE;
+    }
     mp_clock_setup_now(&srv->clock);
     struct mp_cache_config cc = {
         .mem_limit = cfg->mem_limit,
@@ -406,7 +435,9 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
                                     .watch = &srv->watch,
                                     .event_lib = uv_version_string(),
                                     .tls = cfg->tls.enabled ? &srv->tls : NULL,
-                                    .auth = cfg->auth_file ? &srv->auth : NULL};
+                                    .auth = cfg->auth_file ? &srv->auth : NULL,
+                                    .snapshot = cfg->memory_file ? &srv->snapshot_status : NULL,
+                                    .warm = cfg->warm_from ? &srv->warm.status : NULL};
     /* The snapshot comes back before anything listens: no client sees a cache half loaded. */
     srv->snapshot = (struct mp_snapshot_opts){.path = cfg->memory_file, .clock = &srv->clock, .note = snapshot_note};
     if (cfg->memory_file)
@@ -435,6 +466,8 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
             .latency = &srv->latency,
             .hotkeys_k = (size_t)cfg->hotkeys_metrics,
         };
+        ms.stats.snapshot = srv->env.snapshot;
+        ms.stats.warm = srv->env.warm;
         if (mp_metrics_setup(&srv->metrics, &srv->loop, cfg->metrics, &ms, err, errlen) != 0)
             return MP_EXIT_FAILURE;
     }
@@ -461,9 +494,8 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         snprintf(err, errlen, "%s", "cannot start the maintainer thread");
         return MP_EXIT_FAILURE;
     }
-    if (cfg->snapshot_interval &&
-        mp_snapshot_timer_start(&srv->snapshot_timer, &srv->cache, &srv->snapshot, (unsigned)cfg->snapshot_interval,
-                                snapshot_saved, (void *)cfg->memory_file) != 0) {
+    if (cfg->snapshot_interval && mp_snapshot_timer_start(&srv->snapshot_timer, &srv->cache, &srv->snapshot,
+                                                          (unsigned)cfg->snapshot_interval, snapshot_saved, srv) != 0) {
         snprintf(err, errlen, "%s", "cannot start the snapshot thread");
         return MP_EXIT_FAILURE;
     }
@@ -489,12 +521,24 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
     uv_signal_start(&srv->sigusr1, on_signal, SIGUSR1);
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     log_startup(srv);
+    /* Last: the copy runs while the server serves. A peer that cannot be reached is no reason not
+     * to serve (warm.h): only a failure to start the thread is reported, and the server goes on. */
+    if (cfg->warm_from) {
+        struct mp_warm_opts wo = {.peer = cfg->warm_from,
+                                  .rate = (uint32_t)cfg->warm_rate,
+                                  .timeout = (unsigned)cfg->warm_timeout,
+                                  .clock = &srv->clock,
+                                  .note = warm_note};
+        if (mp_warm_start(&srv->warm, &srv->cache, &wo) != 0)
+            mp_log(MP_LOG_ERROR, "warm-up from %s: cannot start; serving without it", cfg->warm_from);
+    }
     return 0;
 }
 
 int mp_server_run(struct mp_server *srv)
 {
     uv_run(&srv->loop, UV_RUN_DEFAULT);
+    mp_warm_stop(&srv->warm);
     if (!srv->cfg->memory_file)
         return MP_EXIT_OK;
     /* Everything that could change the cache ends first: a periodic snapshot in progress (its
@@ -513,6 +557,7 @@ int mp_server_run(struct mp_server *srv)
 
 void mp_server_teardown(struct mp_server *srv)
 {
+    mp_warm_stop(&srv->warm);
     mp_snapshot_timer_stop(&srv->snapshot_timer);
     for (unsigned i = 0; i < srv->nworkers; i++) {
         mp_worker_stop(&srv->workers[i]);

@@ -14,6 +14,8 @@
 #include "magpie/log.h"
 #include "magpie/proto.h"
 #include "magpie/tls.h"
+#include "magpie/snapshot.h"
+#include "magpie/warm.h"
 
 static struct mp_stats_prefixes *prefixes_create(void);
 static void prefixes_destroy(struct mp_stats_prefixes *p);
@@ -311,6 +313,35 @@ static unsigned hash_power(const struct mp_table *t)
 
 #define U(v) ((unsigned long long)(v))
 #define NUM(name, v) emit(ctx, name, "%llu", U(v))
+#define LOAD(p, field) atomic_load_explicit(&((__typeof__(*(p)) *)(p))->field, memory_order_relaxed)
+
+/* With -e: what the snapshots have done (snapshot.h). */
+static void report_snapshot(const struct mp_snapshot_status *s, mp_stats_emit_fn emit, void *ctx)
+{
+    NUM("snapshot_loaded_items", LOAD(s, loaded_items));
+    emit(ctx, "snapshot_load_seconds", "%.3f", (double)LOAD(s, load_us) / 1e6);
+    NUM("snapshot_saves", LOAD(s, saves));
+    NUM("snapshot_save_failures", LOAD(s, save_failures));
+    emit(ctx, "snapshot_last_save_time", "%lld", (long long)LOAD(s, last_save_at));
+    emit(ctx, "snapshot_last_save_seconds", "%.3f", (double)LOAD(s, last_save_us) / 1e6);
+    NUM("snapshot_last_save_items", LOAD(s, last_save_items));
+}
+
+/* With --warm-from: the copy's progress (warm.h). */
+static void report_warm(const struct mp_warm_status *w, mp_stats_emit_fn emit, void *ctx)
+{
+    emit(ctx, "warm_state", "%s", mp_warm_state_name((enum mp_warm_state)LOAD(w, state)));
+    NUM("warm_keys_listed", LOAD(w, listed));
+    NUM("warm_items_copied", LOAD(w, copied));
+    NUM("warm_items_skipped", mp_warm_skipped(w));
+    NUM("warm_items_present", LOAD(w, present));
+    NUM("warm_items_missing", LOAD(w, missing));
+    NUM("warm_items_too_large", LOAD(w, too_large));
+    NUM("warm_items_no_room", LOAD(w, no_room));
+    NUM("warm_items_bad_key", LOAD(w, bad_key));
+    NUM("warm_bytes", LOAD(w, bytes));
+    emit(ctx, "warm_seconds", "%.3f", mp_warm_seconds(w));
+}
 
 static void report_general(const struct mp_stats_source *src, mp_stats_emit_fn emit, void *ctx)
 {
@@ -435,6 +466,10 @@ static void report_general(const struct mp_stats_source *src, mp_stats_emit_fn e
     NUM("small_evictions", ct.small_evicted);
     NUM("small_promotions", ct.small_promoted);
     NUM("ghost_hits", ct.ghost_hits);
+    if (src->snapshot)
+        report_snapshot(src->snapshot, emit, ctx);
+    if (src->warm)
+        report_warm(src->warm, emit, ctx);
 }
 
 /* memcached's TLS settings, shown with or without -Z, as a memcached built with TLS shows them
@@ -530,6 +565,9 @@ static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn 
     /* Magpie's own */
     emit(ctx, "slab_page_size", "%u", src->cache->slabs.page_size);
     emit(ctx, "ssl_handshake_timeout", "%d", cfg->tls.handshake_timeout);
+    emit(ctx, "warm_from", "%s", cfg->warm_from ? cfg->warm_from : "(null)");
+    emit(ctx, "warm_rate", "%d", cfg->warm_rate);
+    emit(ctx, "warm_timeout", "%d", cfg->warm_timeout);
 }
 
 static void report_slabs(const struct mp_stats_source *src, mp_stats_emit_fn emit, void *ctx)

@@ -89,6 +89,9 @@ struct mp_config {
     /* Restarting with the cache (snapshot.h) */
     const char *memory_file; /* -e, the snapshot file; NULL for none */
     int snapshot_interval;   /* -o snapshot_interval=N, seconds between snapshots while serving; 0 = none */
+    const char *warm_from;   /* --warm-from HOST:PORT: copy a peer's items while serving (warm.h); NULL for none */
+    int warm_rate;           /* -o warm_rate=N, keys asked of the peer per second; 0 = no bound */
+    int warm_timeout;        /* -o warm_timeout=N, seconds to connect to the peer, and without an answer */
 
     bool show_help;
     bool show_version;

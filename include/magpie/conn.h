@@ -79,6 +79,9 @@ struct mp_conn_env {
     const char *event_lib;  /* libuv's version, for `stats` */
     struct mp_tls *tls;     /* -Z: the TLS context; NULL when off */
     struct mp_auth *auth;   /* -Y: the users; NULL when off */
+    /* For `stats`: what snapshots and the warm-up have done; NULL when they are off. */
+    const struct mp_snapshot_status *snapshot;
+    const struct mp_warm_status *warm;
 };
 
 struct mp_conn;

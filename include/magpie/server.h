@@ -20,6 +20,9 @@
  * before the process exits (status 1 if it could not be written); -o snapshot_interval=N also
  * writes it every N seconds while serving, from a thread of its own. SIGHUP reads the -Y file
  * again (memcached's signal for it); without -Y it is ignored, as in memcached.
+ *
+ * With --warm-from HOST:PORT (warm.h) a thread of its own copies a peer's items while the server
+ * serves; it is stopped, if it still runs, before the snapshot is written and the cache torn down.
  */
 #ifndef MAGPIE_SERVER_H
 #define MAGPIE_SERVER_H
@@ -38,6 +41,7 @@
 #include "magpie/snapshot.h"
 #include "magpie/stats.h"
 #include "magpie/tls.h"
+#include "magpie/warm.h"
 #include "magpie/watch.h"
 #include "magpie/worker.h"
 
@@ -76,6 +80,8 @@ struct mp_server {
     uv_signal_t sigint, sigterm, sigusr1, sighup;
     struct mp_snapshot_opts snapshot; /* with -e */
     struct mp_snapshot_timer snapshot_timer;
+    struct mp_snapshot_status snapshot_status; /* for stats, with -e */
+    struct mp_warm warm;                       /* with --warm-from */
     uv_timer_t tick;
     uv_timer_t accept_retry; /* accepting resumes after running out of file descriptors */
     bool stopping;

@@ -23,6 +23,8 @@ struct mp_clock;
 struct mp_config;
 struct mp_hotkeys;
 struct mp_tls;
+struct mp_snapshot_status;
+struct mp_warm_status;
 
 #define MP_STATS_COUNTERS(X)                                                                                           \
     X(curr_connections)                                                                                                \
@@ -162,6 +164,8 @@ struct mp_stats_source {
     const char *event_lib;      /* the event library's version (libuv's), for memcached's `libevent` */
     struct mp_stats_log log;
     const struct mp_tls *tls; /* -Z: the TLS context (when its certificates were loaded); NULL when off */
+    const struct mp_snapshot_status *snapshot; /* with -e (snapshot.h); NULL otherwise */
+    const struct mp_warm_status *warm;         /* with --warm-from (warm.h); NULL otherwise */
 };
 
 /* Where report lines go: called once per "STAT name value" line. */

@@ -442,6 +442,56 @@ START_TEST(test_every_family_of_a_full_set_keeps_the_format)
 }
 END_TEST
 
+START_TEST(test_warm_up_and_snapshot_status_are_magpies_own_and_only_when_on)
+{
+    add(MP_PROM_GENERAL, "curr_items", "5");
+    const char *t = render(NULL);
+    ASSERT_NO(t, "magpie_warm_");
+    ASSERT_NO(t, "magpie_snapshot_");
+    add(MP_PROM_GENERAL, "warm_state", "copying");
+    add(MP_PROM_GENERAL, "warm_keys_listed", "120");
+    add(MP_PROM_GENERAL, "warm_items_copied", "100");
+    add(MP_PROM_GENERAL, "warm_items_present", "1");
+    add(MP_PROM_GENERAL, "warm_items_missing", "2");
+    add(MP_PROM_GENERAL, "warm_items_too_large", "3");
+    add(MP_PROM_GENERAL, "warm_items_no_room", "4");
+    add(MP_PROM_GENERAL, "warm_items_bad_key", "5");
+    add(MP_PROM_GENERAL, "warm_bytes", "4096");
+    add(MP_PROM_GENERAL, "warm_seconds", "1.250");
+    add(MP_PROM_GENERAL, "snapshot_loaded_items", "7");
+    add(MP_PROM_GENERAL, "snapshot_load_seconds", "0.125");
+    add(MP_PROM_GENERAL, "snapshot_saves", "3");
+    add(MP_PROM_GENERAL, "snapshot_save_failures", "1");
+    add(MP_PROM_GENERAL, "snapshot_last_save_time", "1700000000");
+    add(MP_PROM_GENERAL, "snapshot_last_save_seconds", "0.500");
+    add(MP_PROM_GENERAL, "snapshot_last_save_items", "9");
+    t = render(NULL);
+    check_format(t);
+    ASSERT_LINE(t, "# TYPE magpie_warm_state gauge");
+    ASSERT_LINE(t, "magpie_warm_state{state=\"connecting\"} 0");
+    ASSERT_LINE(t, "magpie_warm_state{state=\"copying\"} 1");
+    ASSERT_LINE(t, "magpie_warm_state{state=\"done\"} 0");
+    ASSERT_LINE(t, "magpie_warm_state{state=\"failed\"} 0");
+    ASSERT_LINE(t, "magpie_warm_state{state=\"stopped\"} 0");
+    ASSERT_LINE(t, "magpie_warm_keys_listed_total 120");
+    ASSERT_LINE(t, "magpie_warm_items_copied_total 100");
+    ASSERT_LINE(t, "magpie_warm_items_skipped_total{reason=\"present\"} 1");
+    ASSERT_LINE(t, "magpie_warm_items_skipped_total{reason=\"missing\"} 2");
+    ASSERT_LINE(t, "magpie_warm_items_skipped_total{reason=\"too_large\"} 3");
+    ASSERT_LINE(t, "magpie_warm_items_skipped_total{reason=\"no_room\"} 4");
+    ASSERT_LINE(t, "magpie_warm_items_skipped_total{reason=\"bad_key\"} 5");
+    ASSERT_LINE(t, "magpie_warm_bytes_total 4096");
+    ASSERT_LINE(t, "magpie_warm_duration_seconds 1.250");
+    ASSERT_LINE(t, "magpie_snapshot_loaded_items 7");
+    ASSERT_LINE(t, "magpie_snapshot_load_duration_seconds 0.125");
+    ASSERT_LINE(t, "magpie_snapshot_saves_total 3");
+    ASSERT_LINE(t, "magpie_snapshot_save_failures_total 1");
+    ASSERT_LINE(t, "magpie_snapshot_last_save_timestamp_seconds 1700000000");
+    ASSERT_LINE(t, "magpie_snapshot_last_save_duration_seconds 0.500");
+    ASSERT_LINE(t, "magpie_snapshot_last_save_items 9");
+}
+END_TEST
+
 static Suite *prom_suite(void)
 {
     Suite *s = suite_create("prom");
@@ -457,6 +507,7 @@ static Suite *prom_suite(void)
     tcase_add_test(tc, test_latency_histograms_are_cumulative_with_sum_and_count);
     tcase_add_test(tc, test_hot_keys_are_labels_escaped_or_in_base64);
     tcase_add_test(tc, test_every_family_of_a_full_set_keeps_the_format);
+    tcase_add_test(tc, test_warm_up_and_snapshot_status_are_magpies_own_and_only_when_on);
     suite_add_tcase(s, tc);
     return s;
 }

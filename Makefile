@@ -252,7 +252,7 @@ fuzz: deps fuzz-deps
 	  mkdir -p build/fuzz/corpus_$$t; \
 	  seeds=test/fuzz/corpus_$$t; [ -d $$seeds ] || seeds=build/fuzz/seed_$$t; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
-	  ./build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \
+	  ./build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=build/fuzz/ \
 	    build/fuzz/corpus_$$t $$seeds 2>&1 | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|==[0-9]+==|SUMMARY)" ; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done

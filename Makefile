@@ -156,8 +156,10 @@ STRESS_SECONDS ?= 15
 stress: $(BUILD)/test/engine_stress
 	./$(BUILD)/test/engine_stress $(STRESS_SECONDS)
 
+# The modules run in IT_JOBS worker processes (run.py -j): most tests wait more than they compute.
+IT_JOBS ?= 2
 integration: $(BUILD)/magpie $(BUILD)/test/wallclock_shim.so $(BUILD)/test/stall_shim.so
-	$(PYTHON) test/integration/run.py --bin $(BUILD)/magpie $(IT_ARGS)
+	$(PYTHON) test/integration/run.py --bin $(BUILD)/magpie -j $(IT_JOBS) $(IT_ARGS)
 
 # Preloaded by test_trust.py to step the server's wall clock; never built with the sanitizers.
 $(BUILD)/test/wallclock_shim.so: test/integration/wallclock_shim.c

@@ -18,6 +18,7 @@
 #include "magpie/log.h"
 
 #include <arpa/inet.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 
 #define ACCEPT_BATCH 64
@@ -383,6 +384,38 @@ static unsigned stripe_bits_for(size_t mem_limit)
     return bits;
 }
 
+/* Descriptors beyond -c: listeners, the metrics endpoint and its scrapes, the log, the snapshot
+ * file, the peer of --warm-from, each loop's own (epoll, eventfd, signals). */
+#define FD_HEADROOM 128
+
+/*
+ * -c connections need as many descriptors, and a shell's default soft limit is 1024. As memcached
+ * does, the process raises its own limit: the soft one up to what -c needs, and the hard one too
+ * when that is below (which takes root or CAP_SYS_RESOURCE). It never lowers a limit. When it
+ * cannot get enough it says so and goes on with what it has: an accept that finds no descriptor
+ * pauses accepting for a moment (on_accept), as memcached's does.
+ */
+static void raise_fd_limit(const struct mp_config *cfg)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)cfg->maxconns + FD_HEADROOM;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    struct rlimit up = {want, rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? rl.rlim_max : want};
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+        return;
+    int why = errno;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max > rl.rlim_cur) {
+        rl.rlim_cur = rl.rlim_max; /* as far as an unprivileged process may go */
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    mp_log(MP_LOG_ERROR,
+           "-c %d needs %llu descriptors, but the limit is %llu and cannot be raised (%s): at most about %llu "
+           "connections can be open; raise the hard limit (ulimit -Hn) or start as root",
+           cfg->maxconns, (unsigned long long)want, (unsigned long long)rl.rlim_cur, strerror(why),
+           (unsigned long long)(rl.rlim_cur > FD_HEADROOM ? rl.rlim_cur - FD_HEADROOM : 0));
+}
+
 int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *err, size_t errlen)
 {
     memset(srv, 0, sizeof(*srv));
@@ -394,6 +427,7 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         return MP_EXIT_USAGE;
     }
     mp_clock_setup_now(&srv->clock);
+    raise_fd_limit(cfg);
     struct mp_cache_config cc = {
         .mem_limit = cfg->mem_limit,
         .item_max = cfg->item_max,

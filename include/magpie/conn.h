@@ -47,12 +47,17 @@
 struct mp_auth;
 struct mp_tls;
 
+struct mp_conn_io;
+
 /* The connections of one worker, for shutdown, idle checks and `stats conns`. The owning worker
- * changes the list under `lock`; `stats conns`, run by any worker, reads it under `lock`. */
+ * changes the list under `lock`; `stats conns`, run by any worker, reads it under `lock`. The
+ * worker's pool of buffers for busy connections (free_io, nfree) is its own alone: no lock. */
 struct mp_conn_list {
     pthread_mutex_t lock;
     struct mp_conn *head;
     unsigned count;
+    struct mp_conn_io *free_io;
+    unsigned nfree;
 };
 
 /* A listening socket, as `stats conns` lists it. */

@@ -1150,21 +1150,48 @@ static void addr_text(const struct sockaddr_storage *ss, bool ok, char *out, siz
     snprintf(out, cap, ok && ss->ss_family == AF_INET6 ? "tcp6:[%s]:%d" : "tcp:%s:%d", host, port);
 }
 
-/* The peer's address and the one it came in on. */
-static void peer_name(struct mp_conn *c, int fd, bool is_unix)
+/* The peer's address and the one it came in on: as the acceptor had them, else asked of the
+ * socket. */
+static void peer_name(struct mp_conn *c, const struct mp_conn_accepted *a)
 {
-    if (is_unix)
+    if (a->is_unix)
         return; /* `stats conns` names the unix socket from the config */
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    addr_text(&ss, getpeername(fd, (struct sockaddr *)&ss, &len) == 0, c->addr, sizeof(c->addr));
+    if (a->peerlen)
+        addr_text(&a->peer, true, c->addr, sizeof(c->addr));
+    else
+        addr_text(&ss, getpeername(a->fd, (struct sockaddr *)&ss, &len) == 0, c->addr, sizeof(c->addr));
     len = sizeof(ss);
-    addr_text(&ss, getsockname(fd, (struct sockaddr *)&ss, &len) == 0, c->laddr, sizeof(c->laddr));
+    if (a->local)
+        addr_text(a->local, true, c->laddr, sizeof(c->laddr));
+    else
+        addr_text(&ss, getsockname(a->fd, (struct sockaddr *)&ss, &len) == 0, c->laddr, sizeof(c->laddr));
+}
+
+/*
+ * A client that connects to ask one thing (a serverless function, PHP without persistent
+ * connections, a health check) has usually sent its request by the time the worker takes the
+ * socket: read it now, instead of after the loop's next poll has found the socket readable.
+ */
+static void read_now(struct mp_conn *c)
+{
+    if (!c->reading || !io_attach(c))
+        return;
+    ssize_t n = recv(c->fd, c->io->rbuf, RBUF_SIZE, 0);
+    if (n > 0) {
+        uv_buf_t b = uv_buf_init(c->io->rbuf, RBUF_SIZE);
+        read_cb(&c->h.stream, n, &b);
+    } else {
+        io_detach(c); /* nothing yet (or an error or the end, which the loop's read finds) */
+    }
 }
 
 int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_stats_thread *st,
-                   struct mp_conn_list *list, int fd, bool is_unix, bool tls)
+                   struct mp_conn_list *list, const struct mp_conn_accepted *a)
 {
+    int fd = a->fd;
+    bool is_unix = a->is_unix, tls = a->tls;
     struct mp_conn *c = calloc(1, sizeof(*c));
     int rc = c ? (is_unix ? uv_pipe_init(loop, &c->h.pipe, 0) : uv_tcp_init(loop, &c->h.tcp)) : UV_ENOMEM;
     if (rc != 0) {
@@ -1185,7 +1212,7 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
                                                           : SPEAKS_UNKNOWN;
     c->born = mp_clock_now(env->clock);
     atomic_store_explicit(&c->last_active, c->born, memory_order_relaxed);
-    peer_name(c, fd, is_unix);
+    peer_name(c, a);
     pthread_mutex_lock(&list->lock);
     c->next = list->head;
     if (list->head)
@@ -1203,14 +1230,14 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
         close_conn(c);
         return rc;
     }
-    if (!is_unix)
-        uv_tcp_nodelay(&c->h.tcp, 1);
     if (tls && !(c->tls = mp_tls_conn_create(env->tls, st))) {
         close_conn(c);
         return UV_ENOMEM;
     }
     mp_log(MP_LOG_CONN, "conn %d: new %s connection", fd, tls ? "tls" : is_unix ? "unix" : "tcp");
     set_reading(c, true);
+    if (!tls)
+        read_now(c);
     return 0;
 }
 

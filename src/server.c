@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,9 @@ static int listen_tcp(struct mp_server *srv, int i, char *err, size_t errlen)
             continue;
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        /* Accepted sockets inherit it (memcached sets it on its listeners alone too): no
+         * setsockopt per connection. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (ai->ai_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, cfg->backlog) != 0) {
@@ -64,7 +68,15 @@ static int listen_tcp(struct mp_server *srv, int i, char *err, size_t errlen)
             freeaddrinfo(res);
             return -1;
         }
-        srv->listeners[srv->nlisteners++] = (struct mp_listener){.fd = fd, .is_unix = false, .tls = tls, .server = srv};
+        struct mp_listener *l = &srv->listeners[srv->nlisteners++];
+        *l = (struct mp_listener){.fd = fd, .is_unix = false, .tls = tls, .server = srv};
+        socklen_t len = sizeof(l->addr);
+        if (getsockname(fd, (struct sockaddr *)&l->addr, &len) != 0)
+            l->addr.ss_family = AF_UNSPEC;
+        l->wildcard =
+            l->addr.ss_family == AF_UNSPEC ||
+            (l->addr.ss_family == AF_INET && ((struct sockaddr_in *)&l->addr)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+            (l->addr.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&l->addr)->sin6_addr));
         bound++;
     }
     freeaddrinfo(res);
@@ -144,7 +156,10 @@ static void on_accept(uv_poll_t *p, int status, int events)
     if (status < 0 || srv->stopping)
         return;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct mp_conn_accepted a = {.is_unix = l->is_unix, .tls = l->tls, .local = l->wildcard ? NULL : &l->addr};
+        a.peerlen = l->is_unix ? 0 : sizeof(a.peer);
+        int fd = accept4(l->fd, l->is_unix ? NULL : (struct sockaddr *)&a.peer, l->is_unix ? NULL : &a.peerlen,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
                 /* Out of descriptors: stop accepting for a moment instead of spinning. */
@@ -165,7 +180,8 @@ static void on_accept(uv_poll_t *p, int status, int events)
         }
         struct mp_worker *w = &srv->workers[srv->next_worker];
         srv->next_worker = (srv->next_worker + 1) % srv->nworkers;
-        mp_worker_hand(w, fd, l->is_unix, l->tls);
+        a.fd = fd;
+        mp_worker_hand(w, &a);
     }
 }
 

@@ -16,6 +16,9 @@ IDLE_BYTES_MAX = 1024  # the resident memory one idle connection may cost the se
 FLOOD_THREADS = 8
 FLOOD_CYCLES = 2500  # per thread
 RSS_SLACK = 4 << 20  # what a flood may leave resident beyond its baseline (allocator arenas)
+# `make asan` and `make tsan` set MAGPIE_SANITIZER: shadow memory, the sanitizers' allocators and
+# ASan's quarantine of freed memory make RSS say nothing of the server's own (test_hostile.py).
+RSS_CHECKED = not os.environ.get("MAGPIE_SANITIZER")
 
 
 def rss(srv):
@@ -139,7 +142,7 @@ def test_twenty_thousand_connections_used_once_then_idle_stay_small_and_all_answ
     expect(stat(srv, "curr_connections"), count + 1, "curr_connections (with the one asking)")
     per_conn = (rss(srv) - before) / count
     print(f"  {count} idle connections: {per_conn:.0f} bytes of RSS each")
-    if per_conn > IDLE_BYTES_MAX:
+    if RSS_CHECKED and per_conn > IDLE_BYTES_MAX:
         raise AssertionError(f"an idle connection costs {per_conn:.0f} bytes of RSS (at most {IDLE_BYTES_MAX})")
     # Every one of them still works, in the reverse order for good measure.
     for i in reversed(range(count)):
@@ -194,6 +197,6 @@ def test_a_flood_of_connect_close_cycles_leaves_no_descriptor_or_buffer_behind(f
            "the second flood's connections were all accepted")
     expect(quiet_fds(srv), fds, "descriptors open after the second flood")
     grown = rss(srv) - before
-    if grown > RSS_SLACK:
+    if RSS_CHECKED and grown > RSS_SLACK:
         raise AssertionError(f"RSS grew by {grown} bytes over a flood of {FLOOD_THREADS * FLOOD_CYCLES} "
                              f"connections (at most {RSS_SLACK})")

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "magpie/log.h"
 
 #include <arpa/inet.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 
 #define ACCEPT_BATCH 64
@@ -55,6 +57,9 @@ static int listen_tcp(struct mp_server *srv, int i, char *err, size_t errlen)
             continue;
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        /* Accepted sockets inherit it (memcached sets it on its listeners alone too): no
+         * setsockopt per connection. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (ai->ai_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, cfg->backlog) != 0) {
@@ -63,7 +68,15 @@ static int listen_tcp(struct mp_server *srv, int i, char *err, size_t errlen)
             freeaddrinfo(res);
             return -1;
         }
-        srv->listeners[srv->nlisteners++] = (struct mp_listener){.fd = fd, .is_unix = false, .tls = tls, .server = srv};
+        struct mp_listener *l = &srv->listeners[srv->nlisteners++];
+        *l = (struct mp_listener){.fd = fd, .is_unix = false, .tls = tls, .server = srv};
+        socklen_t len = sizeof(l->addr);
+        if (getsockname(fd, (struct sockaddr *)&l->addr, &len) != 0)
+            l->addr.ss_family = AF_UNSPEC;
+        l->wildcard =
+            l->addr.ss_family == AF_UNSPEC ||
+            (l->addr.ss_family == AF_INET && ((struct sockaddr_in *)&l->addr)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+            (l->addr.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&l->addr)->sin6_addr));
         bound++;
     }
     freeaddrinfo(res);
@@ -143,7 +156,10 @@ static void on_accept(uv_poll_t *p, int status, int events)
     if (status < 0 || srv->stopping)
         return;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct mp_conn_accepted a = {.is_unix = l->is_unix, .tls = l->tls, .local = l->wildcard ? NULL : &l->addr};
+        a.peerlen = l->is_unix ? 0 : sizeof(a.peer);
+        int fd = accept4(l->fd, l->is_unix ? NULL : (struct sockaddr *)&a.peer, l->is_unix ? NULL : &a.peerlen,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
                 /* Out of descriptors: stop accepting for a moment instead of spinning. */
@@ -164,7 +180,8 @@ static void on_accept(uv_poll_t *p, int status, int events)
         }
         struct mp_worker *w = &srv->workers[srv->next_worker];
         srv->next_worker = (srv->next_worker + 1) % srv->nworkers;
-        mp_worker_hand(w, fd, l->is_unix, l->tls);
+        a.fd = fd;
+        mp_worker_hand(w, &a);
     }
 }
 
@@ -383,6 +400,38 @@ static unsigned stripe_bits_for(size_t mem_limit)
     return bits;
 }
 
+/* Descriptors beyond -c: listeners, the metrics endpoint and its scrapes, the log, the snapshot
+ * file, the peer of --warm-from, each loop's own (epoll, eventfd, signals). */
+#define FD_HEADROOM 128
+
+/*
+ * -c connections need as many descriptors, and a shell's default soft limit is 1024. As memcached
+ * does, the process raises its own limit: the soft one up to what -c needs, and the hard one too
+ * when that is below (which takes root or CAP_SYS_RESOURCE). It never lowers a limit. When it
+ * cannot get enough it says so and goes on with what it has: an accept that finds no descriptor
+ * pauses accepting for a moment (on_accept), as memcached's does.
+ */
+static void raise_fd_limit(const struct mp_config *cfg)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)cfg->maxconns + FD_HEADROOM;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    struct rlimit up = {want, rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? rl.rlim_max : want};
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+        return;
+    int why = errno;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max > rl.rlim_cur) {
+        rl.rlim_cur = rl.rlim_max; /* as far as an unprivileged process may go */
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    mp_log(MP_LOG_ERROR,
+           "-c %d needs %llu descriptors, but the limit is %llu and cannot be raised (%s): at most about %llu "
+           "connections can be open; raise the hard limit (ulimit -Hn) or start as root",
+           cfg->maxconns, (unsigned long long)want, (unsigned long long)rl.rlim_cur, strerror(why),
+           (unsigned long long)(rl.rlim_cur > FD_HEADROOM ? rl.rlim_cur - FD_HEADROOM : 0));
+}
+
 int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *err, size_t errlen)
 {
     memset(srv, 0, sizeof(*srv));
@@ -394,6 +443,7 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         return MP_EXIT_USAGE;
     }
     mp_clock_setup_now(&srv->clock);
+    raise_fd_limit(cfg);
     struct mp_cache_config cc = {
         .mem_limit = cfg->mem_limit,
         .item_max = cfg->item_max,

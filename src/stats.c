@@ -93,6 +93,8 @@ static void keep_gauges(struct mp_stats_sum *baseline)
 {
     baseline->curr_connections = 0;
     baseline->connection_structures = 0;
+    baseline->io_blocks = 0;
+    baseline->io_blocks_free = 0;
     baseline->accept_paused = 0;
 }
 
@@ -370,13 +372,14 @@ static void report_general(const struct mp_stats_source *src, mp_stats_emit_fn e
     NUM("total_connections", sum.total_connections);
     NUM("rejected_connections", sum.rejected_connections);
     NUM("connection_structures", conns);
-    /* Each connection has one reply buffer and one 16 KiB read buffer (conn.h). */
+    /* A busy connection holds a block of its worker's pool with one 16 KiB read buffer and its
+     * reply buffer; an idle one holds none (conn.h). */
     NUM("response_obj_oom", 0);
-    NUM("response_obj_count", conns);
+    NUM("response_obj_count", sum.io_blocks);
     NUM("response_obj_bytes", 0);
-    NUM("read_buf_count", conns);
-    NUM("read_buf_bytes", conns * 16384);
-    NUM("read_buf_bytes_free", 0);
+    NUM("read_buf_count", sum.io_blocks);
+    NUM("read_buf_bytes", sum.io_blocks * 16384);
+    NUM("read_buf_bytes_free", sum.io_blocks_free * 16384);
     NUM("read_buf_oom", 0);
     NUM("reserved_fds", 0);
     NUM("cmd_get", sum.cmd_get);

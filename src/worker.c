@@ -40,12 +40,16 @@ static void on_expire_check(uv_timer_t *t)
 static void on_wake(uv_async_t *a)
 {
     struct mp_worker *w = a->data;
+    /* The queue is swapped for the spare, kept from the last round: no allocation per round. */
     pthread_mutex_lock(&w->lock);
-    struct mp_worker_handoff *q = w->queue;
-    size_t n = w->qlen;
+    struct mp_conn_accepted *q = w->queue;
+    size_t n = w->qlen, cap = w->qcap;
     bool stop = w->stop;
-    w->queue = NULL;
-    w->qlen = w->qcap = 0;
+    w->queue = w->spare;
+    w->qcap = w->sparecap;
+    w->qlen = 0;
+    w->spare = NULL;
+    w->sparecap = 0;
     pthread_mutex_unlock(&w->lock);
     for (size_t i = 0; i < n; i++) {
         if (stop) {
@@ -53,11 +57,14 @@ static void on_wake(uv_async_t *a)
             atomic_fetch_sub_explicit(w->env->nconns, 1, memory_order_relaxed);
             continue;
         }
-        int rc = mp_conn_create(&w->loop, w->env, w->st, &w->conns, q[i].fd, q[i].is_unix, q[i].tls);
+        int rc = mp_conn_create(&w->loop, w->env, w->st, &w->conns, &q[i]);
         if (rc != 0)
             mp_log(MP_LOG_ERROR, "worker %u: cannot take a connection: %s", w->id, uv_strerror(rc));
     }
-    free(q);
+    pthread_mutex_lock(&w->lock);
+    w->spare = q;
+    w->sparecap = cap;
+    pthread_mutex_unlock(&w->lock);
     if (stop) {
         mp_conn_list_shutdown(&w->conns);
         pthread_mutex_lock(&w->lock); /* no send is in progress (mp_worker_stop, mp_worker_hand) */
@@ -109,28 +116,28 @@ int mp_worker_start(struct mp_worker *w, unsigned id, const struct mp_conn_env *
     return 0;
 }
 
-void mp_worker_hand(struct mp_worker *w, int fd, bool is_unix, bool tls)
+void mp_worker_hand(struct mp_worker *w, const struct mp_conn_accepted *a)
 {
     pthread_mutex_lock(&w->lock);
     if (w->stop) {
         pthread_mutex_unlock(&w->lock);
-        close(fd);
+        close(a->fd);
         atomic_fetch_sub_explicit(w->env->nconns, 1, memory_order_relaxed);
         return;
     }
     if (w->qlen == w->qcap) {
         size_t ncap = w->qcap ? w->qcap * 2 : 16;
-        struct mp_worker_handoff *nq = realloc(w->queue, ncap * sizeof(*nq));
+        struct mp_conn_accepted *nq = realloc(w->queue, ncap * sizeof(*nq));
         if (!nq) {
             pthread_mutex_unlock(&w->lock);
-            close(fd);
+            close(a->fd);
             atomic_fetch_sub_explicit(w->env->nconns, 1, memory_order_relaxed);
             return;
         }
         w->queue = nq;
         w->qcap = ncap;
     }
-    w->queue[w->qlen++] = (struct mp_worker_handoff){fd, is_unix, tls};
+    w->queue[w->qlen++] = *a;
     uv_async_send(&w->wake);
     pthread_mutex_unlock(&w->lock);
 }
@@ -157,6 +164,7 @@ void mp_worker_join(struct mp_worker *w)
     pthread_join(w->thread, NULL);
     w->started = false;
     free(w->queue);
+    free(w->spare);
     pthread_mutex_destroy(&w->lock);
     mp_conn_list_deinit(&w->conns);
 }

@@ -4,10 +4,12 @@
  * the connection's first byte, 0x80 for binary) and run by the executor (exec.h, through text.h or
  * binary.h), which writes the replies into the connection's output buffer (out.h).
  *
- * A connection lives on one worker's loop and is touched only by that thread. Its buffers are
- * allocated once and reused: a 16 KiB read buffer (text command lines are at most 2048 bytes and
- * binary headers, extras and keys at most 529; values are copied, or for large ones read straight
- * into the item, as they arrive) and the output buffer. Values up to 16 KiB are copied into the
+ * A connection lives on one worker's loop and is touched only by that thread. An idle one holds no
+ * buffer: its 16 KiB read buffer (text command lines are at most 2048 bytes and binary headers,
+ * extras and keys at most 529; values are copied, or for large ones read straight into the item,
+ * as they arrive), its output buffer and the state of a request in progress are one block taken
+ * from the worker's pool (free_io in struct mp_conn_list) when a read brings data, and given back
+ * once the input is consumed, the replies written and no request is half done. Values up to 16 KiB are copied into the
  * output buffer; larger ones are pinned by a reference and written from where they live, the
  * reference dropped when the write completes.
  *
@@ -34,6 +36,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "magpie/cache.h"
@@ -47,12 +50,17 @@
 struct mp_auth;
 struct mp_tls;
 
+struct mp_conn_io;
+
 /* The connections of one worker, for shutdown, idle checks and `stats conns`. The owning worker
- * changes the list under `lock`; `stats conns`, run by any worker, reads it under `lock`. */
+ * changes the list under `lock`; `stats conns`, run by any worker, reads it under `lock`. The
+ * worker's pool of buffers for busy connections (free_io, nfree) is its own alone: no lock. */
 struct mp_conn_list {
     pthread_mutex_t lock;
     struct mp_conn *head;
     unsigned count;
+    struct mp_conn_io *free_io;
+    unsigned nfree;
 };
 
 /* A listening socket, as `stats conns` lists it. */
@@ -86,10 +94,22 @@ struct mp_conn_env {
 
 struct mp_conn;
 
-/* Adopt an accepted socket fd on `loop`, speaking TLS if `tls`. Returns 0, or a negative libuv
- * error (fd is closed). */
+/* An accepted socket, as the acceptor hands it to a worker. What accept() said of the peer, and
+ * the listener's own address, spare the worker asking the socket (`stats conns` shows both). */
+struct mp_conn_accepted {
+    int fd;
+    bool is_unix;
+    bool tls;          /* accepted on a TLS listener */
+    socklen_t peerlen; /* 0: ask the socket for the peer's address */
+    struct sockaddr_storage peer;
+    const struct sockaddr_storage *local; /* the listener's address; NULL for a wildcard: ask */
+};
+
+/* Adopt an accepted socket on `loop`, speaking TLS if a->tls. A request that came with the
+ * connection is answered at once (without waiting for the loop to poll the socket). Returns 0, or
+ * a negative libuv error (the socket is closed). */
 int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_stats_thread *st,
-                   struct mp_conn_list *list, int fd, bool is_unix, bool tls);
+                   struct mp_conn_list *list, const struct mp_conn_accepted *a);
 
 /* Server shutdown: stop reading, write the replies already computed, then close. */
 void mp_conn_shutdown(struct mp_conn *c);

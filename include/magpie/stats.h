@@ -31,6 +31,8 @@ struct mp_warm_status;
     X(total_connections)                                                                                               \
     X(rejected_connections)                                                                                            \
     X(connection_structures)                                                                                           \
+    X(io_blocks)      /* the workers' blocks of connection buffers, in use or pooled (conn.c) */                       \
+    X(io_blocks_free) /* of which pooled */                                                                            \
     X(cmd_get)                                                                                                         \
     X(cmd_flush)                                                                                                       \
     X(cmd_touch)                                                                                                       \

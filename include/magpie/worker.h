@@ -15,12 +15,6 @@
 
 #include "magpie/conn.h"
 
-struct mp_worker_handoff {
-    int fd;
-    bool is_unix;
-    bool tls; /* accepted on a TLS listener */
-};
-
 struct mp_worker {
     unsigned id;
     pthread_t thread;
@@ -28,8 +22,10 @@ struct mp_worker {
     uv_async_t wake;
     uv_timer_t timer; /* idle and handshake deadlines while running; the shutdown deadline after */
     pthread_mutex_t lock;
-    struct mp_worker_handoff *queue; /* guarded by lock */
+    struct mp_conn_accepted *queue; /* guarded by lock */
     size_t qlen, qcap;
+    struct mp_conn_accepted *spare; /* the other queue, which the worker drains: swapped, kept */
+    size_t sparecap;
     bool stop; /* guarded by lock */
     bool started;
     struct mp_conn_list conns;
@@ -41,7 +37,7 @@ struct mp_worker {
 int mp_worker_start(struct mp_worker *w, unsigned id, const struct mp_conn_env *env, struct mp_stats_thread *st);
 
 /* Give the worker an accepted socket (any thread). On failure the socket is closed. */
-void mp_worker_hand(struct mp_worker *w, int fd, bool is_unix, bool tls);
+void mp_worker_hand(struct mp_worker *w, const struct mp_conn_accepted *a);
 
 /* Ask the worker to finish: it writes replies already computed, closes its connections (within
  * about 0.9 s) and its loop ends. mp_worker_join() waits for that. */

@@ -97,7 +97,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     fcntl(sv[1], F_SETFL, O_NONBLOCK);
     atomic_fetch_add(&nconns, 1);
-    if (mp_conn_create(&loop, e, &stats.threads[0], &list, sv[0], true, false) != 0)
+    struct mp_conn_accepted a = {.fd = sv[0], .is_unix = true};
+    if (mp_conn_create(&loop, e, &stats.threads[0], &list, &a) != 0)
         abort();
     for (size_t off = 0; off < size; off += chunk) {
         size_t n = size - off < chunk ? size - off : chunk;

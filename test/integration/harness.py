@@ -125,10 +125,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def server_argv(binary, port, threads=4, memory_mb=64, max_conns=1024, item_max=None, extra=()):
+def server_argv(binary, port, threads=4, memory_mb=64, max_conns=1024, item_max=None, extra=(), prefix=()):
     """The command line, with memcached's flags; memcached alone gets -U 0 (and -u root).
-    `extra` is appended as is."""
-    argv = [binary, "-p", str(port), "-l", HOST, "-t", str(threads), "-m", str(memory_mb),
+    `extra` is appended as is; `prefix` comes first (a command that runs the server, as prlimit)."""
+    argv = list(prefix) + [binary, "-p", str(port), "-l", HOST, "-t", str(threads), "-m", str(memory_mb),
             "-c", str(max_conns)]
     if item_max:
         argv += ["-I", item_max]

@@ -119,6 +119,7 @@ def test_a_descriptor_limit_that_cannot_be_raised_is_reported(fx):
         raise AssertionError(f"nothing said about the descriptor limit:\n{srv.tail()}")
 
 
+@harness.alone
 def test_twenty_thousand_connections_used_once_then_idle_stay_small_and_all_answer_again(fx):
     # The server and this process each hold one descriptor per connection. Where the hard limit is
     # fixed (a container without CAP_SYS_RESOURCE) the test takes what it allows, less a margin.
@@ -183,6 +184,7 @@ def run_flood(port):
         raise AssertionError("the flood did not end within 120 s")
 
 
+@harness.alone
 def test_a_flood_of_connect_close_cycles_leaves_no_descriptor_or_buffer_behind(fx):
     srv = fx.server(threads=2, max_conns=4096)
     run_flood(srv.port)  # the baseline is taken after one flood: pools and arenas are warm then

@@ -455,9 +455,12 @@ START_TEST(test_eviction_counters_tell_unfetched_and_nonzero_exptime)
     ck_assert_uint_eq(items_class()->evicted_unfetched, perpage);
     ck_assert_uint_eq(items_class()->reclaimed, 0);
     /* the first items went (the hand starts at the first chunk), all with an exptime: the small
-     * queue's worth, and more for each new item the ghost sent to the main queue */
+     * queue's worth, and up to one more for each new item the ghost sent to the main queue (its
+     * fingerprints depend on the table's random hash secret: a stray one late in the run costs an
+     * item past the first half, with no exptime) */
     unsigned gone_with_exptime = perpage / 2 - present_among(0, perpage / 2, T0 + 1);
-    ck_assert_uint_eq(gone_with_exptime, small_target() + items_class()->ghost_hits);
+    ck_assert_uint_ge(gone_with_exptime, small_target());
+    ck_assert_uint_le(gone_with_exptime, small_target() + items_class()->ghost_hits);
     ck_assert_uint_eq(items_class()->evicted_nonzero, gone_with_exptime);
 }
 END_TEST

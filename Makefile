@@ -47,7 +47,7 @@ define ensure_pkgs
 	fi
 endef
 
-MODULES := log clock config num item grace slab table lru cache snapshot proto bproto meta latency hotkeys stats watch \
+MODULES := log clock config num item grace slab chain table lru cache snapshot proto bproto meta latency hotkeys stats watch \
            dump out exec admin text binary prom metrics conn worker server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
@@ -59,15 +59,15 @@ deps_bproto := bproto
 deps_clock := clock
 deps_slab  := slab item grace
 deps_table := table slab item grace
-deps_cache := cache lru table slab item grace num clock
-deps_lru   := lru cache table slab item grace num clock
-deps_stats := stats hotkeys proto cache lru table slab item grace num clock config log
-deps_dump  := dump watch cache lru table slab item grace num clock
+deps_cache := cache lru table chain slab item grace num clock
+deps_lru   := lru cache table chain slab item grace num clock
+deps_stats := stats hotkeys proto cache lru table chain slab item grace num clock config log
+deps_dump  := dump watch cache lru table chain slab item grace num clock
 deps_latency := latency
 deps_hotkeys := hotkeys
 deps_prom  := prom proto num latency
 deps_metrics := metrics prom latency $(deps_stats)
-deps_snapshot := snapshot cache lru table slab item grace num clock
+deps_snapshot := snapshot cache lru table chain slab item grace num clock
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
 .PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory bench-warm \
@@ -178,7 +178,7 @@ tsan: test-deps
 	  $(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread -DMP_DEBUG" TEST_FUZZ_SECONDS=0 STRESS_SECONDS=6 \
 	  check
 
-ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru table slab item grace num clock)
+ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru table chain slab item grace num clock)
 $(BUILD)/test/engine_stress: test/stress/engine_stress.c $(ENGINE_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(ALL_LDFLAGS)
@@ -210,8 +210,8 @@ FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -f
 FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
 FUZZ_BPROTO_SRC := test/fuzz/fuzz_bproto.c src/bproto.c
 FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn out exec admin text binary meta dump watch proto bproto num cache lru \
-                   table slab item grace clock stats latency hotkeys config log)
-SNAPSHOT_SRC := $(patsubst %,src/%.c,snapshot cache lru table slab item grace num clock)
+                   table chain slab item grace clock stats latency hotkeys config log)
+SNAPSHOT_SRC := $(patsubst %,src/%.c,snapshot cache lru table chain slab item grace num clock)
 
 build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)

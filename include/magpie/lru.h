@@ -14,6 +14,16 @@
  * the stripe-then-class order of the request path; an item whose stripe is busy, that a reader
  * holds (refs > 1), or that is still being filled (not linked) is passed over.
  *
+ * Chains (chain.h). A chain's chunks are not items and no walker takes them for one: the hand,
+ * the reclaim pass, evacuation and dumps tell them by MP_ITEM_CHUNK, under the class lock. The
+ * hand of the largest class weighs a chained item at its first chunk (once a turn, whatever its
+ * length), by the head's CLOCK bits; evacuating a page evicts the whole item each chunk on it
+ * belongs to. A chain taken under one class lock spans two classes (its head's, the largest), and
+ * a class lock holder takes another class's lock only with trylock: what it cannot free then (the
+ * head, or the whole chain when the largest class's lock is busy) goes to the orphans, which
+ * whoever next holds no class lock frees (mp_lru_orphans_free: the allocator after a sweep, the
+ * maintainer every tick and between evacuation attempts). The orphans' lock is a leaf.
+ *
  * The maintainer thread runs the background jobs once per tick: a reclaim pass (memcached's LRU
  * crawler) that frees expired and flushed items nobody reads and, as it goes, keeps every item's
  * last access within the stamp's range (item.h) and measures each class's oldest access and the
@@ -71,6 +81,10 @@ struct mp_lru {
     /* maintainer thread */
     const struct mp_clock *clock;
     pthread_t thread;
+    /* Chains freed only in part under a class lock (above), through their heads' `next`. */
+    pthread_mutex_t orphans_lock; /* a leaf: taken under class locks, nothing under it */
+    mp_handle_t orphans;
+    _Atomic uint32_t norphans;
     pthread_mutex_t lock; /* guards the reassign request, stop, and wakes the thread */
     pthread_cond_t wake;
     bool reassign_pending;
@@ -81,10 +95,14 @@ struct mp_lru {
 
 void mp_lru_setup(struct mp_lru *l, struct mp_slabs *s, struct mp_table *t, struct mp_epoch *e);
 
-/* Sweep class cls for a chunk to reuse: reclaims an expired item or evicts one. Returns the free
- * chunk (refs 0, not linked, not on the free list) or NULL when every item is in use. The caller
- * holds the class lock. */
+/* Sweep class cls for a chunk to reuse: reclaims an expired item or evicts one (a chained one
+ * whole). Returns the free chunk (refs 1, not linked, not on the free list) or NULL when every
+ * item is in use. The caller holds the class lock, and calls mp_lru_orphans_free once it has let
+ * it go. */
 struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now);
+
+/* Free the chains waiting in the orphans (above). The caller holds no class lock. */
+void mp_lru_orphans_free(struct mp_lru *l);
 
 /* Background reclaim: look at up to `budget` chunks of class cls from its crawl cursor and free
  * the dead ones. Returns how many were freed. */

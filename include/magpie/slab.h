@@ -11,8 +11,12 @@
  * job.
  *
  * Size classes grow from the minimum chunk by the factor -f, by at least 8 bytes a step, up to
- * the page size; chunks are 8-byte aligned. Pages are -I bytes (1 MiB by default) and belong to
- * one class at a time; a page can be taken back (evacuated by lru.h) and given to another class.
+ * half a page, the largest class (memcached's slab_chunk_max); chunks are 8-byte aligned. Pages are
+ * 1 MiB whatever -I is, and belong to one class at a time; a page can be taken back (evacuated by
+ * lru.h) and given to another class. An item larger than the largest class is a chain of chunks
+ * of it (chain.h), so a large -I costs small items no pages. A chunk of a chain carries
+ * MP_ITEM_CHUNK (item.h), which the slab sets and clears under the class lock, so whoever walks a
+ * class's chunks under its lock (lru.h, dumps) tells it from an item.
  *
  * Thread caches: each thread that stores or frees items through the cache (cache.h) keeps a few
  * chunks of each small class (up to MP_SLAB_MAG_MAX, and MP_SLAB_MAG_BYTES of them) in its own
@@ -65,7 +69,8 @@ struct mp_slab_class {
     uint32_t bump_next; /* index of its first never-used chunk */
     uint32_t hand_page; /* CLOCK hand: page and chunk index (lru.h) */
     uint32_t hand_chunk;
-    uint64_t used; /* chunks holding an item (linked or not) */
+    uint64_t used;   /* chunks holding an item (linked or not) or a part of a chain */
+    uint64_t chunks; /* of those, chunks of chains (MP_ITEM_CHUNK) */
     /* counters, memcached's names (stats items / stats slabs) */
     uint64_t evictions;
     uint64_t evicted_unfetched;
@@ -133,7 +138,8 @@ int mp_slab_setup(struct mp_slabs *s, size_t mem_limit, size_t item_max, size_t 
                   size_t errlen);
 void mp_slab_teardown(struct mp_slabs *s);
 
-/* The smallest class whose chunks hold `total` bytes, or 0 when it is larger than -I. */
+/* The smallest class whose chunks hold `total` bytes, or 0 when it is larger than -I or than the
+ * largest class (a chain's business, chain.h). */
 unsigned mp_slab_class_for(const struct mp_slabs *s, size_t total);
 
 static inline struct mp_item *mp_slab_item(const struct mp_slabs *s, mp_handle_t h)
@@ -179,6 +185,18 @@ static inline char *mp_slab_page_addr(const struct mp_slabs *s, uint32_t page)
  * is the caller's) and must be initialised with mp_item_init(). */
 struct mp_item *mp_slab_alloc(struct mp_slabs *s, unsigned cls);
 struct mp_item *mp_slab_alloc_locked(struct mp_slabs *s, unsigned cls);
+
+/* The largest class: the one chains are made of (chain.h). */
+static inline unsigned mp_slab_chunk_class(const struct mp_slabs *s)
+{
+    return s->nclasses;
+}
+
+/* Make a chunk just allocated from class cls (refs 1, not yet seen by anyone) the `index`th chunk
+ * of the chain of `head`, holding `used` bytes of its value: its header (item.h) is written and
+ * MP_ITEM_CHUNK set under the class lock, so a walker holding the lock sees it whole. */
+void mp_slab_chunk_mark(struct mp_slabs *s, unsigned cls, struct mp_item *chunk, mp_handle_t head, uint32_t index,
+                        uint32_t used);
 
 /* Return a chunk whose last reference is gone. Freeing zeroes the item's stamp, so a late
  * optimistic reader's hit finds no item there (item.h). */

@@ -6,7 +6,7 @@
 #                   AddressSanitizer+UBSan and ThreadSanitizer (make check: the plain pass only)
 #   make asan/tsan  one sanitizer pass
 #   make bench      bench/compare against memcached; make bench-memory: bench/memory, bench/hitratio;
-#                   make bench-warm: bench/warm (restarts with -e)
+#                   make bench-warm: bench/warm (restarts with -e), bench/warmfrom (--warm-from)
 #   make format     clang-format the sources; make format-check fails on a difference
 
 SHELL   := /bin/bash
@@ -19,17 +19,18 @@ OPT     ?= -O2 -g
 ALL_CFLAGS = $(OPT) -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter $(WERROR) \
              -pthread -Iinclude -MMD -MP $(SANITIZE) $(CFLAGS)
 ALL_LDFLAGS = -pthread $(SANITIZE) $(LDFLAGS)
-PKG_CFLAGS = $(shell pkg-config --cflags libuv libxxhash 2>/dev/null)
-LIBS    = $(shell pkg-config --libs libuv 2>/dev/null)
+PKG_CFLAGS = $(shell pkg-config --cflags libuv libxxhash libssl libcrypto 2>/dev/null)
+LIBS    = $(shell pkg-config --libs libuv libssl libcrypto 2>/dev/null)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 PYTHON  := /usr/bin/python3
 
-BUILD_PKGS := gcc make pkg-config libuv1-dev libxxhash-dev clang-format
+BUILD_PKGS := gcc make pkg-config libuv1-dev libxxhash-dev libssl-dev clang-format
 # The clients and tools the tests compare with memcached (test_clients.py, test_tools.py): pylibmc,
 # Dalli, php-memcached, Cache::Memcached::Fast, memcached-tool (in memcached), memcdump (in
 # libmemcached-tools), and memjs from npm (NPM_TEST, under build/npm; npm itself comes with nodejs, or
 # Debian's npm package); twemproxy (nutcracker) as a proxy in front of a pool (test_proxy.py).
-TEST_PKGS  := check memcached libmemcached-tools python3 python3-pymemcache python3-pylibmc ruby ruby-dalli \
+# openssl: the tests make their certificates with its command line tool, and test a renegotiation with it.
+TEST_PKGS  := check memcached libmemcached-tools openssl python3 python3-pymemcache python3-pylibmc ruby ruby-dalli \
               php-cli php-memcached libcache-memcached-fast-perl nutcracker nodejs prometheus \
               $(if $(shell command -v npm),,npm)
 NPM_TEST   := memjs@1.3.2
@@ -47,27 +48,31 @@ define ensure_pkgs
 	fi
 endef
 
-MODULES := log clock config num item grace slab chain table lru cache snapshot proto bproto meta latency hotkeys stats watch \
-           dump out exec admin text binary prom metrics conn worker server health
+MODULES := log clock config num item grace slab chain table ghost lru cache snapshot warm proto bproto meta latency hotkeys \
+           stats watch dump out exec admin auth tls text binary prom metrics conn worker server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto bproto clock slab table cache lru stats dump latency hotkeys prom metrics snapshot
+UNIT_TESTS := num proto bproto clock slab table ghost cache lru stats dump latency hotkeys prom metrics snapshot warm auth tls
 deps_num   := num
 deps_proto := proto num
 deps_bproto := bproto
 deps_clock := clock
 deps_slab  := slab item grace
 deps_table := table slab item grace
-deps_cache := cache lru table chain slab item grace num clock
-deps_lru   := lru cache table chain slab item grace num clock
-deps_stats := stats hotkeys proto cache lru table chain slab item grace num clock config log
-deps_dump  := dump watch cache lru table chain slab item grace num clock
+deps_ghost := ghost
+deps_cache := cache lru ghost table chain slab item grace num clock
+deps_lru   := lru ghost cache table chain slab item grace num clock
+deps_stats := stats hotkeys proto cache lru ghost table chain slab item grace num clock config log
+deps_dump  := dump watch cache lru ghost table chain slab item grace num clock
 deps_latency := latency
 deps_hotkeys := hotkeys
 deps_prom  := prom proto num latency
 deps_metrics := metrics prom latency $(deps_stats)
-deps_snapshot := snapshot cache lru table chain slab item grace num clock
+deps_snapshot := snapshot cache lru ghost table chain slab item grace num clock
+deps_warm  := warm dump watch proto cache lru ghost table chain slab item grace num clock
+deps_auth  := auth
+deps_tls   := tls config
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
 .PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory bench-warm \
@@ -101,12 +106,13 @@ $(BUILD)/test/test_$(1): $(BUILD)/test/obj/test_$(1).o $(patsubst %,$(BUILD)/obj
 endef
 $(foreach t,$(UNIT_TESTS),$(eval $(call unit_rule,$(t))))
 
-# A fully static binary for the FROM scratch image: libuv's static archive from Debian, xxHash
-# header-only (XXH_INLINE_ALL in table.c), glibc static.
-STATIC_LIBS = $(shell pkg-config --libs --static libuv-static 2>/dev/null)
+# A fully static binary for the FROM scratch image: libuv's and OpenSSL's static archives from
+# Debian, xxHash header-only (XXH_INLINE_ALL in table.c), glibc static.
+STATIC_LIBS = $(shell pkg-config --libs --static libuv-static libssl libcrypto 2>/dev/null)
 $(BUILD)/magpie-static: $(SRC_OBJS) $(BUILD)/obj/main.o
 	@# glibc warns that getpwnam/getaddrinfo want NSS libraries at run time: numeric addresses
-	@# need none, and the image sets its user with USER (by number) rather than with -u.
+	@# need none, and the image sets its user with USER (by number) rather than with -u. It warns
+	@# about dlopen in libcrypto too: that loads engines and providers Magpie never asks for.
 	$(CC) $(ALL_LDFLAGS) -static -s -o $@ $^ $(STATIC_LIBS) 2>&1 | grep -v 'in function\|statically linked' >&2 || true
 	@test -x $@
 
@@ -178,7 +184,7 @@ tsan: test-deps
 	  $(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread -DMP_DEBUG" TEST_FUZZ_SECONDS=0 STRESS_SECONDS=6 \
 	  check
 
-ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru table chain slab item grace num clock)
+ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru ghost table chain slab item grace num clock)
 $(BUILD)/test/engine_stress: test/stress/engine_stress.c $(ENGINE_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(ALL_LDFLAGS)
@@ -199,6 +205,7 @@ bench-memory: all test-deps bench-deps
 
 bench-warm: all test-deps
 	$(PYTHON) bench/warm --magpie $(BUILD)/magpie
+	$(PYTHON) bench/warmfrom --magpie $(BUILD)/magpie
 
 # Fuzzing (libFuzzer, clang): the parser alone, byte streams through a connection into a real
 # engine, and bytes as a snapshot file loaded into one. `make fuzz` runs each for FUZZ_SECONDS from
@@ -209,9 +216,9 @@ FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
 FUZZ_BPROTO_SRC := test/fuzz/fuzz_bproto.c src/bproto.c
-FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn out exec admin text binary meta dump watch proto bproto num cache lru \
-                   table chain slab item grace clock stats latency hotkeys config log)
-SNAPSHOT_SRC := $(patsubst %,src/%.c,snapshot cache lru table chain slab item grace num clock)
+FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn out exec admin auth tls text binary meta dump watch proto bproto \
+                   num cache lru ghost table chain slab item grace clock stats latency hotkeys config log)
+SNAPSHOT_SRC := $(patsubst %,src/%.c,snapshot cache lru ghost table chain slab item grace num clock)
 
 build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)

@@ -21,16 +21,21 @@ int mp_cache_setup(struct mp_cache *c, const struct mp_cache_config *cfg, char *
         mp_slab_teardown(&c->slabs);
         return rc;
     }
+    if (mp_lru_setup(&c->lru, &c->slabs, &c->table, &c->epoch) != 0) {
+        snprintf(err, errlen, "%s", "out of memory for the eviction policy's ghost");
+        mp_table_teardown(&c->table);
+        mp_slab_teardown(&c->slabs);
+        return -ENOMEM;
+    }
     mp_epoch_setup(&c->epoch);
     mp_grace_setup(&c->grace);
     c->slabs.grace = &c->grace;
-    mp_lru_setup(&c->lru, &c->slabs, &c->table, &c->epoch);
     return 0;
 }
 
 void mp_cache_teardown(struct mp_cache *c)
 {
-    mp_lru_maintainer_stop(&c->lru);
+    mp_lru_teardown(&c->lru);
     mp_table_teardown(&c->table);
     mp_slab_teardown(&c->slabs);
     mp_grace_teardown(&c->grace);
@@ -139,7 +144,7 @@ struct mp_item *mp_cache_find_locked(struct mp_cache *c, struct mp_cache_lock *l
 
 bool mp_cache_link_locked(struct mp_cache *c, struct mp_cache_lock *lk, struct mp_item *it, uint32_t now)
 {
-    mp_item_stamp_fresh(it, mp_item_stamp_new(mp_epoch_next_cas(&c->epoch, now), now), memory_order_relaxed);
+    mp_item_stamp_link(it, mp_item_stamp_new(mp_epoch_next_cas(&c->epoch, now), now));
     return mp_table_link_locked(&c->table, lk->st, lk->hash, it);
 }
 
@@ -300,9 +305,10 @@ enum mp_result mp_cache_touch(struct mp_cache *c, const char *key, size_t nkey, 
     return it ? (fn ? MP_OK : MP_TOUCHED) : MP_NOT_FOUND;
 }
 
-/* A chunk of class cls: a free one (this thread's first), else the CLOCK's victim, else a page
- * taken from another class. */
-static struct mp_item *alloc_chunk(struct mp_cache *c, unsigned cls, uint32_t now)
+/* A chunk of class cls for a new item with this key: a free one (this thread's first), else the
+ * eviction policy's victim (which also picks the new item's queue, lru.h), else a page taken from
+ * another class. With no key (a chain's head or chunk, chain.h) the chunk joins no small queue. */
+static struct mp_item *alloc_chunk(struct mp_cache *c, unsigned cls, uint32_t now, const char *key, size_t nkey)
 {
     struct mp_item *fresh = mp_slab_cache_alloc(&c->slabs, cls);
     if (fresh)
@@ -312,7 +318,7 @@ static struct mp_item *alloc_chunk(struct mp_cache *c, unsigned cls, uint32_t no
         pthread_mutex_lock(&sc->lock);
         struct mp_item *it = mp_slab_alloc_locked(&c->slabs, cls);
         if (!it)
-            it = mp_lru_evict_locked(&c->lru, cls, now);
+            it = mp_lru_evict_locked(&c->lru, cls, now, key, nkey);
         pthread_mutex_unlock(&sc->lock);
         mp_lru_orphans_free(&c->lru);
         if (it || mp_lru_page_steal(&c->lru, cls, now) != 0)
@@ -332,7 +338,8 @@ static struct mp_item *alloc_chain(struct mp_cache *c, const char *key, size_t n
     struct mp_slabs *s = &c->slabs;
     uint32_t n = mp_chain_count(s, nkey, nbytes, flags != 0);
     unsigned hcls = mp_slab_class_for(s, mp_chain_head_total(s, nkey, nbytes, flags != 0, n));
-    struct mp_item *head = spare ? mp_slab_alloc(s, hcls) : alloc_chunk(c, hcls, now);
+    /* No key for the policy: a chain is weighed in the main queue only (lru.h). */
+    struct mp_item *head = spare ? mp_slab_alloc(s, hcls) : alloc_chunk(c, hcls, now, NULL, 0);
     *res = MP_NOMEM;
     if (!head)
         return NULL;
@@ -342,7 +349,7 @@ static struct mp_item *alloc_chain(struct mp_cache *c, const char *key, size_t n
     unsigned ccls = mp_slab_chunk_class(s);
     uint32_t cap = mp_chain_cap(s);
     for (uint32_t i = 0; i < n; i++) {
-        struct mp_item *chunk = spare ? mp_slab_alloc(s, ccls) : alloc_chunk(c, ccls, now);
+        struct mp_item *chunk = spare ? mp_slab_alloc(s, ccls) : alloc_chunk(c, ccls, now, NULL, 0);
         if (!chunk) {
             mp_cache_item_release(c, &head);
             return NULL;
@@ -365,7 +372,7 @@ struct mp_item *mp_cache_alloc(struct mp_cache *c, const char *key, size_t nkey,
     if (mp_chain_needed(&c->slabs, nkey, nbytes, flags))
         return alloc_chain(c, key, nkey, flags, exptime, nbytes, now, false, res);
     unsigned cls = mp_slab_class_for(&c->slabs, mp_item_total(nkey, nbytes, flags));
-    struct mp_item *it = alloc_chunk(c, cls, now);
+    struct mp_item *it = alloc_chunk(c, cls, now, key, nkey);
     if (!it) {
         *res = MP_NOMEM;
         return NULL;
@@ -490,8 +497,13 @@ enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **itp, struct m
         mp_cache_item_release(c, &it);
         return res;
     }
+    /* A new key's item stays in the queue its chunk was given (lru.h); one that replaces an item
+     * goes to the main queue, as a read of the key would send it. */
     uint64_t cas = mp_epoch_next_cas(&c->epoch, now);
-    mp_item_stamp_fresh(it, mp_item_stamp_new(cas, now), memory_order_relaxed);
+    if (old)
+        mp_item_stamp_fresh(it, mp_item_stamp_new(cas, now), memory_order_relaxed);
+    else
+        mp_item_stamp_link(it, mp_item_stamp_new(cas, now));
     if (old && can_overwrite(c, old, it)) {
         mp_table_overwrite_locked(l.st, old, it, mp_item_stamp_new(cas, now));
         mp_cache_unlock(&l);
@@ -615,6 +627,11 @@ struct mp_item *mp_cache_alloc_spare(struct mp_cache *c, const char *key, size_t
 static enum mp_result store_warm(struct mp_cache *c, struct mp_item *it, uint64_t hash, uint64_t cas, uint8_t clock,
                                  uint32_t idle, uint32_t now)
 {
+    /* An item that was on probation rejoins the small queue, in the order items come in (lru.h);
+     * its stamp's SMALL comes from there, so no item is SMALL without a place in the queue. */
+    if ((clock & MP_ITEM_CLOCK_SMALL) && !mp_item_chained(it))
+        mp_lru_small_join(&c->lru, it);
+    clock &= (uint8_t)~MP_ITEM_CLOCK_SMALL;
     struct mp_cache_lock l;
     lock_hash(c, hash, &l, true);
     if (find_live(c, &l, mp_item_key(it), it->nkey, now, NULL)) {
@@ -627,7 +644,7 @@ static enum mp_result store_warm(struct mp_cache *c, struct mp_item *it, uint64_
         mp_epoch_reserve(&c->epoch, cas);
     else
         cas = mp_epoch_next_cas(&c->epoch, now);
-    mp_item_stamp_fresh(it, mp_item_stamp_restore(cas, clock, idle, now), memory_order_relaxed);
+    mp_item_stamp_link(it, mp_item_stamp_restore(cas, clock, idle, now));
     if (!mp_table_link_locked(&c->table, l.st, l.hash, it)) {
         mp_cache_unlock(&l);
         mp_cache_item_release(c, &it);
@@ -734,6 +751,7 @@ void mp_cache_stats_reset(struct mp_cache *c)
         sc->evictions = sc->evicted_unfetched = sc->evicted_nonzero = sc->evicted_for_move = 0;
         sc->reclaimed = sc->expired_unfetched = sc->outofmemory = 0;
         sc->pages_moved_in = sc->pages_moved_out = 0;
+        sc->small_evicted = sc->small_promoted = sc->ghost_hits = 0;
         sc->pressure_seen = 0; /* automove measures pressure from here */
         pthread_mutex_unlock(&sc->lock);
     }

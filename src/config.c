@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "magpie/hotkeys.h"
+#include "magpie/warm.h"
 
 #define KIB ((size_t)1024)
 #define MIB (KIB * KIB)
@@ -34,6 +35,29 @@ void mp_config_defaults(struct mp_config *cfg)
     cfg->hotkeys = true;
     cfg->slab_automove = 1;
     cfg->lru_crawler = true;
+    for (int i = 0; i < MP_LISTEN_MAX; i++)
+        cfg->listen_port[i] = -1;
+    cfg->listen_arg = cfg->listen[0];
+    /* memcached's TLS defaults, but for the output buffer (see ssl_wbuf_size in the man page) */
+    cfg->tls.keyformat = 1; /* SSL_FILETYPE_PEM */
+    cfg->tls.min_version = 2;
+    cfg->tls.wbuf_size = 64 * 1024;
+    cfg->tls.handshake_timeout = 10;
+    cfg->warm_rate = MP_WARM_RATE_DEFAULT;
+    cfg->warm_timeout = MP_WARM_TIMEOUT_DEFAULT;
+}
+
+const char *mp_config_tls_version_name(int min_version)
+{
+    static const char *const names[] = {"tlsv1.0", "tlsv1.1", "tlsv1.2", "tlsv1.3"};
+    return min_version >= 0 && min_version <= 3 ? names[min_version] : "unknown";
+}
+
+int mp_config_tls_verify_flags(enum mp_tls_verify v)
+{
+    /* SSL_VERIFY_PEER 1, SSL_VERIFY_FAIL_IF_NO_PEER_CERT 2, SSL_VERIFY_CLIENT_ONCE 4 */
+    static const int flags[] = {0, 1, 1 | 2, 1 | 2 | 4};
+    return flags[v];
 }
 
 const char *mp_config_protocol_name(enum mp_protocol p)
@@ -46,7 +70,9 @@ void mp_config_usage(FILE *out)
     fprintf(out, "magpie " MP_VERSION ": a multithreaded cache server speaking the memcached protocols\n"
                  "usage: magpie [options]\n"
                  "  -p, --port=NUM            TCP port to listen on (default 11211; 0 turns TCP off)\n"
-                 "  -l, --listen=ADDR[,ADDR]  addresses to listen on (default 127.0.0.1)\n"
+                 "  -l, --listen=ADDR[,ADDR]  addresses to listen on (default 127.0.0.1); each may be\n"
+                 "                            HOST, HOST:PORT, [IPV6]:PORT or * (every address), and\n"
+                 "                            with -Z notls:ADDR for a listener without TLS\n"
                  "  -s, --unix-socket=PATH    also listen on a unix socket\n"
                  "  -a, --unix-mask=MASK      permissions of the unix socket, octal (default 0700)\n"
                  "  -t, --threads=NUM         worker threads (default 4)\n"
@@ -66,14 +92,27 @@ void mp_config_usage(FILE *out)
                  "  -o, --extended=OPTS       comma list: idle_timeout=SECONDS, slab_reassign,\n"
                  "                            slab_automove=0|1|2, lru_maintainer, no_lru_maintainer,\n"
                  "                            lru_crawler, no_lru_crawler, no_hotkeys, hotkeys_metrics[=K],\n"
-                 "                            snapshot_interval=SECONDS (with -e: also write it this often)\n"
+                 "                            snapshot_interval=SECONDS (with -e: also write it this often),\n"
+                 "                            warm_rate=KEYS (a second; default 50000, 0: no bound),\n"
+                 "                            warm_timeout=SECONDS (default 10)\n"
+                 "                            and for -Z: ssl_chain_cert=FILE, ssl_key=FILE, ssl_ca_cert=FILE,\n"
+                 "                            ssl_verify_mode=0|1|2|3 (none, request, require, once),\n"
+                 "                            ssl_ciphers=LIST, ssl_min_version=0|1|2|3 (TLS 1.0..1.3,\n"
+                 "                            default 2), ssl_keyformat=1|2 (PEM, DER), ssl_wbuf_size=KB,\n"
+                 "                            ssl_session_cache, ssl_handshake_timeout=SECONDS (10)\n"
                  "  -A, --enable-shutdown     let the `shutdown` command stop the server\n"
+                 "  -Z, --enable-ssl          TLS on every TCP listener but notls: ones\n"
+                 "  -Y, --auth-file=FILE      ASCII authentication: user:password lines; a connection\n"
+                 "                            must send `set <any> <any> <any> <n>` with \"user password\"\n"
+                 "                            as its value before any other command\n"
                  "  -v, --verbose             log connection events; -vv also every command\n"
+                 "      --warm-from=HOST:PORT copy the items of a running Magpie or memcached (1.5.19 and\n"
+                 "                            later) at HOST:PORT while serving (see warm_rate)\n"
                  "      --metrics=HOST:PORT   serve Prometheus metrics at http://HOST:PORT/metrics\n"
                  "                            (:PORT: every IPv4 address; default off)\n"
                  "      --health [TARGET]     probe a running server with `version`; exit 0 if it answers.\n"
                  "                            TARGET: HOST:PORT, HOST, :PORT or a unix socket path\n"
-                 "                            (default: the -l address and -p port)\n"
+                 "                            (default: the -l address and -p port); with -Z over TLS\n"
                  "  -V, --version             print the version and exit\n"
                  "  -h, --help                print this help and exit\n");
 }
@@ -124,25 +163,135 @@ static bool parse_size(const char *s, size_t unit, size_t *out)
     return true;
 }
 
+/* One -l address as memcached reads it: an optional "notls:" prefix, then HOST, HOST:PORT,
+ * [IPV6] or [IPV6]:PORT; an IPv6 address without brackets has no port. Rewrites tok in place. */
+static int parse_address(struct mp_config *cfg, char *tok, char *err, size_t errlen)
+{
+    int i = cfg->nlisten;
+    if (strncmp(tok, "notls:", 6) == 0) {
+        cfg->listen_notls[i] = true;
+        tok += 6;
+    }
+    char *host = tok, *colon;
+    if (*tok == '[') {
+        char *close = strchr(tok, ']');
+        if (!close)
+            return fail(err, errlen, "-l: invalid IPv6 address: %s", tok);
+        *close = '\0';
+        host = tok + 1;
+        colon = close[1] == ':' ? close + 1 : NULL;
+        if (!colon && close[1] != '\0')
+            return fail(err, errlen, "-l: invalid IPv6 address: %s", tok);
+    } else {
+        colon = strchr(tok, ':');
+        if (colon && strchr(colon + 1, ':'))
+            colon = NULL; /* a bare IPv6 address */
+    }
+    if (colon) {
+        long port;
+        *colon = '\0';
+        if (!parse_long(colon + 1, 0, 65535, &port))
+            return fail(err, errlen, "-l: invalid port number: \"%s\"", colon + 1);
+        cfg->listen_port[i] = (int)port;
+    }
+    if (*host == '\0')
+        return fail(err, errlen, "%s", "-l: an address is empty");
+    cfg->listen[cfg->nlisten++] = host;
+    return 0;
+}
+
+/* Each -l adds its addresses to those of the ones before, as in memcached, which also skips one
+ * that is part of the list already. */
 static int parse_listen(struct mp_config *cfg, const char *arg, char *err, size_t errlen)
 {
-    if (strlen(arg) >= sizeof(cfg->listen_buf))
+    size_t have = strlen(cfg->listen_all);
+    if (have && strstr(cfg->listen_all, arg))
+        return 0;
+    if (have + 1 + strlen(arg) >= sizeof(cfg->listen_all))
         return fail(err, errlen, "-l: address list too long: %s", arg);
-    strcpy(cfg->listen_buf, arg);
+    snprintf(cfg->listen_all + have, sizeof(cfg->listen_all) - have, "%s%s", have ? "," : "", arg);
+    strcpy(cfg->listen_buf, cfg->listen_all);
+    cfg->listen_arg = cfg->listen_all;
     cfg->nlisten = 0;
-    for (char *save = NULL, *tok = strtok_r(cfg->listen_buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    for (int i = 0; i < MP_LISTEN_MAX; i++) {
+        cfg->listen_port[i] = -1;
+        cfg->listen_notls[i] = false;
+    }
+    for (char *save = NULL, *tok = strtok_r(cfg->listen_buf, ",;", &save); tok; tok = strtok_r(NULL, ",;", &save)) {
         if (cfg->nlisten == MP_LISTEN_MAX)
-            return fail(err, errlen, "-l: at most 8 addresses: %s", arg);
-        cfg->listen[cfg->nlisten++] = tok;
+            return fail(err, errlen, "-l: at most 8 addresses: %s", cfg->listen_all);
+        if (parse_address(cfg, tok, err, errlen) != 0)
+            return -1;
     }
     if (cfg->nlisten == 0)
         return fail(err, errlen, "-l: no address in '%s'", arg);
     return 0;
 }
 
+/* A copy of an -o value that lives as long as the config. */
+static const char *keep(struct mp_config *cfg, const char *val)
+{
+    size_t n = strlen(val) + 1;
+    if (n > sizeof(cfg->ext_buf) - cfg->ext_used)
+        return NULL;
+    char *p = cfg->ext_buf + cfg->ext_used;
+    memcpy(p, val, n);
+    cfg->ext_used += n;
+    return p;
+}
+
+/* The ssl_* options of -o, memcached's names and values. 1 when opt is not one of them. */
+static int parse_tls_option(struct mp_config *cfg, const char *opt, const char *val, char *err, size_t errlen)
+{
+    static const char *const paths[] = {"ssl_chain_cert", "ssl_key", "ssl_ca_cert", "ssl_ciphers"};
+    const char **dest[] = {&cfg->tls.chain_cert, &cfg->tls.key, &cfg->tls.ca_cert, &cfg->tls.ciphers};
+    struct mp_tls_config *t = &cfg->tls;
+    long n;
+    if (strncmp(opt, "ssl_", 4) != 0)
+        return 1;
+    t->options_seen = true;
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        if (strcmp(opt, paths[i]) != 0)
+            continue;
+        if (!val || !*val)
+            return fail(err, errlen, "Missing %s argument", opt);
+        if (!(*dest[i] = keep(cfg, val)))
+            return fail(err, errlen, "-o: options too long: %s", opt);
+        return 0;
+    }
+    if (strcmp(opt, "ssl_verify_mode") == 0) {
+        if (!val || !parse_long(val, 0, 3, &n))
+            return fail(err, errlen, "%s", "Invalid ssl_verify_mode: 0 (none), 1 (request), 2 (require) or 3 (once)");
+        t->verify = (enum mp_tls_verify)n;
+    } else if (strcmp(opt, "ssl_min_version") == 0) {
+        if (!val || !parse_long(val, 0, 3, &n))
+            return fail(err, errlen, "%s", "Invalid ssl_min_version: 0, 1, 2 or 3 (TLS 1.0, 1.1, 1.2, 1.3)");
+        t->min_version = (int)n;
+    } else if (strcmp(opt, "ssl_keyformat") == 0) {
+        if (!val || !parse_long(val, 1, 2, &n))
+            return fail(err, errlen, "%s", "Invalid ssl_keyformat: 1 (PEM) or 2 (DER)");
+        t->keyformat = (int)n;
+    } else if (strcmp(opt, "ssl_wbuf_size") == 0) {
+        if (!val || !parse_long(val, 4, 1024, &n))
+            return fail(err, errlen, "%s", "Invalid ssl_wbuf_size: kilobytes, from 4 to 1024");
+        t->wbuf_size = (unsigned)n * 1024;
+    } else if (strcmp(opt, "ssl_handshake_timeout") == 0) {
+        if (!val || !parse_long(val, 1, 3600, &n))
+            return fail(err, errlen, "%s", "Invalid ssl_handshake_timeout: seconds, from 1 to 3600");
+        t->handshake_timeout = (int)n;
+    } else if (strcmp(opt, "ssl_session_cache") == 0) {
+        t->session_cache = true;
+    } else if (strcmp(opt, "ssl_kernel_tls") == 0) {
+        return fail(err, errlen, "%s", "ssl_kernel_tls: not supported (Magpie encrypts in user space)");
+    } else {
+        return fail(err, errlen, "Illegal suboption \"%s\"", opt);
+    }
+    return 0;
+}
+
 static int parse_extended(struct mp_config *cfg, const char *arg, char *err, size_t errlen)
 {
-    char buf[256];
+    char buf[4096];
     if (strlen(arg) >= sizeof(buf))
         return fail(err, errlen, "-o: option list too long: %s", arg);
     strcpy(buf, arg);
@@ -151,6 +300,11 @@ static int parse_extended(struct mp_config *cfg, const char *arg, char *err, siz
         if (val)
             *val++ = '\0';
         long n;
+        int rc = parse_tls_option(cfg, opt, val, err, errlen);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            continue;
         if (strcmp(opt, "idle_timeout") == 0) {
             if (!val || !parse_long(val, 0, INT_MAX, &n))
                 return fail(err, errlen, "-o idle_timeout needs a number of seconds: %s", arg);
@@ -164,6 +318,14 @@ static int parse_extended(struct mp_config *cfg, const char *arg, char *err, siz
             if (!val || !parse_long(val, 0, 86400 * 365, &n))
                 return fail(err, errlen, "-o snapshot_interval needs a number of seconds: %s", arg);
             cfg->snapshot_interval = (int)n;
+        } else if (strcmp(opt, "warm_rate") == 0) {
+            if (!val || !parse_long(val, 0, 100000000, &n))
+                return fail(err, errlen, "-o warm_rate needs a number of keys a second: %s", arg);
+            cfg->warm_rate = (int)n;
+        } else if (strcmp(opt, "warm_timeout") == 0) {
+            if (!val || !parse_long(val, 1, 3600, &n))
+                return fail(err, errlen, "-o warm_timeout needs a number of seconds from 1 to 3600: %s", arg);
+            cfg->warm_timeout = (int)n;
         } else if (strcmp(opt, "slab_reassign") == 0 || strcmp(opt, "lru_maintainer") == 0) {
             cfg->lru_maintainer = true;
         } else if (strcmp(opt, "lru_crawler") == 0) {
@@ -188,7 +350,7 @@ static int parse_extended(struct mp_config *cfg, const char *arg, char *err, siz
     return 0;
 }
 
-enum { OPT_HEALTH = 1000, OPT_METRICS };
+enum { OPT_HEALTH = 1000, OPT_METRICS, OPT_WARM_FROM };
 
 static const struct option long_options[] = {
     {"port", required_argument, NULL, 'p'},
@@ -211,6 +373,9 @@ static const struct option long_options[] = {
     {"enable-shutdown", no_argument, NULL, 'A'},
     {"health", optional_argument, NULL, OPT_HEALTH},
     {"metrics", required_argument, NULL, OPT_METRICS},
+    {"enable-ssl", no_argument, NULL, 'Z'},
+    {"auth-file", required_argument, NULL, 'Y'},
+    {"warm-from", required_argument, NULL, OPT_WARM_FROM},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -292,6 +457,7 @@ static int parse_one(struct mp_config *cfg, int opt, const char *arg, char *err,
             cfg->protocol = MP_PROTOCOL_BINARY;
         else
             return fail(err, errlen, "-B %s: should be one of auto, binary, or ascii", arg);
+        cfg->protocol_set = true;
         return 0;
     case 'u': cfg->user = arg; return 0;
     case 'e':
@@ -299,6 +465,8 @@ static int parse_one(struct mp_config *cfg, int opt, const char *arg, char *err,
             return fail(err, errlen, "%s", "-e: needs a file path");
         cfg->memory_file = arg;
         return 0;
+    case 'Z': cfg->tls.enabled = true; return 0;
+    case 'Y': cfg->auth_file = arg; return 0;
     case 'o': return parse_extended(cfg, arg, err, errlen);
     case 'v': cfg->verbose++; return 0;
     case 'A': cfg->shutdown_enabled = true; return 0;
@@ -308,10 +476,33 @@ static int parse_one(struct mp_config *cfg, int opt, const char *arg, char *err,
             return fail(err, errlen, "--metrics: not HOST:PORT: %s", arg);
         cfg->metrics = arg;
         return 0;
+    case OPT_WARM_FROM: /* its shape is checked by the server (mp_warm_split_peer) */ cfg->warm_from = arg; return 0;
     case 'V': cfg->show_version = true; return 0;
     case 'h': cfg->show_help = true; return 0;
     default: return fail(err, errlen, "%s", "unknown option; see magpie -h");
     }
+}
+
+/* -Z and -Y against the rest, as memcached checks them. */
+static int check_security(struct mp_config *cfg, char *err, size_t errlen)
+{
+    for (int i = 0; i < cfg->nlisten; i++)
+        if (cfg->listen_notls[i] && !cfg->tls.enabled)
+            return fail(err, errlen, "%s", "'notls' option is valid only when SSL is enabled");
+    if (cfg->tls.enabled && cfg->port == 0 && !cfg->health)
+        return fail(err, errlen, "%s", "You cannot enable SSL without a TCP port.");
+    if (cfg->tls.enabled && !cfg->tls.chain_cert && !cfg->health)
+        return fail(err, errlen, "%s", "-Z needs a certificate: -o ssl_chain_cert=FILE[,ssl_key=FILE]");
+    if (cfg->tls.enabled && cfg->tls.verify >= MP_TLS_VERIFY_REQUIRE && !cfg->tls.ca_cert && !cfg->health)
+        return fail(err, errlen, "%s", "ssl_verify_mode=2 or 3 needs -o ssl_ca_cert=FILE to check clients against");
+    if (cfg->auth_file) {
+        /* memcached: authentication tokens are a text-protocol command */
+        if (cfg->protocol_set && cfg->protocol != MP_PROTOCOL_ASCII)
+            return fail(err, errlen, "%s",
+                        "You cannot allow the BINARY protocol while using ascii authentication tokens.");
+        cfg->protocol = MP_PROTOCOL_ASCII;
+    }
+    return 0;
 }
 
 int mp_config_parse(struct mp_config *cfg, int argc, char **argv, char *err, size_t errlen)
@@ -319,7 +510,7 @@ int mp_config_parse(struct mp_config *cfg, int argc, char **argv, char *err, siz
     optind = 1;
     opterr = 0;
     int opt;
-    while ((opt = getopt_long(argc, argv, ":p:l:s:a:t:c:m:I:f:n:b:B:U:u:e:o:vAVh", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":p:l:s:a:t:c:m:I:f:n:b:B:U:u:e:o:vAVhZY:", long_options, NULL)) != -1) {
         if (opt == '?') {
             char o[3] = {'-', (char)optopt, '\0'};
             if (optopt == 0)
@@ -348,5 +539,5 @@ int mp_config_parse(struct mp_config *cfg, int argc, char **argv, char *err, siz
         return fail(err, errlen, "%s", "-o snapshot_interval needs -e PATH, the file to write");
     if (cfg->port == 0 && !cfg->unix_path && !cfg->health && !cfg->show_help && !cfg->show_version)
         return fail(err, errlen, "%s", "nothing to listen on: -p 0 and no -s");
-    return 0;
+    return check_security(cfg, err, errlen);
 }

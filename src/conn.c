@@ -14,11 +14,13 @@
 #include "magpie/latency.h"
 #include "magpie/log.h"
 #include "magpie/text.h"
+#include "magpie/tls.h"
 
 #define RBUF_SIZE (16 * 1024)
 #define OUT_HIGH_WATER (256 * 1024) /* flush, and maybe pause, at this much pending output */
 #define DIRECT_READ_MIN (16 * 1024) /* larger value remainders are read straight into the item */
 #define BUFS_INIT 16
+#define AUTH_VALUE_MAX 4096 /* -Y: a longer "user password" value is refused without being buffered */
 
 enum state {
     ST_CMD,       /* expecting a request */
@@ -30,6 +32,7 @@ enum state {
     ST_SKIP_LINE, /* discarding the rest of a refused long line */
     ST_DUMP,      /* streaming a key listing (x.dump), a batch at a time */
     ST_WATCH,     /* a watcher: sending what is logged for it, reading nothing */
+    ST_AUTH,      /* -Y: reading the value of an authentication "set" (auth_len bytes) */
     ST_CLOSING,
 };
 
@@ -63,7 +66,9 @@ struct mp_conn {
     char laddr[128];              /* the address it came in on, the same way */
     uv_timer_t aux;               /* resumes a listing, or feeds a watcher (aux_ready once set up) */
     bool aux_ready;
-    int handles; /* handles not yet closed: the conn is freed when none is left */
+    int handles;     /* handles not yet closed: the conn is freed when none is left */
+    uint32_t born;   /* clock seconds when accepted: a TLS handshake's deadline runs from it */
+    size_t auth_len; /* -Y: the bytes of the authentication value, "\r\n" included */
 
     /* input: unread bytes are rbuf[rpos, rlen) */
     char *rbuf;
@@ -86,6 +91,13 @@ struct mp_conn {
     struct mp_out out;
     uv_buf_t *bufs;
     size_t bufcap;
+
+    /* TLS (tls.h), NULL on a plain connection: the session, how far the replies in `out` are
+     * encrypted (segment, offset), and the ciphertext bytes a queued write holds */
+    struct mp_tls_conn *tls;
+    size_t tls_seg, tls_off;
+    size_t tls_queued;
+    uv_buf_t tls_buf; /* the ciphertext of a queued write */
 };
 
 static void process(struct mp_conn *c);
@@ -95,16 +107,108 @@ static void start_watch(struct mp_conn *c);
 
 /* ---- output ---------------------------------------------------------------------------------- */
 
+static bool flush_tls(struct mp_conn *c);
+static void close_graceful(struct mp_conn *c);
+
 static void on_write(uv_write_t *req, int status)
 {
     struct mp_conn *c = req->data;
     c->writing = false;
-    mp_out_reset(&c->out);
-    if (status < 0 || c->close_after_write) {
-        close_conn(c);
+    if (c->tls) {
+        mp_tls_out_done(c->tls, c->tls_queued);
+        c->tls_queued = 0;
+        /* the rest of the replies, encrypted a bounded amount at a time */
+        if (status < 0 || !flush_tls(c)) {
+            if (status < 0)
+                close_conn(c);
+            return;
+        }
+    } else {
+        mp_out_reset(&c->out);
+        if (status < 0) {
+            close_conn(c);
+            return;
+        }
+    }
+    if (c->close_after_write) {
+        close_graceful(c);
         return;
     }
     process(c);
+}
+
+/*
+ * TLS: the replies are encrypted from where they lie (the reply buffer, or a pinned item's value:
+ * no copy of a large value is made) into the session's output buffer, which is written to the
+ * socket. A batch of pipelined replies is one run of the reply buffer, so it becomes one SSL_write
+ * and one socket write. At most ssl_wbuf_size of ciphertext is made before it is written; if the
+ * socket does not take it all, the rest is queued and the connection waits for on_write before it
+ * encrypts more, so a client that does not read holds at most that much ciphertext and its
+ * replies, as on a plain connection.
+ */
+static bool encrypt_some(struct mp_conn *c)
+{
+    struct mp_out *o = &c->out;
+    size_t budget = c->env->cfg->tls.wbuf_size;
+    const char *ignored;
+    while (c->tls_seg < o->nsegs && mp_tls_out(c->tls, &ignored) < budget) {
+        const struct mp_out_seg *s = &o->segs[c->tls_seg];
+        const char *base = s->ext ? s->ext : o->buf + s->off;
+        size_t n = s->len - c->tls_off < budget ? s->len - c->tls_off : budget;
+        if (mp_tls_write(c->tls, base + c->tls_off, n) != 0)
+            return false;
+        c->tls_off += n;
+        if (c->tls_off == s->len) {
+            c->tls_seg++;
+            c->tls_off = 0;
+        }
+    }
+    if (o->nsegs && c->tls_seg == o->nsegs) { /* every reply is encrypted: its items can go */
+        MP_STAT_ADD(c->st, bytes_written, o->pending);
+        mp_out_reset(o);
+        c->tls_seg = c->tls_off = 0;
+    }
+    return true;
+}
+
+static bool flush_tls(struct mp_conn *c)
+{
+    if (c->writing)
+        return false;
+    if (c->out.nsegs && (c->state == ST_GET || c->state == ST_GET_KEYS))
+        c->get_flushed = true;
+    for (;;) {
+        if (!encrypt_some(c)) {
+            mp_log(MP_LOG_CONN, "conn %d: TLS: %s", c->fd, mp_tls_why(c->tls));
+            close_conn(c);
+            return false;
+        }
+        const char *data;
+        size_t n = mp_tls_out(c->tls, &data);
+        if (n == 0)
+            return true;
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
+        int w = uv_try_write(&c->h.stream, &b, 1);
+        if (w < 0 && w != UV_EAGAIN) {
+            close_conn(c);
+            return false;
+        }
+        size_t written = w > 0 ? (size_t)w : 0;
+        mp_tls_out_done(c->tls, written);
+        if (written == n)
+            continue;
+        /* The rest waits in the session's buffer, which nothing touches until on_write. */
+        c->tls_buf = uv_buf_init((char *)data + written, (unsigned)(n - written));
+        c->tls_queued = n - written;
+        c->wreq.data = c;
+        if (uv_write(&c->wreq, &c->h.stream, &c->tls_buf, 1, on_write) != 0) {
+            close_conn(c);
+            return false;
+        }
+        c->writing = true;
+        MP_STAT_INC(c->st, conn_yields);
+        return false;
+    }
 }
 
 /* Write everything pending: at once if the socket takes it, else queue the rest and return
@@ -112,6 +216,8 @@ static void on_write(uv_write_t *req, int status)
 static bool flush(struct mp_conn *c)
 {
     struct mp_out *o = &c->out;
+    if (c->tls)
+        return flush_tls(c);
     if (c->writing)
         return false;
     if (o->nsegs == 0)
@@ -311,10 +417,10 @@ static void run_text(struct mp_conn *c, const struct mp_request *req)
 }
 
 static const char *const state_names[] = {
-    [ST_CMD] = "conn_parse_cmd",     [ST_VALUE] = "conn_nread",     [ST_VALUE_END] = "conn_nread",
-    [ST_SWALLOW] = "conn_swallow",   [ST_GET] = "conn_mwrite",      [ST_GET_KEYS] = "conn_parse_cmd",
-    [ST_SKIP_LINE] = "conn_swallow", [ST_CLOSING] = "conn_closing", [ST_DUMP] = "conn_watch",
-    [ST_WATCH] = "conn_watch",
+    [ST_CMD] = "conn_parse_cmd",     [ST_VALUE] = "conn_nread", [ST_VALUE_END] = "conn_nread",
+    [ST_SWALLOW] = "conn_swallow",   [ST_GET] = "conn_mwrite",  [ST_GET_KEYS] = "conn_parse_cmd",
+    [ST_SKIP_LINE] = "conn_swallow", [ST_AUTH] = "conn_nread",  [ST_CLOSING] = "conn_closing",
+    [ST_DUMP] = "conn_watch",        [ST_WATCH] = "conn_watch",
 };
 
 /* One line group of `stats conns`. */
@@ -443,10 +549,50 @@ static bool step_binary(struct mp_conn *c)
     return true;
 }
 
+/* -Y, before the connection has authenticated: memcached's try_read_command_asciiauth. A `set`
+ * line opens an authentication, whose value is read whole; any other line is answered
+ * "CLIENT_ERROR unauthenticated". */
+static bool step_unauthenticated(struct mp_conn *c)
+{
+    struct mp_request req;
+    size_t used = 0;
+    enum mp_parse_status st = mp_proto_parse_auth(c->rbuf + c->rpos, avail(c), &req, &used);
+    if (st == MP_PARSE_NEED_MORE)
+        return false;
+    if (st == MP_PARSE_CLOSE)
+        return hang_up(c);
+    c->rpos += used;
+    if (req.cmd == MP_CMD_ERROR) {
+        next(c, mp_text_run(&c->x, &req));
+        return true;
+    }
+    c->auth_len = (size_t)req.auth_vlen + 2;
+    if (c->auth_len > AUTH_VALUE_MAX) { /* no such password: refused, and its bytes skipped */
+        mp_text_auth_refuse(&c->x);
+        c->x.swallow = c->auth_len;
+        c->state = ST_SWALLOW;
+        return true;
+    }
+    c->state = ST_AUTH;
+    return true;
+}
+
+static bool step_auth(struct mp_conn *c)
+{
+    if (avail(c) < c->auth_len)
+        return false;
+    mp_text_auth(&c->x, c->rbuf + c->rpos, c->auth_len);
+    c->rpos += c->auth_len;
+    c->state = ST_CMD;
+    return true;
+}
+
 static bool step_cmd(struct mp_conn *c)
 {
     if (avail(c) == 0)
         return false;
+    if (!c->x.authed)
+        return step_unauthenticated(c);
     if (c->speaks == SPEAKS_UNKNOWN) /* -B auto: the first byte says, as in memcached */
         c->speaks = (unsigned char)c->rbuf[c->rpos] == MP_BPROTO_REQ ? SPEAKS_BINARY : SPEAKS_TEXT;
     return c->speaks == SPEAKS_BINARY ? step_binary(c) : step_text(c);
@@ -542,6 +688,7 @@ static bool step(struct mp_conn *c)
     case ST_WATCH:
         c->rpos = c->rlen = 0; /* a watcher's input is ignored, as memcached ignores it */
         return false;
+    case ST_AUTH: return step_auth(c);
     case ST_CLOSING: return false;
     }
     return false;
@@ -582,21 +729,106 @@ static void take_direct(struct mp_conn *c, const char *base, size_t n)
     c->rlen += n - want;
 }
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* The room in the read buffer, moving what is unread to its start. */
+static void compact(struct mp_conn *c)
 {
-    (void)suggested;
-    struct mp_conn *c = h->data;
-    struct mp_item *it = c->x.update.item;
-    if (c->state == ST_VALUE && avail(c) == 0 && it->nbytes - c->vfill >= DIRECT_READ_MIN) {
-        c->rpos = c->rlen = 0;
-        *buf = direct_buf(c);
-        return;
-    }
     if (c->rpos > 0) {
         memmove(c->rbuf, c->rbuf + c->rpos, avail(c));
         c->rlen -= c->rpos;
         c->rpos = 0;
     }
+}
+
+/* A value so large that what is left of it goes straight into its item. */
+static bool direct_read(const struct mp_conn *c)
+{
+    const struct mp_item *it = c->x.update.item;
+    return c->state == ST_VALUE && avail(c) == 0 && it->nbytes - c->vfill >= DIRECT_READ_MIN;
+}
+
+/* The session failed: say nothing more but its alert, if it has one, and close. Or the client
+ * ended it (close_notify): answer what it asked before, then close. */
+static void tls_end(struct mp_conn *c, enum mp_tls_status st)
+{
+    if (st == MP_TLS_FAILED) {
+        mp_log(MP_LOG_CONN, "conn %d: TLS: %s", c->fd, mp_tls_why(c->tls));
+        mp_out_reset(&c->out);
+        c->tls_seg = c->tls_off = 0;
+    }
+    c->close_after_write = true;
+    c->state = ST_CLOSING;
+}
+
+static int conn_buffers(struct mp_conn *c);
+
+/*
+ * TLS: decrypt the ciphertext that came into the read buffer, or for a large value being read,
+ * straight into its item, as a plain connection reads it from the socket. Called when the state
+ * machine wants more input; true when some came. The handshake runs in here too, its replies left
+ * in the session's output buffer for the next flush.
+ */
+static bool tls_fill(struct mp_conn *c)
+{
+    if (!mp_tls_has_input(c->tls))
+        return false;
+    if (!mp_tls_established(c->tls)) {
+        enum mp_tls_status hs = mp_tls_handshake(c->tls);
+        if (hs != MP_TLS_OK) {
+            if (hs != MP_TLS_WANT_INPUT)
+                tls_end(c, hs);
+            return false;
+        }
+        if (conn_buffers(c) != 0) {
+            close_conn(c);
+            return false;
+        }
+        mp_log(MP_LOG_CONN, "conn %d: %s %s", c->fd, mp_tls_version(c->tls), mp_tls_describe(c->tls));
+        return true; /* the requests that came with the handshake's end are read next */
+    }
+    struct mp_item *it = c->x.update.item;
+    bool direct = direct_read(c);
+    char *dst;
+    size_t cap, got;
+    if (direct) {
+        c->rpos = c->rlen = 0;
+        dst = mp_chain_span(&c->env->cache->slabs, it, c->vfill, &cap); /* to the end of its chunk */
+    } else {
+        compact(c);
+        dst = c->rbuf + c->rlen;
+        cap = RBUF_SIZE - c->rlen;
+        if (cap == 0)
+            return false;
+    }
+    enum mp_tls_status st = mp_tls_read(c->tls, dst, cap, &got);
+    if (st != MP_TLS_OK) {
+        if (st != MP_TLS_WANT_INPUT)
+            tls_end(c, st);
+        return false;
+    }
+    MP_STAT_ADD(c->st, bytes_read, got);
+    if (direct)
+        c->vfill += (uint32_t)got;
+    else
+        c->rlen += got;
+    return true;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    struct mp_conn *c = h->data;
+    if (c->tls) {
+        size_t room;
+        char *p = mp_tls_in_room(c->tls, &room);
+        *buf = uv_buf_init(p, (unsigned)room);
+        return;
+    }
+    if (direct_read(c)) {
+        c->rpos = c->rlen = 0;
+        *buf = direct_buf(c);
+        return;
+    }
+    compact(c);
     *buf = uv_buf_init(c->rbuf + c->rlen, (unsigned)(RBUF_SIZE - c->rlen));
 }
 
@@ -612,8 +844,13 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     mp_latency_begin(&c->lat);
-    MP_STAT_ADD(c->st, bytes_read, (uint64_t)nread);
     atomic_store_explicit(&c->last_active, mp_exec_now(&c->x), memory_order_relaxed);
+    if (c->tls) {
+        mp_tls_in_added(c->tls, (size_t)nread); /* bytes_read counts what it decrypts to */
+        process(c);
+        return;
+    }
+    MP_STAT_ADD(c->st, bytes_read, (uint64_t)nread);
     if (buf->base >= c->rbuf && buf->base < c->rbuf + RBUF_SIZE)
         c->rlen += (size_t)nread;
     else
@@ -621,8 +858,19 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     process(c);
 }
 
+/* A TLS session whose input buffer is full waits for the state machine to take some (once its
+ * write drains) before the socket is read again. */
+static bool tls_room(struct mp_conn *c)
+{
+    size_t room;
+    mp_tls_in_room(c->tls, &room);
+    return room > 0;
+}
+
 static void set_reading(struct mp_conn *c, bool on)
 {
+    if (on && c->tls && !tls_room(c))
+        on = false;
     if (on == c->reading || uv_is_closing(&c->h.handle))
         return;
     if (on && uv_read_start(&c->h.stream, alloc_cb, read_cb) != 0) {
@@ -644,7 +892,8 @@ static void process(struct mp_conn *c)
     while (!c->writing && c->state != ST_CLOSING && !c->out.stopped) {
         if (c->out.pending >= OUT_HIGH_WATER && !flush(c))
             break;
-        if (!step(c))
+        /* no decrypting while a write is queued: it holds the session's output buffer */
+        if (!step(c) && (c->writing || !c->tls || !tls_fill(c)))
             break;
     }
     if (c->out.stopped && !uv_is_closing(&c->h.handle))
@@ -658,7 +907,7 @@ static void process(struct mp_conn *c)
     if (c->state == ST_CLOSING) {
         set_reading(c, false);
         if (done)
-            close_conn(c);
+            close_graceful(c);
         return;
     }
     /* A read buffer that is full without a complete command cannot happen with the parser's
@@ -676,6 +925,7 @@ static void process(struct mp_conn *c)
 static void on_close(uv_handle_t *h)
 {
     struct mp_conn *c = h->data;
+    mp_tls_conn_destroy(&c->tls);
     mp_out_deinit(&c->out);
     mp_cache_item_release(c->env->cache, &c->x.update.item);
     pthread_mutex_lock(&c->list->lock);
@@ -717,6 +967,22 @@ static void close_conn(struct mp_conn *c)
         uv_close(&c->h.handle, on_close);
 }
 
+/* Everything said has been written: close, ending a TLS session with its close_notify (sent if
+ * the socket takes it at once; the client loses nothing it asked for if not). */
+static void close_graceful(struct mp_conn *c)
+{
+    const char *data;
+    size_t n;
+    if (c->tls && !uv_is_closing(&c->h.handle) && !c->writing) {
+        mp_tls_close_notify(c->tls);
+        if ((n = mp_tls_out(c->tls, &data)) > 0) {
+            uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
+            uv_try_write(&c->h.stream, &b, 1);
+        }
+    }
+    close_conn(c);
+}
+
 /* An address as memcached's `stats conns` prints it. */
 static void addr_text(const struct sockaddr_storage *ss, bool ok, char *out, size_t cap)
 {
@@ -750,23 +1016,31 @@ static void peer_name(struct mp_conn *c, int fd, bool is_unix)
     addr_text(&ss, getsockname(fd, (struct sockaddr *)&ss, &len) == 0, c->laddr, sizeof(c->laddr));
 }
 
+/* The buffers of a connection that carries requests: reading, replies, the iovecs of a write. A
+ * TLS connection gets them when its handshake is done, so a handshake left hanging holds none. */
+static int conn_buffers(struct mp_conn *c)
+{
+    c->rbuf = malloc(RBUF_SIZE);
+    c->bufs = malloc(BUFS_INIT * sizeof(*c->bufs));
+    if (!c->rbuf || !c->bufs || mp_out_init(&c->out, c->env->cache) != 0)
+        return -1; /* on_close, or the caller, frees what was allocated */
+    c->bufcap = BUFS_INIT;
+    return 0;
+}
+
 int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_stats_thread *st,
-                   struct mp_conn_list *list, int fd, bool is_unix)
+                   struct mp_conn_list *list, int fd, bool is_unix, bool tls)
 {
     struct mp_conn *c = calloc(1, sizeof(*c));
-    bool out_ok = false;
-    if (c) {
-        c->rbuf = malloc(RBUF_SIZE);
-        c->bufs = malloc(BUFS_INIT * sizeof(*c->bufs));
-        out_ok = mp_out_init(&c->out, env->cache) == 0;
-    }
     int rc = UV_ENOMEM;
-    if (c && c->rbuf && c->bufs && out_ok)
-        rc = is_unix ? uv_pipe_init(loop, &c->h.pipe, 0) : uv_tcp_init(loop, &c->h.tcp);
+    if (c) {
+        c->env = env;
+        if (tls || conn_buffers(c) == 0)
+            rc = is_unix ? uv_pipe_init(loop, &c->h.pipe, 0) : uv_tcp_init(loop, &c->h.tcp);
+    }
     if (rc != 0) {
         if (c) {
-            if (out_ok)
-                mp_out_deinit(&c->out);
+            mp_out_deinit(&c->out);
             free(c->rbuf);
             free(c->bufs);
             free(c);
@@ -777,8 +1051,6 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
     }
     c->h.handle.data = c;
     c->handles = 1;
-    c->bufcap = BUFS_INIT;
-    c->env = env;
     c->st = st;
     c->fd = fd;
     c->list = list;
@@ -795,14 +1067,20 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
                             .owner = c,
                             .watch = env->watch,
                             .event_lib = env->event_lib,
-                            .fd = fd};
+                            .snapshot = env->snapshot,
+                            .warm = env->warm,
+                            .fd = fd,
+                            .auth = env->auth,
+                            .authed = env->auth == NULL,
+                            .tls = env->tls};
     /* st is the worker's block of env->stats: its index is the worker's in the other per-worker
      * arrays */
     unsigned worker = (unsigned)(st - env->stats->threads);
     mp_latency_batch_init(&c->lat, env->latency ? &env->latency->threads[worker] : NULL);
     c->x.hotkeys = env->hotkeys;
     c->x.hot = mp_hotkeys_worker(env->hotkeys, worker);
-    atomic_store_explicit(&c->last_active, mp_exec_now(&c->x), memory_order_relaxed);
+    c->born = mp_exec_now(&c->x);
+    atomic_store_explicit(&c->last_active, c->born, memory_order_relaxed);
     peer_name(c, fd, is_unix);
     pthread_mutex_lock(&list->lock);
     c->next = list->head;
@@ -823,7 +1101,11 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
     }
     if (!is_unix)
         uv_tcp_nodelay(&c->h.tcp, 1);
-    mp_log(MP_LOG_CONN, "conn %d: new %s connection", fd, is_unix ? "unix" : "tcp");
+    if (tls && !(c->tls = mp_tls_conn_create(env->tls, st))) {
+        close_conn(c);
+        return UV_ENOMEM;
+    }
+    mp_log(MP_LOG_CONN, "conn %d: new %s connection", fd, tls ? "tls" : is_unix ? "unix" : "tcp");
     set_reading(c, true);
     return 0;
 }
@@ -836,17 +1118,25 @@ void mp_conn_shutdown(struct mp_conn *c)
     c->close_after_write = true;
     if (c->writing)
         return; /* on_write closes it */
-    flush(c);
-    if (!c->writing)
-        close_conn(c);
+    if (flush(c) && !c->writing)
+        close_graceful(c);
 }
 
-void mp_conn_list_close_idle(struct mp_conn_list *list, uint32_t t, uint32_t timeout)
+void mp_conn_list_expire(struct mp_conn_list *list, uint32_t t)
 {
     for (struct mp_conn *c = list->head; c; c = c->next) {
+        const struct mp_config *cfg = c->env->cfg;
+        if (uv_is_closing(&c->h.handle))
+            continue;
+        /* Seconds are counted as for the idle timeout: more than N whole ones, at least N real. */
+        if (c->tls && !mp_tls_established(c->tls) && t - c->born > (uint32_t)cfg->tls.handshake_timeout) {
+            MP_STAT_INC(c->st, ssl_handshake_errors);
+            mp_log(MP_LOG_CONN, "conn %d: no TLS handshake within %d s, closing", c->fd, cfg->tls.handshake_timeout);
+            close_conn(c);
+            continue;
+        }
         uint32_t idle = t - atomic_load_explicit(&c->last_active, memory_order_relaxed);
-        /* more than `timeout` whole seconds, as memcached counts: at least `timeout` real ones */
-        if (idle > timeout && !uv_is_closing(&c->h.handle)) {
+        if (cfg->idle_timeout > 0 && idle > (uint32_t)cfg->idle_timeout) {
             MP_STAT_INC(c->st, idle_kicks);
             mp_log(MP_LOG_CONN, "conn %d: idle for %u s, closing", c->fd, idle);
             close_conn(c);

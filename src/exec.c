@@ -300,6 +300,9 @@ int mp_exec_stats(struct mp_exec *x, const char *args, size_t nargs, mp_stats_em
                                   .stats = x->stats,
                                   .hotkeys = x->hotkeys,
                                   .event_lib = x->event_lib,
+                                  .tls = x->tls,
+                                  .snapshot = x->snapshot,
+                                  .warm = x->warm,
                                   .log = {.watcher_buf = MP_WATCH_BUF}};
     if (x->watch) {
         src.log.watcher_sent = atomic_load(&x->watch->sent);

@@ -4,7 +4,12 @@
 
 void mp_item_init(struct mp_item *it, const char *key, size_t nkey, uint32_t flags, uint32_t exptime, uint32_t nbytes)
 {
-    atomic_store_explicit(&it->stamp, 0, memory_order_relaxed);
+    /* No CAS, no hits; the queue the allocator chose stays, and a swap keeps a promotion by the
+     * CLOCK hand, which may already know the chunk (lru.c). */
+    uint64_t old = atomic_load_explicit(&it->stamp, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&it->stamp, &old, old & MP_ITEM_SMALL, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
     it->next = 0;
     it->exptime = exptime;
     it->nbytes = nbytes;

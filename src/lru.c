@@ -2,6 +2,7 @@
 #include "magpie/lru.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -10,16 +11,27 @@
 #define TICK_MS 100
 #define RECLAIM_BUDGET 4096 /* chunks per class per tick */
 
-void mp_lru_setup(struct mp_lru *l, struct mp_slabs *s, struct mp_table *t, struct mp_epoch *e)
+#define GHOST_PER_ITEM 6          /* keys the ghost remembers per item the cache holds */
+#define GHOST_RESIZE_EVERY 16384u /* additions between two looks at how many items there are */
+
+int mp_lru_setup(struct mp_lru *l, struct mp_slabs *s, struct mp_table *t, struct mp_epoch *e)
 {
     memset(l, 0, sizeof(*l));
     l->slabs = s;
     l->table = t;
     l->epoch = e;
-    for (unsigned i = 0; i <= MP_SLAB_CLASSES_MAX; i++)
+    for (unsigned i = 0; i <= MP_SLAB_CLASSES_MAX; i++) {
         l->crawl_page[i] = MP_SLAB_NONE;
+        l->small[i].turn_start = UINT64_MAX;
+    }
     atomic_store(&l->crawler, true);
     atomic_store(&l->automove, 1);
+    /* Room for the most items the cache could ever hold: every chunk of the smallest class in the
+     * arena's whole reserve, which is as far as cache_memlimit can raise the limit (slab.h). Only
+     * address space: the ghost touches what its window uses, which follows the items held. */
+    size_t most = (size_t)s->npages_max * s->page_size / s->classes[1].size;
+    if (mp_ghost_setup(&l->ghost, most * GHOST_PER_ITEM) != 0)
+        return -ENOMEM;
     pthread_mutex_init(&l->lock, NULL);
     pthread_mutex_init(&l->orphans_lock, NULL);
     /* Ticks follow elapsed time: a wall clock stepped back must not stall the maintainer. */
@@ -28,6 +40,17 @@ void mp_lru_setup(struct mp_lru *l, struct mp_slabs *s, struct mp_table *t, stru
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&l->wake, &ca);
     pthread_condattr_destroy(&ca);
+    return 0;
+}
+
+void mp_lru_teardown(struct mp_lru *l)
+{
+    mp_lru_maintainer_stop(l);
+    for (unsigned i = 0; i <= MP_SLAB_CLASSES_MAX; i++) {
+        free(l->small[i].fifo);
+        l->small[i].fifo = NULL;
+    }
+    mp_ghost_teardown(&l->ghost);
 }
 
 /* Chunks in use on a page: all of them, except on the page the class still bumps into. */
@@ -56,14 +79,23 @@ static struct mp_item *cursor_take(const struct mp_slabs *s, const struct mp_sla
     return chunk_at(s, c, *page, (*chunk)++);
 }
 
-/* Why an item is taken: the CLOCK needs its chunk, the reclaim pass found it dead, or its page is
- * being moved to another class. Only the first is pressure on the class (see automove). */
-enum take { TAKE_EVICT, TAKE_RECLAIM, TAKE_MOVE };
+/* Why an item is taken: the CLOCK needs its chunk (from the small queue or the main one), the
+ * reclaim pass found it dead, or its page is being moved to another class. Only the first is
+ * pressure on the class (see automove). */
+enum take { TAKE_EVICT, TAKE_EVICT_SMALL, TAKE_RECLAIM, TAKE_MOVE };
+
+/* Remember an evicted key, keeping the ghost's window in step with the items the cache holds. */
+static void ghost_remember(struct mp_lru *l, uint64_t hash)
+{
+    if ((mp_ghost_added(&l->ghost) & (GHOST_RESIZE_EVERY - 1)) == 0)
+        mp_ghost_resize(&l->ghost, GHOST_PER_ITEM * mp_table_count(l->table));
+    mp_ghost_add(&l->ghost, hash);
+}
 
 /*
- * Unlink `it` if nobody else holds it, and account for why. The caller holds the class lock; the
- * stripe lock is only tried (lock order, see table.h). Returns true when the chunk is now free
- * and the caller's to reuse or put on the free list.
+ * Unlink `it` if nobody else holds it, and account for why; a live item's key goes to the ghost.
+ * The caller holds the class lock; the stripe lock is only tried (lock order, see table.h).
+ * Returns true when the chunk is now free and the caller's to reuse or put on the free list.
  */
 static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item *it, uint32_t now, enum take why)
 {
@@ -72,8 +104,9 @@ static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item 
     struct mp_stripe *st = mp_table_stripe(l->table, hash);
     if (!mp_stripe_trylock(st))
         return false;
-    bool freed = false;
+    bool freed = false, evicted = false;
     bool linked = mp_item_linked(it);
+    bool evicting = why == TAKE_EVICT || why == TAKE_EVICT_SMALL;
     /* Linked and held by the table alone: no reader has it, nobody is replacing it. */
     if (linked && atomic_load_explicit(&it->refs, memory_order_acquire) == 1) {
         bool dead = mp_item_dead(it, now, l->epoch);
@@ -81,9 +114,10 @@ static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item 
             uint64_t stamp = mp_item_stamp(it);
             bool fetched = stamp & MP_ITEM_FETCHED;
             uint32_t exptime = mp_item_exptime(it);
-            if (!dead && why == TAKE_EVICT && l->on_evict)
+            if (!dead && evicting && l->on_evict)
                 l->on_evict(l->evict_ctx, it, (unsigned)(c - l->slabs->classes), now);
             freed = mp_table_unlink_locked(l->table, st, hash, it);
+            evicted = !dead;
             if (dead) {
                 if (only_dead)
                     c->crawler_reclaimed++;
@@ -98,12 +132,15 @@ static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item 
                 c->evicted_nonzero += exptime != 0;
                 c->evicted_active += (stamp & MP_ITEM_HITS_MASK) != 0;
                 c->evicted_time = mp_item_la_age(stamp, now);
+                c->small_evicted += why == TAKE_EVICT_SMALL;
             }
         }
-    } else if (linked && why == TAKE_EVICT) {
+    } else if (linked && evicting) {
         c->lrutail_reflocked++;
     }
     mp_stripe_unlock(st);
+    if (evicted)
+        ghost_remember(l, hash);
     return freed;
 }
 
@@ -193,44 +230,179 @@ static struct mp_item *item_of(const struct mp_slabs *s, struct mp_item *chunk)
     return chunk;
 }
 
-struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now)
+/* ---- the small queue's FIFO of handles ---- */
+
+static bool fifo_grow(struct mp_lru_small *q)
+{
+    uint32_t cap = q->cap ? q->cap * 2 : 64;
+    if (cap < q->cap)
+        return false;
+    mp_handle_t *f = realloc(q->fifo, (size_t)cap * sizeof(*f));
+    if (!f)
+        return false;
+    /* Entries that wrapped past the old end move to just after it, so they stay in order. */
+    uint32_t wrapped = q->head + q->count > q->cap ? q->head + q->count - q->cap : 0;
+    memcpy(f + q->cap, f, (size_t)wrapped * sizeof(*f));
+    q->fifo = f;
+    q->cap = cap;
+    return true;
+}
+
+/* Append a handle; false when there is no room and none can be had. */
+static bool fifo_push(struct mp_lru_small *q, mp_handle_t h)
+{
+    if (q->count == q->cap && !fifo_grow(q))
+        return false;
+    q->fifo[(q->head + q->count) & (q->cap - 1)] = h;
+    q->count++;
+    return true;
+}
+
+static mp_handle_t fifo_pop(struct mp_lru_small *q)
+{
+    mp_handle_t h = q->fifo[q->head];
+    q->head = (q->head + 1) & (q->cap - 1);
+    q->count--;
+    return h;
+}
+
+/*
+ * The small queue's oldest entry leaves it (lru.h): returns its chunk when its item was evicted (or
+ * was dead and reclaimed), else NULL: it was read and is promoted to the main queue, or the entry
+ * is stale, or the chunk is still being filled and goes to the back.
+ */
+static struct mp_item *small_pop(struct mp_lru *l, unsigned cls, uint32_t now)
 {
     struct mp_slabs *s = l->slabs;
     struct mp_slab_class *c = &s->classes[cls];
-    if (c->first_page == MP_SLAB_NONE)
+    struct mp_lru_small *q = &l->small[cls];
+    mp_handle_t h = fifo_pop(q);
+    struct mp_item *it = mp_slab_item(s, h);
+    /* A page that left the class may be another class's now, cut into other chunks: do not look at
+     * it. One of this class's cannot leave while its lock is held. */
+    if (mp_slab_class_of(s, it) != cls || !mp_item_small(it))
         return NULL;
-    /*
-     * Each chunk with hits loses one as the hand passes, so four full turns take every count to
-     * zero; a fifth turn evicts regardless of hits and only skips what is in use. Items that are
-     * in use (refs > 1) or whose stripe is busy are skipped on every turn.
-     */
+    if (!mp_item_linked(it)) {
+        /* Being filled (SMALL, not yet linked), or unlinked but still read (SMALL until freed). */
+        fifo_push(q, h); /* one was just taken: there is room */
+        return NULL;
+    }
+    bool dead = mp_item_dead(it, now, l->epoch);
+    if (!dead && mp_item_hits(it) > 0) {
+        mp_item_promote(it);
+        c->small_promoted++;
+        return NULL;
+    }
+    if (take_item(l, c, it, now, TAKE_EVICT_SMALL))
+        return release_locked(l, cls, it, it) ? it : NULL; /* (a chain's head, should one be here) */
+    /* In use or its stripe busy: it stays, in the main queue, where the hand will find it. */
+    mp_item_promote(it);
+    return NULL;
+}
+
+/* The main hand passed the class's first chunk: a new turn begins (for the ghost's rule). */
+static void turn_begins(struct mp_lru *l, struct mp_lru_small *q)
+{
+    uint64_t now = mp_ghost_added(&l->ghost);
+    if (q->turn_start != UINT64_MAX)
+        q->turn_len = now - q->turn_start;
+    q->turn_start = now;
+}
+
+/*
+ * The main queue's CLOCK. Each chunk with hits loses one as the hand passes, so four full turns
+ * take every count to zero; a fifth turn evicts regardless of hits and queue and only skips what
+ * is in use. Items that are in use (refs > 1) or whose stripe is busy are skipped on every turn,
+ * and small items (the small queue's) on the first four. A chain's chunk stands for its item at
+ * the chain's first chunk and is passed over at the others (lru.h); the chunk the hand stopped at
+ * is the one returned, the rest of the chain freed.
+ */
+static struct mp_item *main_take(struct mp_lru *l, unsigned cls, uint32_t now)
+{
+    struct mp_slabs *s = l->slabs;
+    struct mp_slab_class *c = &s->classes[cls];
     uint64_t turn = (uint64_t)c->npages * c->perpage;
     uint64_t limit = turn * 5;
     for (uint64_t step = 0; step < limit; step++) {
         struct mp_item *it = cursor_take(s, c, &c->hand_page, &c->hand_chunk);
+        if (c->hand_page == c->first_page && c->hand_chunk == 1)
+            turn_begins(l, &l->small[cls]);
         bool chunk = atomic_load_explicit(&it->iflags, memory_order_relaxed) & MP_ITEM_CHUNK;
-        /* A chained item is weighed at its first chunk, once a turn (lru.h). */
         if (chunk && mp_chain_index(it) != 0)
             continue;
         struct mp_item *item = item_of(s, it);
         if (!mp_item_linked(item))
             continue;
-        if (step < turn * 4 && !mp_item_dead(item, now, l->epoch) && mp_item_clock_decay(item))
+        if (step < turn * 4 && !mp_item_dead(item, now, l->epoch) && (mp_item_small(item) || mp_item_clock_decay(item)))
             continue;
         if (take_item(l, c, item, now, TAKE_EVICT) && release_locked(l, cls, item, it)) {
-            /* still counted in c->used, and taken (refs 1) before the class lock is let go, as
-             * mp_slab_alloc_locked does; its stamp zeroed as a free would (item.h) */
-            if (chunk)
+            if (chunk) { /* no longer a chain's: an ordinary chunk the caller takes */
                 c->chunks--;
-            atomic_store_explicit(&it->iflags, 0, memory_order_relaxed);
-            mp_item_stamp_fresh(it, 0, memory_order_relaxed);
-            atomic_store_explicit(&it->refs, 1, memory_order_relaxed);
-            c->direct_reclaims++;
+                atomic_store_explicit(&it->iflags, 0, memory_order_relaxed);
+            }
             return it;
         }
     }
-    c->outofmemory++;
     return NULL;
+}
+
+/* The new item's queue: main if the ghost remembers its key from less than half a turn of the
+ * main hand ago (lru.h), else small, if its FIFO has room. */
+static void admit(struct mp_lru *l, unsigned cls, struct mp_item *chunk, const char *key, size_t nkey)
+{
+    if (!key)
+        return; /* a chain's head or chunk: main queue (lru.h) */
+    struct mp_slab_class *c = &l->slabs->classes[cls];
+    struct mp_lru_small *q = &l->small[cls];
+    uint64_t age = mp_ghost_take(&l->ghost, mp_table_hash(l->table, key, nkey));
+    if (age != MP_GHOST_ABSENT && (q->turn_len == 0 || age <= q->turn_len / 2)) {
+        c->ghost_hits++;
+        return;
+    }
+    if (fifo_push(q, mp_slab_handle(l->slabs, chunk)))
+        mp_item_set_small(chunk);
+}
+
+bool mp_lru_small_join(struct mp_lru *l, struct mp_item *it)
+{
+    struct mp_slabs *s = l->slabs;
+    unsigned cls = mp_slab_class_of(s, it);
+    struct mp_slab_class *c = &s->classes[cls];
+    pthread_mutex_lock(&c->lock);
+    bool joined = fifo_push(&l->small[cls], mp_slab_handle(s, it));
+    if (joined)
+        mp_item_set_small(it);
+    pthread_mutex_unlock(&c->lock);
+    return joined;
+}
+
+struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now, const char *key, size_t nkey)
+{
+    struct mp_slabs *s = l->slabs;
+    struct mp_slab_class *c = &s->classes[cls];
+    if (c->first_page == MP_SLAB_NONE)
+        return NULL;
+    struct mp_lru_small *q = &l->small[cls];
+    uint64_t target = (uint64_t)c->npages * c->perpage * MP_LRU_SMALL_PERCENT / 100;
+    if (target == 0)
+        target = 1;
+    struct mp_item *it = NULL;
+    /* Bounded: each pass takes an entry off the FIFO or sends one to its back. */
+    for (uint32_t n = q->count; !it && n > 0 && q->count >= target; n--)
+        it = small_pop(l, cls, now);
+    if (!it)
+        it = main_take(l, cls, now);
+    if (!it) {
+        c->outofmemory++;
+        return NULL;
+    }
+    /* Still counted in c->used, and taken (refs 1) before the class lock is let go, as
+     * mp_slab_alloc_locked does; its stamp zeroed as a free would (item.h). */
+    mp_item_stamp_fresh(it, 0, memory_order_relaxed);
+    atomic_store_explicit(&it->refs, 1, memory_order_relaxed);
+    c->direct_reclaims++;
+    admit(l, cls, it, key, nkey);
+    return it;
 }
 
 /* A live item the reclaim pass passes: its last access kept within range (item.h), its age and

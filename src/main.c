@@ -46,8 +46,11 @@ int main(int argc, char **argv)
         return MP_EXIT_OK;
     }
     if (cfg.health)
-        return mp_health_probe(cfg.health, cfg.listen[0], cfg.port ? cfg.port : 11211,
-                               cfg.protocol == MP_PROTOCOL_BINARY);
+        return mp_health_probe(cfg.health, cfg.listen[0],
+                               cfg.listen_port[0] >= 0 ? cfg.listen_port[0]
+                               : cfg.port              ? cfg.port
+                                                       : 11211,
+                               cfg.protocol == MP_PROTOCOL_BINARY, cfg.tls.enabled ? &cfg.tls : NULL);
 
     /* A peer that goes away mid-write must not kill the server. */
     signal(SIGPIPE, SIG_IGN);

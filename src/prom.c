@@ -136,6 +136,7 @@ enum conv {
     NUM,     /* the stat's number as it is */
     YESNO,   /* "yes" 1, "no" 0 */
     VERSION, /* 1, with the stat as the label version="..." */
+    IS,      /* 1 when the stat reads `match`, else 0: one sample per value a state may take */
 };
 
 struct source {
@@ -144,6 +145,7 @@ struct source {
     const char *labels; /* fixed labels, or NULL */
     const char *minus;  /* stats subtracted from it, space-separated, or NULL */
     uint8_t conv;
+    const char *match; /* IS: the value that reads 1 */
 };
 
 struct family {
@@ -161,9 +163,14 @@ struct family {
 #define SOURCES(...) ((const struct source[]){__VA_ARGS__, {0}})
 #define SRC(report, stat, labels)                                                                                      \
     {                                                                                                                  \
-        report, stat, labels, NULL, NUM                                                                                \
+        report, stat, labels, NULL, NUM, NULL                                                                          \
     }
 #define ONE(report, stat) SOURCES(SRC(report, stat, NULL))
+#define STATE(stat, value)                                                                                             \
+    {                                                                                                                  \
+        G, stat, "state=\"" value "\"", NULL, IS, value                                                                \
+    }
+#define REASON(stat, value) SRC(G, stat, "reason=\"" value "\"")
 #define HIT(cmd) "command=\"" cmd "\",status=\"hit\""
 #define MISS(cmd) "command=\"" cmd "\",status=\"miss\""
 
@@ -172,7 +179,7 @@ static const struct family FAMILIES[] = {
     {"memcached_uptime_seconds", "untyped", "Seconds since the server started.", NULL, ONE(G, "uptime")},
     {"memcached_time_seconds", "gauge", "The server's Unix time.", NULL, ONE(G, "time")},
     {"memcached_version", "gauge", "The server's version, as its label; always 1.", NULL,
-     SOURCES({G, "version", NULL, NULL, VERSION})},
+     SOURCES({G, "version", NULL, NULL, VERSION, NULL})},
     {"memcached_process_user_cpu_seconds_total", "counter", "User CPU time the server has used.", NULL,
      ONE(G, "rusage_user")},
     {"memcached_process_system_cpu_seconds_total", "counter", "System CPU time the server has used.", NULL,
@@ -199,7 +206,7 @@ static const struct family FAMILIES[] = {
              SRC(G, "touch_misses", MISS("touch")), SRC(G, "cas_badval", "command=\"cas\",status=\"badval\""),
              SRC(G, "cmd_flush", HIT("flush")),
              /* cmd_set counts cas commands too */
-             {G, "cmd_set", HIT("set"), "cas_misses cas_hits cas_badval", NUM})},
+             {G, "cmd_set", HIT("set"), "cas_misses cas_hits cas_badval", NUM, NULL})},
     {"memcached_current_items", "gauge", "Items stored now.", NULL, ONE(G, "curr_items")},
     {"memcached_items_total", "counter", "Items stored since the start.", NULL, ONE(G, "total_items")},
     {"memcached_items_evicted_total", "counter", "Live items removed to make room for others.", NULL,
@@ -230,13 +237,13 @@ static const struct family FAMILIES[] = {
 
     /* `stats settings`: the exporter reads the LRU crawler's settings only when it is on */
     {"memcached_lru_crawler_enabled", "gauge", "1 when the LRU crawler is on.", "lru_crawler",
-     SOURCES({S, "lru_crawler", NULL, NULL, YESNO})},
+     SOURCES({S, "lru_crawler", NULL, NULL, YESNO, NULL})},
     {"memcached_lru_crawler_sleep", "gauge", "Microseconds the LRU crawler sleeps between items.", "lru_crawler",
      ONE(S, "lru_crawler_sleep")},
     {"memcached_lru_crawler_to_crawl", "gauge", "Most items the LRU crawler looks at per class and run.", "lru_crawler",
      ONE(S, "lru_crawler_tocrawl")},
     {"memcached_lru_crawler_maintainer_thread", "gauge", "1 when the LRU maintainer thread runs.", "lru_crawler",
-     SOURCES({S, "lru_maintainer_thread", NULL, NULL, YESNO})},
+     SOURCES({S, "lru_maintainer_thread", NULL, NULL, YESNO, NULL})},
     {"memcached_lru_crawler_hot_percent", "gauge", "Percent of a class's memory for the HOT LRU.", "lru_crawler",
      ONE(S, "hot_lru_pct")},
     {"memcached_lru_crawler_warm_percent", "gauge", "Percent of a class's memory for the WARM LRU.", "lru_crawler",
@@ -291,7 +298,7 @@ static const struct family FAMILIES[] = {
      SOURCES(SRC(L, "get_hits", HIT("get")), SRC(L, "delete_hits", HIT("delete")), SRC(L, "incr_hits", HIT("incr")),
              SRC(L, "decr_hits", HIT("decr")), SRC(L, "cas_hits", HIT("cas")), SRC(L, "touch_hits", HIT("touch")),
              SRC(L, "cas_badval", "command=\"cas\",status=\"badval\""),
-             {L, "cmd_set", HIT("set"), "cas_hits cas_badval", NUM})},
+             {L, "cmd_set", HIT("set"), "cas_hits cas_badval", NUM, NULL})},
     {"memcached_slab_chunk_size_bytes", "gauge", "Size of the class's chunks.", NULL, ONE(L, "chunk_size")},
     {"memcached_slab_chunks_per_page", "gauge", "Chunks in one page of the class.", NULL, ONE(L, "chunks_per_page")},
     {"memcached_slab_current_pages", "gauge", "Pages the class has.", NULL, ONE(L, "total_pages")},
@@ -311,12 +318,62 @@ static const struct family FAMILIES[] = {
      ONE(G, "evicted_unfetched")},
     {"magpie_connections_idle_closed_total", "counter", "Connections closed for idling (-o idle_timeout).", NULL,
      ONE(G, "idle_kicks")},
+    {"magpie_auth_commands_total", "counter", "Authentications tried (-Y).", NULL, ONE(G, "auth_cmds")},
+    {"magpie_auth_errors_total", "counter", "Authentications refused: a wrong user or password (-Y).", NULL,
+     ONE(G, "auth_errors")},
+    {"magpie_ssl_handshake_errors_total", "counter", "TLS handshakes failed, timed out or renegotiations refused (-Z).",
+     NULL, ONE(G, "ssl_handshake_errors")},
+    {"magpie_ssl_new_sessions_total", "counter", "TLS sessions added to the session cache (ssl_session_cache).", NULL,
+     ONE(G, "ssl_new_sessions")},
     {"magpie_slab_pages_moved_total", "counter", "Pages automove took from one class to give to another.", NULL,
      ONE(G, "slabs_moved")},
     {"magpie_slab_pages_moved_out_total", "counter", "Pages taken from the class.", NULL, ONE(I, "moves_to_pool")},
     {"magpie_slab_pages_moved_in_total", "counter", "Pages given to the class.", NULL, ONE(I, "moves_from_pool")},
     {"magpie_slab_items_evicted_for_move_total", "counter", "Items of the class evicted because their page moved.",
      NULL, ONE(I, "evicted_for_move")},
+    {"magpie_ghost_bytes", "gauge", "Memory of the eviction policy's ghost of evicted keys (outside -m).", NULL,
+     ONE(G, "ghost_bytes")},
+    {"magpie_items_small_evicted_total", "counter", "Items evicted from the small queue without having been read.",
+     NULL, ONE(G, "small_evictions")},
+    {"magpie_items_small_promoted_total", "counter", "Items read in the small queue and moved to the main one.", NULL,
+     ONE(G, "small_promotions")},
+    {"magpie_items_ghost_hits_total", "counter", "New items the ghost sent straight to the main queue.", NULL,
+     ONE(G, "ghost_hits")},
+    {"magpie_slab_items_small_evicted_total", "counter", "Items of the class evicted from its small queue unread.",
+     NULL, ONE(I, "small_evictions")},
+    {"magpie_slab_items_small_promoted_total", "counter", "Items of the class moved from its small queue to main.",
+     NULL, ONE(I, "small_promotions")},
+    {"magpie_slab_items_ghost_hits_total", "counter", "New items of the class the ghost sent to the main queue.", NULL,
+     ONE(I, "ghost_hits")},
+
+    /* snapshots (-e) and the warm-up (--warm-from): only when they are on, as their stats */
+    {"magpie_snapshot_loaded_items", "gauge", "Items the snapshot brought back at the start.", NULL,
+     ONE(G, "snapshot_loaded_items")},
+    {"magpie_snapshot_load_duration_seconds", "gauge", "Time the snapshot took to load at the start.", NULL,
+     ONE(G, "snapshot_load_seconds")},
+    {"magpie_snapshot_saves_total", "counter", "Snapshots written while serving (snapshot_interval).", NULL,
+     ONE(G, "snapshot_saves")},
+    {"magpie_snapshot_save_failures_total", "counter", "Snapshots that could not be written while serving.", NULL,
+     ONE(G, "snapshot_save_failures")},
+    {"magpie_snapshot_last_save_timestamp_seconds", "gauge", "Unix time the last snapshot was written; 0 for none.",
+     NULL, ONE(G, "snapshot_last_save_time")},
+    {"magpie_snapshot_last_save_duration_seconds", "gauge", "Time the last snapshot took to write.", NULL,
+     ONE(G, "snapshot_last_save_seconds")},
+    {"magpie_snapshot_last_save_items", "gauge", "Items in the last snapshot written.", NULL,
+     ONE(G, "snapshot_last_save_items")},
+    {"magpie_warm_state", "gauge", "The warm-up from a peer: 1 for the state it is in.", NULL,
+     SOURCES(STATE("warm_state", "connecting"), STATE("warm_state", "copying"), STATE("warm_state", "done"),
+             STATE("warm_state", "failed"), STATE("warm_state", "stopped"))},
+    {"magpie_warm_keys_listed_total", "counter", "Keys the peer's listing gave.", NULL, ONE(G, "warm_keys_listed")},
+    {"magpie_warm_items_copied_total", "counter", "Items copied from the peer.", NULL, ONE(G, "warm_items_copied")},
+    {"magpie_warm_items_skipped_total", "counter", "Keys listed and not copied, by reason.", NULL,
+     SOURCES(REASON("warm_items_present", "present"), REASON("warm_items_missing", "missing"),
+             REASON("warm_items_too_large", "too_large"), REASON("warm_items_no_room", "no_room"),
+             REASON("warm_items_bad_key", "bad_key"))},
+    {"magpie_warm_bytes_total", "counter", "Bytes of the keys and values copied from the peer.", NULL,
+     ONE(G, "warm_bytes")},
+    {"magpie_warm_duration_seconds", "gauge", "Time the warm-up has taken so far, or took.", NULL,
+     ONE(G, "warm_seconds")},
 };
 
 #undef G
@@ -390,6 +447,10 @@ static bool source_value(struct page *pg, const struct source *src, unsigned cls
     }
     if (src->conv == VERSION) {
         snprintf(out, outlen, "%s", "1");
+        return true;
+    }
+    if (src->conv == IS) {
+        snprintf(out, outlen, "%d", strcmp(v, src->match) == 0);
         return true;
     }
     if (!is_number(v))

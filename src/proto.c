@@ -506,7 +506,10 @@ static void dispatch(const struct tokens *tk, struct mp_request *req, enum mp_pa
         admin(tk, MP_CMD_WATCH, req);
     else if (tok_is(c, "shutdown"))
         admin(tk, MP_CMD_SHUTDOWN, req);
-    else if (tk->t[tk->n - 1].n >= 5 && memcmp(tk->t[tk->n - 1].p, "HTTP/", 5) == 0)
+    else if (tok_is(c, "refresh_certs")) {
+        req->cmd = MP_CMD_REFRESH_CERTS;
+        req->noreply = last_is_noreply(tk);
+    } else if (tk->t[tk->n - 1].n >= 5 && memcmp(tk->t[tk->n - 1].p, "HTTP/", 5) == 0)
         *st = MP_PARSE_CLOSE; /* someone speaks HTTP to us: memcached hangs up */
     else
         error(req, "ERROR");
@@ -596,6 +599,42 @@ enum mp_parse_status mp_proto_parse_keys(const char *buf, size_t len, struct mp_
     return MP_PARSE_NEED_MORE;
 }
 
+enum mp_parse_status mp_proto_parse_auth(const char *buf, size_t len, struct mp_request *req, size_t *consumed)
+{
+    memset(req, 0, sizeof(*req));
+    if (len < 2)
+        return MP_PARSE_NEED_MORE;
+    const char *nl = memchr(buf, '\n', len);
+    if (!nl)
+        return len > MP_PROTO_LINE_MAX ? MP_PARSE_CLOSE : MP_PARSE_NEED_MORE;
+    *consumed = (size_t)(nl + 1 - buf);
+    /* memcached ends the line at its "\n" and leaves a "\r" in: the length token takes it as the
+     * white space after the number. */
+    const char *nul = memchr(buf, '\0', (size_t)(nl - buf));
+    struct tokens tk;
+    tokenize(buf, nul ? nul : nl, &tk);
+    if (tk.n < 5 || !tok_is(&tk.t[0], "set") || !mp_num_u32(tk.t[4].p, tk.t[4].n, &req->auth_vlen)) {
+        error(req, "CLIENT_ERROR unauthenticated");
+        return MP_PARSE_OK;
+    }
+    req->cmd = MP_CMD_SET;
+    return MP_PARSE_OK;
+}
+
+bool mp_proto_auth_token(const char *value, size_t n, const char **user, size_t *ulen, const char **pass, size_t *plen)
+{
+    const char *nul = memchr(value, '\0', n);
+    struct tokens tk;
+    tokenize(value, nul ? nul : value + n, &tk);
+    if (tk.n < 2)
+        return false;
+    *user = tk.t[0].p;
+    *ulen = tk.t[0].n;
+    *pass = tk.t[1].p;
+    *plen = tk.t[1].n;
+    return true;
+}
+
 bool mp_proto_next_key(const char **pos, const char *end, const char **key, size_t *nkey)
 {
     const char *p = *pos;
@@ -642,6 +681,7 @@ const char *mp_proto_cmd_name(enum mp_cmd cmd)
         [MP_CMD_MD] = "md",
         [MP_CMD_MA] = "ma",
         [MP_CMD_ME] = "me",
+        [MP_CMD_REFRESH_CERTS] = "refresh_certs",
         [MP_CMD_ERROR] = "error",
     };
     return (unsigned)cmd < sizeof(names) / sizeof(names[0]) && names[cmd] ? names[cmd] : "error";

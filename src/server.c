@@ -25,15 +25,26 @@ static const char TOO_MANY[] = "ERROR Too many open connections\r\n";
 
 /* ---- listeners ------------------------------------------------------------------------------- */
 
-static int listen_tcp(struct mp_server *srv, const char *host, char *err, size_t errlen)
+/* The port of -l's i-th address: its own, or -p's. */
+static int listen_port(const struct mp_config *cfg, int i)
 {
+    return cfg->listen_port[i] >= 0 ? cfg->listen_port[i] : cfg->port;
+}
+
+/* The i-th -l address: every address it resolves to, TLS with -Z unless it is a notls: one. */
+static int listen_tcp(struct mp_server *srv, int i, char *err, size_t errlen)
+{
+    const struct mp_config *cfg = srv->cfg;
+    const char *host = strcmp(cfg->listen[i], "*") == 0 ? NULL : cfg->listen[i];
+    int portnum = listen_port(cfg, i);
+    bool tls = cfg->tls.enabled && !cfg->listen_notls[i];
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res;
     char port[16];
-    snprintf(port, sizeof(port), "%d", srv->cfg->port);
+    snprintf(port, sizeof(port), "%d", portnum);
     int rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve listen address %s: %s", host, gai_strerror(rc));
+        snprintf(err, errlen, "cannot resolve listen address %s: %s", cfg->listen[i], gai_strerror(rc));
         return -1;
     }
     int bound = 0;
@@ -46,18 +57,18 @@ static int listen_tcp(struct mp_server *srv, const char *host, char *err, size_t
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         if (ai->ai_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, srv->cfg->backlog) != 0) {
-            snprintf(err, errlen, "cannot listen on %s port %d: %s", host, srv->cfg->port, strerror(errno));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, cfg->backlog) != 0) {
+            snprintf(err, errlen, "cannot listen on %s port %d: %s", cfg->listen[i], portnum, strerror(errno));
             close(fd);
             freeaddrinfo(res);
             return -1;
         }
-        srv->listeners[srv->nlisteners++] = (struct mp_listener){.fd = fd, .is_unix = false, .server = srv};
+        srv->listeners[srv->nlisteners++] = (struct mp_listener){.fd = fd, .is_unix = false, .tls = tls, .server = srv};
         bound++;
     }
     freeaddrinfo(res);
     if (!bound) {
-        snprintf(err, errlen, "no usable address for %s", host);
+        snprintf(err, errlen, "no usable address for %s", cfg->listen[i]);
         return -1;
     }
     return 0;
@@ -153,7 +164,7 @@ static void on_accept(uv_poll_t *p, int status, int events)
         }
         struct mp_worker *w = &srv->workers[srv->next_worker];
         srv->next_worker = (srv->next_worker + 1) % srv->nworkers;
-        mp_worker_hand(w, fd, l->is_unix);
+        mp_worker_hand(w, fd, l->is_unix, l->tls);
     }
 }
 
@@ -163,6 +174,19 @@ static void on_tick(uv_timer_t *t)
 {
     struct mp_server *srv = t->data;
     mp_clock_tick_now(&srv->clock);
+}
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    struct mp_server *srv = s->data;
+    char err[512];
+    if (!srv->cfg->auth_file)
+        return;
+    if (mp_auth_reload(&srv->auth, err, sizeof(err)) == 0)
+        mp_log(MP_LOG_INFO, "SIGHUP: reloaded the authentication file %s", srv->cfg->auth_file);
+    else
+        mp_log(MP_LOG_ERROR, "SIGHUP: %s; the users stay as they were", err);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -182,6 +206,7 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigusr1, NULL);
+    uv_close((uv_handle_t *)&srv->sighup, NULL);
     for (unsigned i = 0; i < srv->nworkers; i++)
         mp_worker_stop(&srv->workers[i]);
 }
@@ -191,20 +216,24 @@ static void log_startup(const struct mp_server *srv)
     const struct mp_config *cfg = srv->cfg;
     char where[400] = "";
     size_t n = 0;
-    for (int i = 0; i < cfg->nlisten && cfg->port; i++)
-        n += (size_t)snprintf(where + n, sizeof(where) - n, "%s%s:%d", n ? "," : "", cfg->listen[i], cfg->port);
+    for (int i = 0; i < cfg->nlisten && cfg->port && n < sizeof(where); i++)
+        n += (size_t)snprintf(where + n, sizeof(where) - n, "%s%s%s:%d", n ? "," : "",
+                              cfg->tls.enabled && !cfg->listen_notls[i] ? "tls:" : "", cfg->listen[i],
+                              listen_port(cfg, i));
+    if (n >= sizeof(where))
+        n = sizeof(where) - 1;
     if (cfg->unix_path)
         snprintf(where + n, sizeof(where) - n, "%sunix:%s (mode %o)", n ? "," : "", cfg->unix_path,
                  (unsigned)cfg->unix_mask);
     mp_log(MP_LOG_INFO,
            "magpie %s listening on %s; threads %d, memory %zu MiB, max item %zu bytes, max connections %d, "
            "growth factor %.2f, min chunk %zu, %u slab classes, page %u bytes, idle timeout %d s, automove %s, "
-           "verbosity %d, hot keys %s, metrics %s%s%s",
+           "verbosity %d, hot keys %s, metrics %s%s%s, authentication %s",
            MP_VERSION, where, cfg->threads, cfg->mem_limit >> 20, cfg->item_max, cfg->maxconns, cfg->factor,
            cfg->min_chunk, srv->cache.slabs.nclasses, srv->cache.slabs.page_size, cfg->idle_timeout,
            cfg->lru_maintainer && cfg->slab_automove ? "on" : "off", cfg->verbose, cfg->hotkeys ? "on" : "off",
            cfg->metrics ? "on " : "off", cfg->metrics ? srv->metrics.url : "",
-           cfg->hotkeys_metrics ? " with hot keys" : "");
+           cfg->hotkeys_metrics ? " with hot keys" : "", cfg->auth_file ? cfg->auth_file : "off");
 }
 
 /* A listener as `stats conns` names it: memcached's "tcp:<addr>:<port>" or "unix:<path>". */
@@ -287,6 +316,8 @@ static void snapshot_load(struct mp_server *srv)
 {
     struct mp_snapshot_report r;
     int rc = mp_snapshot_load(&srv->cache, &srv->snapshot, &r);
+    atomic_store_explicit(&srv->snapshot_status.loaded_items, r.items, memory_order_relaxed);
+    atomic_store_explicit(&srv->snapshot_status.load_us, (uint64_t)(r.seconds * 1e6), memory_order_relaxed);
     if (!r.found)
         return;
     char skipped[400];
@@ -296,9 +327,22 @@ static void snapshot_load(struct mp_server *srv)
            mb_per_s(r.file_bytes, r.seconds), skipped, rc ? "; stopped by a read error" : "");
 }
 
+/* After each periodic save, on the timer's thread. */
 static void snapshot_saved(void *ctx, int rc, const struct mp_snapshot_report *r)
 {
-    const char *path = ctx;
+    struct mp_server *srv = ctx;
+    const char *path = srv->cfg->memory_file;
+    struct mp_snapshot_status *st = &srv->snapshot_status;
+    if (rc == 0) {
+        atomic_store_explicit(&st->saves, atomic_load_explicit(&st->saves, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&st->last_save_at, (int64_t)time(NULL), memory_order_relaxed);
+        atomic_store_explicit(&st->last_save_us, (uint64_t)(r->seconds * 1e6), memory_order_relaxed);
+        atomic_store_explicit(&st->last_save_items, r->items, memory_order_relaxed);
+    } else if (rc != -ECANCELED) {
+        atomic_store_explicit(&st->save_failures, atomic_load_explicit(&st->save_failures, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    }
     if (rc == 0)
         mp_log(MP_LOG_CONN, "snapshot %s: wrote %llu items (%.1f MB) in %.3f s", path, (unsigned long long)r->items,
                (double)r->bytes / 1e6, r->seconds);
@@ -321,6 +365,14 @@ static int snapshot_save(struct mp_server *srv)
     return MP_EXIT_OK;
 }
 
+/* ---- warming from a peer (--warm-from) ------------------------------------------------------- */
+
+static void warm_note(void *ctx, bool error, const char *msg)
+{
+    (void)ctx;
+    mp_log(error ? MP_LOG_ERROR : MP_LOG_INFO, "%s", msg);
+}
+
 static unsigned stripe_bits_for(size_t mem_limit)
 {
     /* About one stripe per 64 KiB of -m, from 256 to 65536 stripes: a stripe then holds a few
@@ -335,6 +387,12 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
 {
     memset(srv, 0, sizeof(*srv));
     srv->cfg = cfg;
+    char host[256];
+    uint16_t port;
+    if (cfg->warm_from && mp_warm_split_peer(cfg->warm_from, host, sizeof(host), &port) != 0) {
+        snprintf(err, errlen, "--warm-from: not HOST:PORT (or [IPV6]:PORT): %s", cfg->warm_from);
+        return MP_EXIT_USAGE;
+    }
     mp_clock_setup_now(&srv->clock);
     struct mp_cache_config cc = {
         .mem_limit = cfg->mem_limit,
@@ -360,6 +418,12 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
     srv->watch_ready = true;
     srv->cache.lru.on_evict = log_eviction;
     srv->cache.lru.evict_ctx = srv;
+    if (cfg->tls.options_seen && !cfg->tls.enabled)
+        mp_log(MP_LOG_INFO, "-o ssl_* given without -Z: TLS is off, as in memcached");
+    if (cfg->tls.enabled && mp_tls_setup(&srv->tls, &cfg->tls, mp_clock_now(&srv->clock), err, errlen) != 0)
+        return MP_EXIT_USAGE; /* memcached exits EX_USAGE for certificates it cannot load */
+    if (cfg->auth_file && mp_auth_setup(&srv->auth, cfg->auth_file, err, errlen) != 0)
+        return MP_EXIT_FAILURE;
     srv->env = (struct mp_conn_env){.cache = &srv->cache,
                                     .clock = &srv->clock,
                                     .cfg = cfg,
@@ -369,13 +433,17 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
                                     .hotkeys = cfg->hotkeys ? &srv->hotkeys : NULL,
                                     .listeners = srv->shown,
                                     .watch = &srv->watch,
-                                    .event_lib = uv_version_string()};
+                                    .event_lib = uv_version_string(),
+                                    .tls = cfg->tls.enabled ? &srv->tls : NULL,
+                                    .auth = cfg->auth_file ? &srv->auth : NULL,
+                                    .snapshot = cfg->memory_file ? &srv->snapshot_status : NULL,
+                                    .warm = cfg->warm_from ? &srv->warm.status : NULL};
     /* The snapshot comes back before anything listens: no client sees a cache half loaded. */
     srv->snapshot = (struct mp_snapshot_opts){.path = cfg->memory_file, .clock = &srv->clock, .note = snapshot_note};
     if (cfg->memory_file)
         snapshot_load(srv);
     for (int i = 0; cfg->port && i < cfg->nlisten; i++)
-        if (listen_tcp(srv, cfg->listen[i], err, errlen) != 0)
+        if (listen_tcp(srv, i, err, errlen) != 0)
             return MP_EXIT_FAILURE;
     if (cfg->unix_path && listen_unix(srv, cfg->unix_path, err, errlen) != 0)
         return MP_EXIT_FAILURE;
@@ -389,10 +457,17 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
     srv->loop_ready = true;
     if (cfg->metrics) {
         struct mp_metrics_source ms = {
-            .stats = {cfg, &srv->cache, &srv->clock, &srv->stats, srv->env.hotkeys},
+            .stats = {.cfg = cfg,
+                      .cache = &srv->cache,
+                      .clock = &srv->clock,
+                      .stats = &srv->stats,
+                      .hotkeys = srv->env.hotkeys,
+                      .tls = srv->env.tls},
             .latency = &srv->latency,
             .hotkeys_k = (size_t)cfg->hotkeys_metrics,
         };
+        ms.stats.snapshot = srv->env.snapshot;
+        ms.stats.warm = srv->env.warm;
         if (mp_metrics_setup(&srv->metrics, &srv->loop, cfg->metrics, &ms, err, errlen) != 0)
             return MP_EXIT_FAILURE;
     }
@@ -419,9 +494,8 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         snprintf(err, errlen, "%s", "cannot start the maintainer thread");
         return MP_EXIT_FAILURE;
     }
-    if (cfg->snapshot_interval &&
-        mp_snapshot_timer_start(&srv->snapshot_timer, &srv->cache, &srv->snapshot, (unsigned)cfg->snapshot_interval,
-                                snapshot_saved, (void *)cfg->memory_file) != 0) {
+    if (cfg->snapshot_interval && mp_snapshot_timer_start(&srv->snapshot_timer, &srv->cache, &srv->snapshot,
+                                                          (unsigned)cfg->snapshot_interval, snapshot_saved, srv) != 0) {
         snprintf(err, errlen, "%s", "cannot start the snapshot thread");
         return MP_EXIT_FAILURE;
     }
@@ -439,18 +513,32 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
     uv_signal_init(&srv->loop, &srv->sigint);
     uv_signal_init(&srv->loop, &srv->sigterm);
     uv_signal_init(&srv->loop, &srv->sigusr1);
-    srv->sigint.data = srv->sigterm.data = srv->sigusr1.data = srv;
+    uv_signal_init(&srv->loop, &srv->sighup);
+    srv->sigint.data = srv->sigterm.data = srv->sigusr1.data = srv->sighup.data = srv;
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     /* memcached's graceful stop, the one its -e restarts need; here any of the three will do. */
     uv_signal_start(&srv->sigusr1, on_signal, SIGUSR1);
+    uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     log_startup(srv);
+    /* Last: the copy runs while the server serves. A peer that cannot be reached is no reason not
+     * to serve (warm.h): only a failure to start the thread is reported, and the server goes on. */
+    if (cfg->warm_from) {
+        struct mp_warm_opts wo = {.peer = cfg->warm_from,
+                                  .rate = (uint32_t)cfg->warm_rate,
+                                  .timeout = (unsigned)cfg->warm_timeout,
+                                  .clock = &srv->clock,
+                                  .note = warm_note};
+        if (mp_warm_start(&srv->warm, &srv->cache, &wo) != 0)
+            mp_log(MP_LOG_ERROR, "warm-up from %s: cannot start; serving without it", cfg->warm_from);
+    }
     return 0;
 }
 
 int mp_server_run(struct mp_server *srv)
 {
     uv_run(&srv->loop, UV_RUN_DEFAULT);
+    mp_warm_stop(&srv->warm);
     if (!srv->cfg->memory_file)
         return MP_EXIT_OK;
     /* Everything that could change the cache ends first: a periodic snapshot in progress (its
@@ -469,6 +557,7 @@ int mp_server_run(struct mp_server *srv)
 
 void mp_server_teardown(struct mp_server *srv)
 {
+    mp_warm_stop(&srv->warm);
     mp_snapshot_timer_stop(&srv->snapshot_timer);
     for (unsigned i = 0; i < srv->nworkers; i++) {
         mp_worker_stop(&srv->workers[i]);
@@ -487,6 +576,8 @@ void mp_server_teardown(struct mp_server *srv)
         uv_loop_close(&srv->loop);
     }
     mp_cache_teardown(&srv->cache);
+    mp_tls_teardown(&srv->tls);
+    mp_auth_teardown(&srv->auth);
     mp_stats_teardown(&srv->stats);
     mp_latency_teardown(&srv->latency);
     if (srv->hotkeys.threads)

@@ -13,6 +13,9 @@
 #include "magpie/hotkeys.h"
 #include "magpie/log.h"
 #include "magpie/proto.h"
+#include "magpie/tls.h"
+#include "magpie/snapshot.h"
+#include "magpie/warm.h"
 
 static struct mp_stats_prefixes *prefixes_create(void);
 static void prefixes_destroy(struct mp_stats_prefixes *p);
@@ -266,6 +269,7 @@ static struct mp_slab_class snapshot(struct mp_slabs *slabs, unsigned cls)
 struct class_totals {
     uint64_t evictions, evicted_unfetched, evicted_active, evicted_for_move, reclaimed, crawler_reclaimed,
         crawler_items_checked, lrutail_reflocked, direct_reclaims, expired_unfetched, outofmemory, moved, pages;
+    uint64_t small_evicted, small_promoted, ghost_hits;
 };
 
 static void class_totals(struct mp_slabs *slabs, struct class_totals *t)
@@ -286,6 +290,9 @@ static void class_totals(struct mp_slabs *slabs, struct class_totals *t)
         t->outofmemory += c.outofmemory;
         t->moved += c.pages_moved_out;
         t->pages += c.npages;
+        t->small_evicted += c.small_evicted;
+        t->small_promoted += c.small_promoted;
+        t->ghost_hits += c.ghost_hits;
     }
 }
 
@@ -306,6 +313,35 @@ static unsigned hash_power(const struct mp_table *t)
 
 #define U(v) ((unsigned long long)(v))
 #define NUM(name, v) emit(ctx, name, "%llu", U(v))
+#define LOAD(p, field) atomic_load_explicit(&((__typeof__(*(p)) *)(p))->field, memory_order_relaxed)
+
+/* With -e: what the snapshots have done (snapshot.h). */
+static void report_snapshot(const struct mp_snapshot_status *s, mp_stats_emit_fn emit, void *ctx)
+{
+    NUM("snapshot_loaded_items", LOAD(s, loaded_items));
+    emit(ctx, "snapshot_load_seconds", "%.3f", (double)LOAD(s, load_us) / 1e6);
+    NUM("snapshot_saves", LOAD(s, saves));
+    NUM("snapshot_save_failures", LOAD(s, save_failures));
+    emit(ctx, "snapshot_last_save_time", "%lld", (long long)LOAD(s, last_save_at));
+    emit(ctx, "snapshot_last_save_seconds", "%.3f", (double)LOAD(s, last_save_us) / 1e6);
+    NUM("snapshot_last_save_items", LOAD(s, last_save_items));
+}
+
+/* With --warm-from: the copy's progress (warm.h). */
+static void report_warm(const struct mp_warm_status *w, mp_stats_emit_fn emit, void *ctx)
+{
+    emit(ctx, "warm_state", "%s", mp_warm_state_name((enum mp_warm_state)LOAD(w, state)));
+    NUM("warm_keys_listed", LOAD(w, listed));
+    NUM("warm_items_copied", LOAD(w, copied));
+    NUM("warm_items_skipped", mp_warm_skipped(w));
+    NUM("warm_items_present", LOAD(w, present));
+    NUM("warm_items_missing", LOAD(w, missing));
+    NUM("warm_items_too_large", LOAD(w, too_large));
+    NUM("warm_items_no_room", LOAD(w, no_room));
+    NUM("warm_items_bad_key", LOAD(w, bad_key));
+    NUM("warm_bytes", LOAD(w, bytes));
+    emit(ctx, "warm_seconds", "%.3f", mp_warm_seconds(w));
+}
 
 static void report_general(const struct mp_stats_source *src, mp_stats_emit_fn emit, void *ctx)
 {
@@ -397,6 +433,13 @@ static void report_general(const struct mp_stats_source *src, mp_stats_emit_fn e
     NUM("log_watcher_skipped", src->log.watcher_skipped);
     NUM("log_watcher_sent", src->log.watcher_sent);
     NUM("log_watchers", src->log.watchers);
+    if (src->tls) { /* memcached shows these with -Z only */
+        if (src->cfg->tls.session_cache)
+            NUM("ssl_new_sessions", sum.ssl_new_sessions);
+        NUM("ssl_handshake_errors", sum.ssl_handshake_errors);
+        emit(ctx, "time_since_server_cert_refresh", "%u",
+             now - atomic_load_explicit(&src->tls->loaded_at, memory_order_relaxed));
+    }
     NUM("unexpected_napi_ids", 0);
     NUM("round_robin_fallback", 0);
     NUM("bytes", mp_table_bytes(table));
@@ -419,23 +462,43 @@ static void report_general(const struct mp_stats_source *src, mp_stats_emit_fn e
     /* Magpie's own, after memcached's names */
     emit(ctx, "magpie_version", "%s", MP_VERSION);
     NUM("total_malloced", ct.pages * cache->slabs.page_size);
+    NUM("ghost_bytes", mp_ghost_bytes(&lru->ghost));
+    NUM("small_evictions", ct.small_evicted);
+    NUM("small_promotions", ct.small_promoted);
+    NUM("ghost_hits", ct.ghost_hits);
+    if (src->snapshot)
+        report_snapshot(src->snapshot, emit, ctx);
+    if (src->warm)
+        report_warm(src->warm, emit, ctx);
+}
+
+/* memcached's TLS settings, shown with or without -Z, as a memcached built with TLS shows them
+ * (paths not given print as "(null)" there, and as "NULL" for the ciphers and CA). */
+static void report_tls_settings(const struct mp_tls_config *t, mp_stats_emit_fn emit, void *ctx)
+{
+    emit(ctx, "ssl_enabled", "%s", t->enabled ? "yes" : "no");
+    emit(ctx, "ssl_chain_cert", "%s", t->chain_cert ? t->chain_cert : "(null)");
+    emit(ctx, "ssl_key", "%s", t->key ? t->key : "(null)");
+    emit(ctx, "ssl_verify_mode", "%d", mp_config_tls_verify_flags(t->verify));
+    emit(ctx, "ssl_keyformat", "%d", t->keyformat);
+    emit(ctx, "ssl_ciphers", "%s", t->ciphers ? t->ciphers : "NULL");
+    emit(ctx, "ssl_ca_cert", "%s", t->ca_cert ? t->ca_cert : "NULL");
+    emit(ctx, "ssl_wbuf_size", "%u", t->wbuf_size);
+    emit(ctx, "ssl_session_cache", "%s", t->session_cache ? "yes" : "no");
+    emit(ctx, "ssl_kernel_tls", "%s", "no");
+    emit(ctx, "ssl_min_version", "%s", mp_config_tls_version_name(t->min_version));
 }
 
 static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn emit, void *ctx)
 {
     const struct mp_config *cfg = src->cfg;
     struct mp_lru *lru = &src->cache->lru;
-    char listen[256] = "";
-    for (int i = 0; i < cfg->nlisten; i++) {
-        size_t n = strlen(listen);
-        snprintf(listen + n, sizeof(listen) - n, "%s%s", i ? "," : "", cfg->listen[i]);
-    }
     const char *yes = "yes", *no = "no";
     NUM("maxbytes", mp_slab_limit(&src->cache->slabs));
     emit(ctx, "maxconns", "%d", cfg->maxconns);
     emit(ctx, "tcpport", "%d", cfg->port);
     emit(ctx, "udpport", "%d", 0);
-    emit(ctx, "inter", "%s", listen);
+    emit(ctx, "inter", "%s", cfg->listen_arg);    /* the -l flags as given, as memcached */
     emit(ctx, "verbosity", "%d", mp_log_level()); /* the `verbosity` command changes it */
     NUM("oldest", atomic_load_explicit(&src->cache->epoch.oldest, memory_order_relaxed));
     emit(ctx, "evictions", "%s", "on");
@@ -453,7 +516,7 @@ static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn 
     emit(ctx, "tcp_backlog", "%d", cfg->backlog);
     emit(ctx, "binding_protocol", "%s", mp_config_protocol_name(cfg->protocol));
     emit(ctx, "auth_enabled_sasl", "%s", no);
-    emit(ctx, "auth_enabled_ascii", "%s", no);
+    emit(ctx, "auth_enabled_ascii", "%s", cfg->auth_file ? cfg->auth_file : no);
     emit(ctx, "item_size_max", "%zu", cfg->item_max);
     emit(ctx, "maxconns_fast", "%s", yes);
     emit(ctx, "hashpower_init", "%d", 0);
@@ -494,23 +557,17 @@ static void report_settings(const struct mp_stats_source *src, mp_stats_emit_fn 
     emit(ctx, "ext_max_frag", "%.2f", 0.0);
     emit(ctx, "slab_automove_freeratio", "%.3f", 0.0);
     emit(ctx, "ext_drop_unread", "%s", no);
-    emit(ctx, "ssl_enabled", "%s", no);
-    emit(ctx, "ssl_chain_cert", "%s", "(null)");
-    emit(ctx, "ssl_key", "%s", "(null)");
-    emit(ctx, "ssl_verify_mode", "%d", 0);
-    emit(ctx, "ssl_keyformat", "%d", 0);
-    emit(ctx, "ssl_ciphers", "%s", "NULL");
-    emit(ctx, "ssl_ca_cert", "%s", "NULL");
-    emit(ctx, "ssl_wbuf_size", "%u", 0u);
-    emit(ctx, "ssl_session_cache", "%s", no);
-    emit(ctx, "ssl_kernel_tls", "%s", no);
-    emit(ctx, "ssl_min_version", "%s", "none");
+    report_tls_settings(&cfg->tls, emit, ctx);
     emit(ctx, "num_napi_ids", "%s", "(null)");
     /* memcached prints a missing path with printf's "(null)". */
     emit(ctx, "memory_file", "%s", cfg->memory_file ? cfg->memory_file : "(null)");
     emit(ctx, "snapshot_interval", "%d", cfg->snapshot_interval);
     /* Magpie's own */
     emit(ctx, "slab_page_size", "%u", src->cache->slabs.page_size);
+    emit(ctx, "ssl_handshake_timeout", "%d", cfg->tls.handshake_timeout);
+    emit(ctx, "warm_from", "%s", cfg->warm_from ? cfg->warm_from : "(null)");
+    emit(ctx, "warm_rate", "%d", cfg->warm_rate);
+    emit(ctx, "warm_timeout", "%d", cfg->warm_timeout);
 }
 
 static void report_slabs(const struct mp_stats_source *src, mp_stats_emit_fn emit, void *ctx)
@@ -558,8 +615,9 @@ static void report_items(const struct mp_stats_source *src, mp_stats_emit_fn emi
             continue; /* memcached lists only classes that hold items */
         struct mp_stats_class_sum cs;
         mp_stats_sum_class(src->stats, i, &cs);
-        /* One CLOCK per class, no hot and warm segments: memcached's flat LRU, where every item is
-         * in the cold LRU and every hit is a hit to cold. */
+        /* No hot, warm and cold LRUs (lru.h: a small queue and a CLOCK, with counters of their
+         * own below): memcached's flat LRU, where every item is in the cold LRU and every hit is a
+         * hit to cold. */
 #define ITEM_STAT(field, val)                                                                                          \
     snprintf(name, sizeof(name), "items:%u:%s", i, field);                                                             \
     emit(ctx, name, "%llu", U(val));
@@ -596,6 +654,9 @@ static void report_items(const struct mp_stats_source *src, mp_stats_emit_fn emi
         ITEM_STAT("evicted_for_move", snap.evicted_for_move)
         ITEM_STAT("moves_to_pool", snap.pages_moved_out)
         ITEM_STAT("moves_from_pool", snap.pages_moved_in)
+        ITEM_STAT("small_evictions", snap.small_evicted)
+        ITEM_STAT("small_promotions", snap.small_promoted)
+        ITEM_STAT("ghost_hits", snap.ghost_hits)
 #undef ITEM_STAT
     }
 }

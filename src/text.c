@@ -6,8 +6,10 @@
 #include <string.h>
 
 #include "magpie/admin.h"
+#include "magpie/auth.h"
 #include "magpie/log.h"
 #include "magpie/num.h"
+#include "magpie/tls.h"
 
 /* A one-line reply, unless the request said noreply. */
 static void reply(struct mp_exec *x, bool noreply, const char *line)
@@ -136,7 +138,50 @@ void mp_text_value_done(struct mp_exec *x, bool crlf_ok)
     }
 }
 
+/* ---- authentication (-Y) --------------------------------------------------------------------- */
+
+void mp_text_auth_refuse(struct mp_exec *x)
+{
+    MP_STAT_INC(x->st, auth_cmds);
+    MP_STAT_INC(x->st, auth_errors);
+    reply(x, false, "CLIENT_ERROR authentication failure");
+}
+
+void mp_text_auth(struct mp_exec *x, const char *value, size_t n)
+{
+    const char *user, *pass;
+    size_t ulen, plen;
+    if (value[n - 2] != '\r' || value[n - 1] != '\n') {
+        reply(x, false, "CLIENT_ERROR bad command line termination");
+        return;
+    }
+    if (!mp_proto_auth_token(value, n - 2, &user, &ulen, &pass, &plen)) {
+        reply(x, false, "CLIENT_ERROR bad authentication token format");
+        return;
+    }
+    if (!mp_auth_check(x->auth, user, ulen, pass, plen)) {
+        mp_text_auth_refuse(x);
+        return;
+    }
+    MP_STAT_INC(x->st, auth_cmds);
+    x->authed = true;
+    reply(x, false, "STORED");
+}
+
 /* ---- the other commands ---------------------------------------------------------------------- */
+
+/* memcached answers "OK", or the reason the files could not be loaded (always, noreply or not). */
+static void run_refresh_certs(struct mp_exec *x, const struct mp_request *req)
+{
+    char err[512];
+    if (mp_tls_refresh(x->tls, mp_exec_now(x), err, sizeof(err)) == 0) {
+        reply(x, req->noreply, "OK");
+        mp_log(MP_LOG_INFO, "refresh_certs: certificates reloaded");
+        return;
+    }
+    mp_log(MP_LOG_CONN, "refresh_certs: %s", err);
+    reply(x, false, err);
+}
 
 static void run_arith(struct mp_exec *x, const struct mp_request *req)
 {
@@ -262,6 +307,7 @@ enum mp_next mp_text_run(struct mp_exec *x, const struct mp_request *req)
     case MP_CMD_WATCH:
     case MP_CMD_SHUTDOWN: return mp_admin_run(x, req);
     case MP_CMD_MN: reply(x, false, "MN"); break;
+    case MP_CMD_REFRESH_CERTS: run_refresh_certs(x, req); break;
     case MP_CMD_ERROR:
         reply(x, req->noreply, req->error);
         if (req->swallow)

@@ -31,11 +31,10 @@ static void on_deadline(uv_timer_t *t)
     mp_worker_close_handles(t->loop);
 }
 
-static void on_idle_check(uv_timer_t *t)
+static void on_expire_check(uv_timer_t *t)
 {
     struct mp_worker *w = t->data;
-    int timeout = w->env->cfg->idle_timeout;
-    mp_conn_list_close_idle(&w->conns, mp_clock_now(w->env->clock), (uint32_t)timeout);
+    mp_conn_list_expire(&w->conns, mp_clock_now(w->env->clock));
 }
 
 static void on_wake(uv_async_t *a)
@@ -54,7 +53,7 @@ static void on_wake(uv_async_t *a)
             atomic_fetch_sub_explicit(w->env->nconns, 1, memory_order_relaxed);
             continue;
         }
-        int rc = mp_conn_create(&w->loop, w->env, w->st, &w->conns, q[i].fd, q[i].is_unix);
+        int rc = mp_conn_create(&w->loop, w->env, w->st, &w->conns, q[i].fd, q[i].is_unix, q[i].tls);
         if (rc != 0)
             mp_log(MP_LOG_ERROR, "worker %u: cannot take a connection: %s", w->id, uv_strerror(rc));
     }
@@ -96,8 +95,8 @@ int mp_worker_start(struct mp_worker *w, unsigned id, const struct mp_conn_env *
     w->wake.data = w;
     uv_timer_init(&w->loop, &w->timer);
     w->timer.data = w;
-    if (env->cfg->idle_timeout > 0)
-        uv_timer_start(&w->timer, on_idle_check, 1000, 1000);
+    if (env->cfg->idle_timeout > 0 || env->cfg->tls.enabled)
+        uv_timer_start(&w->timer, on_expire_check, 1000, 1000);
     rc = pthread_create(&w->thread, NULL, worker_main, w);
     if (rc != 0) {
         uv_close((uv_handle_t *)&w->wake, NULL);
@@ -110,7 +109,7 @@ int mp_worker_start(struct mp_worker *w, unsigned id, const struct mp_conn_env *
     return 0;
 }
 
-void mp_worker_hand(struct mp_worker *w, int fd, bool is_unix)
+void mp_worker_hand(struct mp_worker *w, int fd, bool is_unix, bool tls)
 {
     pthread_mutex_lock(&w->lock);
     if (w->stop) {
@@ -131,7 +130,7 @@ void mp_worker_hand(struct mp_worker *w, int fd, bool is_unix)
         w->queue = nq;
         w->qcap = ncap;
     }
-    w->queue[w->qlen++] = (struct mp_worker_handoff){fd, is_unix};
+    w->queue[w->qlen++] = (struct mp_worker_handoff){fd, is_unix, tls};
     uv_async_send(&w->wake);
     pthread_mutex_unlock(&w->lock);
 }

@@ -198,7 +198,9 @@ void mp_cache_set_exptime_locked(struct mp_cache_lock *lk, struct mp_item *it, u
  * holds: memory comes only from what is free (no eviction, no page taken from another class), so
  * what was brought in first stays, which is how a loader that brings the hottest items first keeps
  * them when memory is short; and a key the cache already holds alive is left alone. And they keep
- * their CAS, their CLOCK state (mp_item_clock_byte, item.h) and how long ago they were last read.
+ * their CAS, their CLOCK state (mp_item_clock_byte, item.h) and how long ago they were last read;
+ * one that was in the eviction policy's small queue rejoins it (lru.h), the others are in the main
+ * queue.
  *
  * A CAS value must never come back within a process: a lock-free get's hit lands on an item only
  * when its stamp is the one the get saw (item.h). A nonzero `cas` is therefore taken as given only

@@ -18,6 +18,15 @@
  * A watcher (watch.h) takes what was logged for it every 10 ms. Backpressure: when the pending output reaches 256 KiB
  * the connection flushes; while a write is still queued in the kernel's way it neither parses nor reads, so a client
  * that does not read its replies cannot make the server buffer without bound.
+ *
+ * TLS (-Z, tls.h) sits between the socket and these buffers: on a TLS connection the socket's
+ * bytes are read into the session, which decrypts them into the read buffer (or a large value's
+ * item) when the state machine wants more, and the replies are encrypted from the output buffer
+ * and the pinned items into the session's buffer, at most ssl_wbuf_size at a time, which is what
+ * goes to the socket. The rest of the connection sees plaintext only. The handshake advances as
+ * its bytes arrive and must end within ssl_handshake_timeout seconds (mp_conn_list_expire).
+ *
+ * With -Y (auth.h), a connection answers nothing but an authentication until it has sent one.
  */
 #ifndef MAGPIE_CONN_H
 #define MAGPIE_CONN_H
@@ -34,6 +43,9 @@
 #include "magpie/latency.h"
 #include "magpie/proto.h"
 #include "magpie/stats.h"
+
+struct mp_auth;
+struct mp_tls;
 
 /* The connections of one worker, for shutdown, idle checks and `stats conns`. The owning worker
  * changes the list under `lock`; `stats conns`, run by any worker, reads it under `lock`. */
@@ -65,19 +77,26 @@ struct mp_conn_env {
     unsigned nlisteners;
     struct mp_watch *watch; /* the log stream (watch.h) */
     const char *event_lib;  /* libuv's version, for `stats` */
+    struct mp_tls *tls;     /* -Z: the TLS context; NULL when off */
+    struct mp_auth *auth;   /* -Y: the users; NULL when off */
+    /* For `stats`: what snapshots and the warm-up have done; NULL when they are off. */
+    const struct mp_snapshot_status *snapshot;
+    const struct mp_warm_status *warm;
 };
 
 struct mp_conn;
 
-/* Adopt an accepted socket fd on `loop`. Returns 0, or a negative libuv error (fd is closed). */
+/* Adopt an accepted socket fd on `loop`, speaking TLS if `tls`. Returns 0, or a negative libuv
+ * error (fd is closed). */
 int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_stats_thread *st,
-                   struct mp_conn_list *list, int fd, bool is_unix);
+                   struct mp_conn_list *list, int fd, bool is_unix, bool tls);
 
 /* Server shutdown: stop reading, write the replies already computed, then close. */
 void mp_conn_shutdown(struct mp_conn *c);
 
-/* Close connections idle for at least `timeout` seconds (-o idle_timeout). */
-void mp_conn_list_close_idle(struct mp_conn_list *list, uint32_t now, uint32_t timeout);
+/* Close the connections whose time is up: idle for longer than -o idle_timeout, or a TLS
+ * handshake unfinished after ssl_handshake_timeout (counted in ssl_handshake_errors). */
+void mp_conn_list_expire(struct mp_conn_list *list, uint32_t now);
 
 /* Shut down every connection of a list. */
 void mp_conn_list_shutdown(struct mp_conn_list *list);

@@ -31,6 +31,9 @@
 #include "magpie/stats.h"
 #include "magpie/watch.h"
 
+struct mp_auth;
+struct mp_tls;
+
 /* What the connection does once a request has run. */
 enum mp_next {
     MP_NEXT_CMD,     /* parse the next request */
@@ -68,12 +71,17 @@ struct mp_exec {
     struct mp_hotkeys_thread *hot; /* this worker's, where gets note their keys; NULL when off */
     struct mp_out *out;
     mp_exec_conns_fn conns;
-    void *owner;                /* the connection, for `conns` */
-    struct mp_watch *watch;     /* the server's log stream (watch.h); may be NULL */
-    const char *event_lib;      /* for `stats` */
-    int fd;                     /* the connection's socket, as watch lines name it (cfd=) */
-    struct mp_dump dump;        /* a listing being streamed (MP_NEXT_DUMP) */
-    struct mp_watcher *watcher; /* set once the connection watches (MP_NEXT_WATCH) */
+    void *owner;                               /* the connection, for `conns` */
+    struct mp_watch *watch;                    /* the server's log stream (watch.h); may be NULL */
+    const char *event_lib;                     /* for `stats` */
+    const struct mp_snapshot_status *snapshot; /* for `stats`; NULL without -e */
+    const struct mp_warm_status *warm;         /* for `stats`; NULL without --warm-from */
+    int fd;                                    /* the connection's socket, as watch lines name it (cfd=) */
+    struct mp_dump dump;                       /* a listing being streamed (MP_NEXT_DUMP) */
+    struct mp_watcher *watcher;                /* set once the connection watches (MP_NEXT_WATCH) */
+    struct mp_auth *auth;                      /* -Y: the users; NULL when off */
+    bool authed;                               /* the connection may run commands (always, without -Y) */
+    struct mp_tls *tls;                        /* -Z: for refresh_certs; NULL when off */
     size_t swallow;
     struct mp_exec_update update;
     /* the text get being answered (text.h) */

@@ -43,7 +43,8 @@
  *   0..46   CAS: 2^47 stores, 4.4 years of a million stores every second
  *   47..55  last access, low 9 bits   (12 bits in all: minutes of relative time, modulo 4096)
  *   56..57  CLOCK hits (0..3)
- *   58..59  the eviction policy's (issue 22)
+ *   58      SMALL: in the eviction policy's small queue (lru.h)
+ *   59      the eviction policy's, unused
  *   60..62  last access, high 3 bits
  *   63      FETCHED: read at least once since stored
  *
@@ -62,8 +63,10 @@
  *   stamp    the store that links or rewrites the item   optimistic gets (version check, then
  *            (stripe lock); CLOCK bits and last access   the hit's swap); the CLOCK hand,
  *            by any hit; the CLOCK hand and the reclaim  reclaim and evacuation (class lock:
- *            pass's last-access keep (class lock),       flushed? hits left? last access?),
- *            always with atomic operations               dumps (class lock)
+ *            pass's last-access keep (class lock);       flushed? hits left? small? last
+ *            SMALL by the allocator (class lock, before  access?), dumps (class lock)
+ *            anyone sees the item) and the hand's
+ *            promotion; always with atomic operations
  *   next     the table under the stripe lock; the slab   optimistic gets (chain walk, bounded)
  *            under the class lock while free
  *   exptime  alloc (before linking); touch, gat, meta    optimistic gets; the CLOCK hand,
@@ -128,6 +131,9 @@ enum {
 #define MP_ITEM_HIT_ONE (UINT64_C(1) << MP_ITEM_HITS_SHIFT)   /* one hit, in the stamp */
 #define MP_ITEM_HITS_MASK (UINT64_C(3) << MP_ITEM_HITS_SHIFT) /* the hit count */
 #define MP_ITEM_FETCHED (UINT64_C(1) << 63)                   /* read at least once since stored */
+/* In the small FIFO queue, on probation (lru.h). Set only by the allocator or a warm store (lru.h),
+ * in a chunk nobody else sees yet, and cleared by the CLOCK hand (promotion) or a fresh stamp. */
+#define MP_ITEM_SMALL (UINT64_C(1) << 58)
 /* Last access: minutes of relative time, 12 bits in two parts of the stamp. */
 #define MP_ITEM_LA_UNIT 60u    /* seconds in a unit (memcached's ITEM_UPDATE_INTERVAL) */
 #define MP_ITEM_LA_UNITS 4096u /* 12 bits: the count wraps after 68 hours */
@@ -181,6 +187,9 @@ static inline uint8_t mp_item_clock_byte(uint64_t stamp)
 {
     return (uint8_t)(((stamp >> 56) & 0xfu) | ((stamp >> 63) << 7));
 }
+
+/* MP_ITEM_SMALL in a CLOCK byte. An item brought back with it rejoins the small queue (lru.h). */
+#define MP_ITEM_CLOCK_SMALL ((uint8_t)(MP_ITEM_SMALL >> 56))
 
 /* The stamp of an item brought back: this CAS, a CLOCK byte as above, and a last access `idle`
  * seconds before `now` (in whole units, at most MP_ITEM_LA_KEEP of them, as ages read). */
@@ -276,14 +285,48 @@ static inline uint64_t mp_item_cas(const struct mp_item *it)
 }
 
 /* Set the whole stamp (mp_item_stamp_new, or 0 for a chunk freed). For an item nobody else can see
- * yet, or one being rewritten in place (table.h). */
+ * yet, or one being rewritten in place (table.h); a fresh stamp puts the item in the main queue. */
 static inline void mp_item_stamp_fresh(struct mp_item *it, uint64_t stamp, memory_order mo)
 {
     atomic_store_explicit(&it->stamp, stamp, mo);
 }
 
-/* A new CAS for a linked item changed in place, keeping its CLOCK state and last access (which
- * hits and the hand may change meanwhile). The caller holds the stripe lock. */
+/* The stamp of a new key's item as it is linked: `stamp` (mp_item_stamp_new, or _restore without
+ * MP_ITEM_SMALL), keeping the queue its allocator put it in (MP_ITEM_SMALL). No reader sees the
+ * item yet, but the CLOCK hand may be promoting it (lru.c): a swap, so that neither change is
+ * lost. */
+static inline void mp_item_stamp_link(struct mp_item *it, uint64_t stamp)
+{
+    uint64_t old = atomic_load_explicit(&it->stamp, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&it->stamp, &old, stamp | (old & MP_ITEM_SMALL), memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+}
+
+/* Put a fresh chunk, nobody else sees yet, in the small queue (after mp_item_init or before). */
+static inline void mp_item_set_small(struct mp_item *it)
+{
+    atomic_store_explicit(&it->stamp, MP_ITEM_SMALL, memory_order_relaxed);
+}
+
+static inline bool mp_item_small(const struct mp_item *it)
+{
+    return atomic_load_explicit(&((struct mp_item *)it)->stamp, memory_order_relaxed) & MP_ITEM_SMALL;
+}
+
+/* Move an item from the small queue to the main one: the CLOCK hand, under the class lock, racing
+ * hits and stores. Only a stamp that still has SMALL (the same item, still on probation) changes;
+ * on a chunk since freed or rewritten the swap finds another stamp and does nothing. */
+static inline void mp_item_promote(struct mp_item *it)
+{
+    uint64_t old = atomic_load_explicit(&it->stamp, memory_order_relaxed);
+    while ((old & MP_ITEM_SMALL) && !atomic_compare_exchange_weak_explicit(&it->stamp, &old, old & ~MP_ITEM_SMALL,
+                                                                           memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+/* A new CAS for a linked item changed in place, keeping its CLOCK state, queue and last access
+ * (which hits and the hand may change meanwhile). The caller holds the stripe lock. */
 static inline void mp_item_recas(struct mp_item *it, uint64_t cas)
 {
     uint64_t old = atomic_load_explicit(&it->stamp, memory_order_relaxed);
@@ -368,7 +411,8 @@ static inline bool mp_item_fetched(const struct mp_item *it)
     return atomic_load_explicit(&((struct mp_item *)it)->stamp, memory_order_relaxed) & MP_ITEM_FETCHED;
 }
 
-/* Write the header, flags and key of a fresh chunk; the value is the caller's to fill. */
+/* Write the header, flags and key of a fresh chunk; the value is the caller's to fill. The stamp
+ * keeps only MP_ITEM_SMALL, which the allocator may have set. */
 void mp_item_init(struct mp_item *it, const char *key, size_t nkey, uint32_t flags, uint32_t exptime, uint32_t nbytes);
 
 /* Whether `src`'s contents can be written over `dst` in place: the same key in the same layout

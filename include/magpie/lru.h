@@ -2,17 +2,52 @@
  * lru: which item goes when memory is full, reclaim of expired items, and moving pages between
  * size classes.
  *
- * Eviction is a CLOCK over each class's pages rather than a linked LRU: a hit only bumps a 2-bit
- * counter in the item (item.h), so reads never take an LRU lock and items carry no list links.
- * When a class needs a chunk and has none, its hand sweeps forward: an expired or flushed item is
- * reclaimed at once; an item with hits left loses one and is passed over; the first item with none
- * is evicted. Items that are read keep surviving sweeps in proportion to how often they are read,
- * which approximates LRU and holds frequently read keys better than it under skewed (Zipf) traffic.
+ * The policy is S3-FIFO (Yang et al., SOSP '23) fitted to a CLOCK over slab pages. Each class has
+ * two queues and a shared ghost:
+ *
+ *   small  new items, on probation: a FIFO of the handles of the chunks that entered it, about a
+ *          tenth of the class's chunks. When it is full, its oldest item leaves: to the main
+ *          queue if it was read meanwhile (promoted: its SMALL bit is cleared, it stays where it
+ *          is), else it is evicted and its key's hash goes to the ghost. Items read once and
+ *          never again (a scan, one-hit wonders) thus hold a tenth of the class between them,
+ *          instead of each pushing a main item out and staying for a whole turn of the hand.
+ *   main   everything else: a CLOCK over the class's pages. A hit bumps a 2-bit counter in the
+ *          item (item.h), so reads never take an LRU lock and items carry no list links; the hand
+ *          passes over small items, takes a hit off each main item it meets and evicts the first
+ *          with none. Items read often survive turns in proportion. Its evictions go to the ghost
+ *          too.
+ *   ghost  the hashes of keys evicted lately (ghost.h), about six times as many as the cache
+ *          holds. A new item whose key the ghost remembers goes straight to the main queue: it
+ *          was evicted and is wanted again. Only if it came back within half a turn of its class's
+ *          main hand, though: a key that returns more slowly than main items must be read to stay
+ *          would be evicted again before its next request, and in the meantime push out an item
+ *          that would not. That keeps a large ghost (which holds recurring keys through a long
+ *          scan) from flooding the main queue when popularity is flat.
+ *
+ * A new item's queue is chosen when its chunk is: a chunk the class takes by evicting (the class
+ * is full) goes to the small queue unless the ghost admits its key, and a chunk from the free list
+ * or a new page (the class still grows) to the main queue. A store over an existing key puts its
+ * item in the main queue, as a read would. An item brought back by a warm store (a snapshot,
+ * cache.h) with SMALL in its CLOCK byte rejoins the small queue, at the tail, in the order items
+ * come in (mp_lru_small_join); any other is in the main queue. The small queue's FIFO holds
+ * handles, not items, so an entry may outlive its item (deleted, replaced, expired and reclaimed,
+ * its page evacuated by automove, slabs reassign or a lowered cache_memlimit, and perhaps given
+ * back to this class later): the hand checks each handle it takes (its page in this class, the
+ * chunk linked, still SMALL) and skips stale ones; a handle whose chunk is still being filled goes
+ * back to the tail. So no item is SMALL without an entry, and a SMALL item the main hand passes
+ * is one the small queue will come to. An entry into a page given back to the class may meet a
+ * new item there before that item's own entry does: it only leaves the queue a little early.
+ *
+ * Measured against the same cache with TinyLFU's frequency sketch instead (a count of every key's
+ * requests deciding whether a new item displaces the main hand's victim), S3-FIFO held more hits
+ * on every workload of bench/hitratio and writes nothing on a read: the ghost is written once per
+ * eviction and read once per allocation that evicts (see README).
  *
  * All of this runs under the class lock (slab.h). An item found by the hand is unlinked only under
  * its stripe lock, taken with trylock so the class-then-stripe order can never deadlock against
  * the stripe-then-class order of the request path; an item whose stripe is busy, that a reader
- * holds (refs > 1), or that is still being filled (not linked) is passed over.
+ * holds (refs > 1), or that is still being filled (not linked) is passed over (a small item in
+ * that state is promoted).
  *
  * Chains (chain.h). A chain's chunks are not items and no walker takes them for one: the hand,
  * the reclaim pass, evacuation and dumps tell them by MP_ITEM_CHUNK, under the class lock. The
@@ -42,6 +77,7 @@
 #include <stdint.h>
 
 #include "magpie/clock.h"
+#include "magpie/ghost.h"
 #include "magpie/item.h"
 #include "magpie/slab.h"
 #include "magpie/table.h"
@@ -59,10 +95,23 @@ enum mp_lru_reassign {
     MP_REASSIGN_SAME
 };
 
+/* The small queue's share of a class's chunks, in percent (S3-FIFO's 10%). */
+#define MP_LRU_SMALL_PERCENT 10
+
+/* A class's small queue, under the class lock (see above). */
+struct mp_lru_small {
+    mp_handle_t *fifo; /* handles, oldest at head; grows with the class */
+    uint32_t cap, head, count;
+    uint64_t turn_start; /* the ghost's clock when the main hand last began a turn; UINT64_MAX: never */
+    uint64_t turn_len;   /* ghost additions during the hand's last whole turn; 0: none yet */
+};
+
 struct mp_lru {
     struct mp_slabs *slabs;
     struct mp_table *table;
     struct mp_epoch *epoch;
+    struct mp_ghost ghost;
+    struct mp_lru_small small[MP_SLAB_CLASSES_MAX + 1];
     /* The reclaim pass, per class (whoever calls mp_lru_reclaim: the maintainer thread): its
      * cursor, and what it has seen since its current turn over the class began. */
     uint32_t crawl_page[MP_SLAB_CLASSES_MAX + 1];
@@ -93,13 +142,22 @@ struct mp_lru {
     bool stop;
 };
 
-void mp_lru_setup(struct mp_lru *l, struct mp_slabs *s, struct mp_table *t, struct mp_epoch *e);
+/* 0, or -ENOMEM (the ghost's reserve). */
+int mp_lru_setup(struct mp_lru *l, struct mp_slabs *s, struct mp_table *t, struct mp_epoch *e);
+void mp_lru_teardown(struct mp_lru *l);
 
-/* Sweep class cls for a chunk to reuse: reclaims an expired item or evicts one (a chained one
- * whole). Returns the free chunk (refs 1, not linked, not on the free list) or NULL when every
- * item is in use. The caller holds the class lock, and calls mp_lru_orphans_free once it has let
- * it go. */
-struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now);
+/* Find a chunk of class cls for a new item with key `key`: reclaims an expired item or evicts one
+ * (from the small queue first, see above). Returns the chunk (refs 1, not linked, not on the free
+ * list), already in the small queue (MP_ITEM_SMALL, which mp_item_init keeps) unless the ghost
+ * admitted the key to the main one; or NULL when every item is in use. A chained victim goes
+ * whole. The caller holds the class lock, and calls mp_lru_orphans_free once it has let it go. */
+struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now, const char *key, size_t nkey);
+
+/* A warm store's item that was in the small queue when it was saved (MP_ITEM_CLOCK_SMALL, cache.h)
+ * joins its class's small queue, at the tail: `it` is a chunk nobody else sees yet, its stamp
+ * becomes MP_ITEM_SMALL (which mp_item_stamp_link keeps). false when the queue has no room (the
+ * item stays in the main queue). Takes the class lock; the caller may hold a stripe lock. */
+bool mp_lru_small_join(struct mp_lru *l, struct mp_item *it);
 
 /* Free the chains waiting in the orphans (above). The caller holds no class lock. */
 void mp_lru_orphans_free(struct mp_lru *l);

@@ -52,13 +52,14 @@ enum mp_cmd {
     MP_CMD_MEMLIMIT, /* cache_memlimit */
     MP_CMD_WATCH,
     MP_CMD_SHUTDOWN,
-    MP_CMD_MN,    /* meta no-op: "MN" */
-    MP_CMD_MG,    /* meta get */
-    MP_CMD_MS,    /* meta set */
-    MP_CMD_MD,    /* meta delete */
-    MP_CMD_MA,    /* meta arithmetic */
-    MP_CMD_ME,    /* meta debug */
-    MP_CMD_ERROR, /* answer req.error (unless noreply) and go on */
+    MP_CMD_MN,            /* meta no-op: "MN" */
+    MP_CMD_MG,            /* meta get */
+    MP_CMD_MS,            /* meta set */
+    MP_CMD_MD,            /* meta delete */
+    MP_CMD_MA,            /* meta arithmetic */
+    MP_CMD_ME,            /* meta debug */
+    MP_CMD_REFRESH_CERTS, /* reload the TLS certificates */
+    MP_CMD_ERROR,         /* answer req.error (unless noreply) and go on; the last */
 };
 
 enum mp_parse_status {
@@ -106,9 +107,10 @@ struct mp_request {
     int32_t vlen;
     uint64_t cas;
     uint64_t delta;
-    uint32_t level;    /* verbosity */
-    const char *error; /* MP_CMD_ERROR: the reply, without "\r\n" */
-    size_t swallow;    /* MP_CMD_ERROR: bytes of value data to discard after it (ms) */
+    uint32_t level;     /* verbosity */
+    const char *error;  /* MP_CMD_ERROR: the reply, without "\r\n" */
+    size_t swallow;     /* MP_CMD_ERROR: bytes of value data to discard after it (ms) */
+    uint32_t auth_vlen; /* mp_proto_parse_auth: the length of the "user password" value */
     struct mp_meta meta;
 };
 
@@ -128,6 +130,18 @@ enum mp_parse_status mp_proto_parse(const char *buf, size_t len, struct mp_reque
 /* Continue a partial get line: the next keys, up to the end of the line (req->partial false) or to
  * the last complete key in the buffer (true). NEED_MORE when no complete key is there yet. */
 enum mp_parse_status mp_proto_parse_keys(const char *buf, size_t len, struct mp_request *req, size_t *consumed);
+
+/* -Y, a connection not yet authenticated: one line as memcached's try_read_command_asciiauth
+ * reads it. "set" and at least four more tokens, the fourth after it a length, open an
+ * authentication: MP_CMD_SET, its value's length in auth_vlen (the value and "\r\n" follow). Any
+ * other line is MP_CMD_ERROR "CLIENT_ERROR unauthenticated". NEED_MORE before two bytes and a
+ * "\n"; CLOSE past MP_PROTO_LINE_MAX bytes without one. */
+enum mp_parse_status mp_proto_parse_auth(const char *buf, size_t len, struct mp_request *req, size_t *consumed);
+
+/* The "user password" of an authentication's value (without its "\r\n"), as memcached splits it:
+ * the value ends at a NUL byte, tokens are split on spaces, the first two are taken. False when
+ * there are fewer than two. */
+bool mp_proto_auth_token(const char *value, size_t n, const char **user, size_t *ulen, const char **pass, size_t *plen);
 
 /* Iterate over a key list: the next key, or false at its end. */
 bool mp_proto_next_key(const char **pos, const char *end, const char **key, size_t *nkey);

@@ -10,11 +10,19 @@
  *
  * With --metrics the acceptor's loop also serves the Prometheus endpoint (metrics.h).
  *
+ * With -Z every TCP listener but the notls: ones is a TLS listener: its connections are handed to
+ * the workers marked so, and the handshake happens on the worker's loop (conn.h, tls.h), never on
+ * the acceptor's. The server owns the TLS context and the -Y users (auth.h).
+ *
  * SIGINT, SIGTERM and SIGUSR1 stop accepting, ask the workers to write what they have computed and
  * close, and end the process with status 0 within a second. With -e PATH (snapshot.h) the cache is
  * loaded from PATH before the listeners are bound, and written to it once the workers have ended,
  * before the process exits (status 1 if it could not be written); -o snapshot_interval=N also
- * writes it every N seconds while serving, from a thread of its own.
+ * writes it every N seconds while serving, from a thread of its own. SIGHUP reads the -Y file
+ * again (memcached's signal for it); without -Y it is ignored, as in memcached.
+ *
+ * With --warm-from HOST:PORT (warm.h) a thread of its own copies a peer's items while the server
+ * serves; it is stopped, if it still runs, before the snapshot is written and the cache torn down.
  */
 #ifndef MAGPIE_SERVER_H
 #define MAGPIE_SERVER_H
@@ -24,6 +32,7 @@
 
 #include "magpie/cache.h"
 #include "magpie/clock.h"
+#include "magpie/auth.h"
 #include "magpie/config.h"
 #include "magpie/conn.h"
 #include "magpie/hotkeys.h"
@@ -31,6 +40,8 @@
 #include "magpie/metrics.h"
 #include "magpie/snapshot.h"
 #include "magpie/stats.h"
+#include "magpie/tls.h"
+#include "magpie/warm.h"
 #include "magpie/watch.h"
 #include "magpie/worker.h"
 
@@ -38,6 +49,7 @@ struct mp_listener {
     uv_poll_t poll;
     int fd;
     bool is_unix;
+    bool tls;
     struct mp_server *server;
 };
 
@@ -49,6 +61,8 @@ struct mp_server {
     struct mp_latency latency; /* one block per worker, with --metrics */
     struct mp_hotkeys hotkeys; /* one sketch per worker, unless -o no_hotkeys */
     struct mp_metrics metrics; /* the --metrics endpoint, on `loop` */
+    struct mp_tls tls;         /* -Z */
+    struct mp_auth auth;       /* -Y */
     struct mp_conn_env env;
     _Atomic int nconns;
     uv_loop_t loop;
@@ -63,9 +77,11 @@ struct mp_server {
     struct mp_conn_list **lists; /* the workers' connection lists, for stats conns */
     unsigned nworkers;
     unsigned next_worker;
-    uv_signal_t sigint, sigterm, sigusr1;
+    uv_signal_t sigint, sigterm, sigusr1, sighup;
     struct mp_snapshot_opts snapshot; /* with -e */
     struct mp_snapshot_timer snapshot_timer;
+    struct mp_snapshot_status snapshot_status; /* for stats, with -e */
+    struct mp_warm warm;                       /* with --warm-from */
     uv_timer_t tick;
     uv_timer_t accept_retry; /* accepting resumes after running out of file descriptors */
     bool stopping;

@@ -103,6 +103,19 @@ int mp_snapshot_load(struct mp_cache *c, const struct mp_snapshot_opts *o, struc
 /* The same from an open file (the fuzzer's entry; o->path names it in notes). */
 int mp_snapshot_load_fd(struct mp_cache *c, int fd, const struct mp_snapshot_opts *o, struct mp_snapshot_report *r);
 
+/* What the server's snapshots have done, for `stats` and the metrics page. Written with relaxed
+ * stores by whoever loads or saves, one at a time (the server before it serves, the timer's thread,
+ * the server again once the timer has stopped); read by anyone. */
+struct mp_snapshot_status {
+    _Atomic uint64_t loaded_items; /* at the start */
+    _Atomic uint64_t load_us;
+    _Atomic uint64_t saves;         /* while serving (-o snapshot_interval) */
+    _Atomic uint64_t save_failures; /* of those */
+    _Atomic int64_t last_save_at;   /* Unix time the last of those completed; 0 for none */
+    _Atomic uint64_t last_save_us;
+    _Atomic uint64_t last_save_items;
+};
+
 /*
  * -o snapshot_interval=N: a thread that saves every `interval` seconds. Its saves run at a lower
  * CPU priority than the workers. mp_snapshot_timer_stop cancels a save in progress (its temporary

@@ -22,6 +22,9 @@ struct mp_cache;
 struct mp_clock;
 struct mp_config;
 struct mp_hotkeys;
+struct mp_tls;
+struct mp_snapshot_status;
+struct mp_warm_status;
 
 #define MP_STATS_COUNTERS(X)                                                                                           \
     X(curr_connections)                                                                                                \
@@ -44,6 +47,8 @@ struct mp_hotkeys;
     X(store_no_memory)                                                                                                 \
     X(auth_cmds)                                                                                                       \
     X(auth_errors)                                                                                                     \
+    X(ssl_handshake_errors)                                                                                            \
+    X(ssl_new_sessions)                                                                                                \
     X(idle_kicks)                                                                                                      \
     X(bytes_read)                                                                                                      \
     X(bytes_written)                                                                                                   \
@@ -158,6 +163,9 @@ struct mp_stats_source {
     struct mp_hotkeys *hotkeys; /* NULL when hot keys are off */
     const char *event_lib;      /* the event library's version (libuv's), for memcached's `libevent` */
     struct mp_stats_log log;
+    const struct mp_tls *tls; /* -Z: the TLS context (when its certificates were loaded); NULL when off */
+    const struct mp_snapshot_status *snapshot; /* with -e (snapshot.h); NULL otherwise */
+    const struct mp_warm_status *warm;         /* with --warm-from (warm.h); NULL otherwise */
 };
 
 /* Where report lines go: called once per "STAT name value" line. */

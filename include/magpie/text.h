@@ -20,6 +20,12 @@ enum mp_next mp_text_run(struct mp_exec *x, const struct mp_request *req);
 /* A storage command's value and the two bytes after it are in: store it and answer. */
 void mp_text_value_done(struct mp_exec *x, bool crlf_ok);
 
+/* -Y: the n bytes of an authentication's value, its "\r\n" included: checked, answered and
+ * counted (auth_cmds, auth_errors) as memcached does. On success x->authed is set. */
+void mp_text_auth(struct mp_exec *x, const char *value, size_t n);
+/* -Y: an authentication refused without reading its value (too long to be a password). */
+void mp_text_auth_refuse(struct mp_exec *x);
+
 /* get/gets/gat/gats: begin, one call per key, then the end ("END"), or a refusal that ends it. */
 void mp_text_get_begin(struct mp_exec *x, const struct mp_request *req);
 void mp_text_get_key(struct mp_exec *x, const char *key, size_t nkey);

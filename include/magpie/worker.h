@@ -18,6 +18,7 @@
 struct mp_worker_handoff {
     int fd;
     bool is_unix;
+    bool tls; /* accepted on a TLS listener */
 };
 
 struct mp_worker {
@@ -25,7 +26,7 @@ struct mp_worker {
     pthread_t thread;
     uv_loop_t loop;
     uv_async_t wake;
-    uv_timer_t timer; /* idle checks while running; the shutdown deadline after */
+    uv_timer_t timer; /* idle and handshake deadlines while running; the shutdown deadline after */
     pthread_mutex_t lock;
     struct mp_worker_handoff *queue; /* guarded by lock */
     size_t qlen, qcap;
@@ -40,7 +41,7 @@ struct mp_worker {
 int mp_worker_start(struct mp_worker *w, unsigned id, const struct mp_conn_env *env, struct mp_stats_thread *st);
 
 /* Give the worker an accepted socket (any thread). On failure the socket is closed. */
-void mp_worker_hand(struct mp_worker *w, int fd, bool is_unix);
+void mp_worker_hand(struct mp_worker *w, int fd, bool is_unix, bool tls);
 
 /* Ask the worker to finish: it writes replies already computed, closes its connections (within
  * about 0.9 s) and its loop ends. mp_worker_join() waits for that. */

@@ -3,7 +3,9 @@
  * binary (a stream starting with 0x80 is binary, as -B auto has it).
  *
  * One engine (8 MiB) lives for the whole run, as in a server. Each input is split into chunks
- * (the first byte picks the chunk size, so commands and values arrive cut at every boundary), sent
+ * (the first byte picks the chunk size, so commands and values arrive cut at every boundary; its
+ * bit 0x40 makes the connection one of a server with -Y, whose one user is "user" with password
+ * "pass", so the stream must authenticate first), sent
  * over a socketpair to a connection created with mp_conn_create, and the loop runs until the
  * connection has read everything and gone quiet; replies are read and dropped. Sanitizers catch
  * what goes wrong; the server's invariant checked here is that memory stays within the arena.
@@ -16,6 +18,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 
+#include "magpie/auth.h"
 #include "magpie/conn.h"
 #include "magpie/log.h"
 
@@ -25,7 +28,8 @@ static struct mp_clock clk;
 static struct mp_stats stats;
 static struct mp_latency latency;
 static struct mp_hotkeys hotkeys;
-static struct mp_conn_env env;
+static struct mp_conn_env env, env_auth;
+static struct mp_auth auth;
 static struct mp_conn_list list;
 static struct mp_conn_list *lists[1] = {&list};
 static _Atomic int nconns;
@@ -58,6 +62,14 @@ static void setup(void)
                                .nlists = 1,
                                .latency = &latency,
                                .hotkeys = &hotkeys};
+    char users[] = "/tmp/fuzz_conn_users.XXXXXX";
+    int fd = mkstemp(users);
+    if (fd < 0 || write(fd, "user:pass\n", 10) != 10 || mp_auth_setup(&auth, users, err, sizeof(err)) != 0)
+        abort();
+    close(fd);
+    unlink(users);
+    env_auth = env;
+    env_auth.auth = &auth;
     uv_loop_init(&loop);
     mp_log_set_level(MP_LOG_ERROR);
 }
@@ -77,6 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0)
         return 0;
     size_t chunk = 1 + data[0] % 64 * (data[0] & 0x80 ? 64 : 1);
+    const struct mp_conn_env *e = data[0] & 0x40 ? &env_auth : &env;
     data++;
     size--;
     int sv[2];
@@ -84,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     fcntl(sv[1], F_SETFL, O_NONBLOCK);
     atomic_fetch_add(&nconns, 1);
-    if (mp_conn_create(&loop, &env, &stats.threads[0], &list, sv[0], true) != 0)
+    if (mp_conn_create(&loop, e, &stats.threads[0], &list, sv[0], true, false) != 0)
         abort();
     for (size_t off = 0; off < size; off += chunk) {
         size_t n = size - off < chunk ? size - off : chunk;

@@ -1,7 +1,8 @@
 /*
  * libFuzzer target: the pure parser. Bytes are parsed command after command, as a connection
  * would (long get lines continued with mp_proto_parse_keys, key lists walked with
- * mp_proto_next_key), and every pointer the parser hands out must lie inside the input.
+ * mp_proto_next_key), and every pointer the parser hands out must lie inside the input. The same
+ * bytes go through the -Y parser too (mp_proto_parse_auth, mp_proto_auth_token).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,8 +26,36 @@ static void walk_keys(const struct mp_request *req, const uint8_t *buf, size_t l
             abort();
 }
 
+/* A connection that has not authenticated: auth lines and their values. */
+static void auth_stream(const uint8_t *data, size_t size)
+{
+    size_t off = 0;
+    struct mp_request req;
+    while (off < size) {
+        size_t used = 0;
+        if (mp_proto_parse_auth((const char *)data + off, size - off, &req, &used) != MP_PARSE_OK)
+            break;
+        if (used == 0 || used > size - off || (req.cmd != MP_CMD_SET && (req.cmd != MP_CMD_ERROR || !req.error)))
+            abort();
+        off += used;
+        if (req.cmd != MP_CMD_SET)
+            continue;
+        size_t n = (size_t)req.auth_vlen < size - off ? (size_t)req.auth_vlen : size - off;
+        const char *user, *pass;
+        size_t ulen, plen;
+        if (mp_proto_auth_token((const char *)data + off, n, &user, &ulen, &pass, &plen)) {
+            inside(user, ulen, data, size);
+            inside(pass, plen, data, size);
+            if (ulen == 0 || plen == 0)
+                abort();
+        }
+        off += n;
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    auth_stream(data, size);
     size_t off = 0;
     bool in_keys = false;
     struct mp_request req;

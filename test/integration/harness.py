@@ -9,13 +9,17 @@ Every wait here is bounded: socket operations by IO_TIMEOUT, polling loops by bo
 count and a deadline.
 """
 
+import atexit
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
 import time
+import types
 
 from pymemcache.client.base import Client
 
@@ -39,6 +43,80 @@ class Closed(Exception):
 
 def is_memcached(binary):
     return os.path.basename(binary) == "memcached"
+
+
+# ---- TLS: certificates made once per run with the openssl tool, and client contexts ---------------
+
+_certs = None
+
+
+def _openssl(*args, cwd):
+    result = subprocess.run(["openssl", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)}: {result.stderr[-500:]}")
+
+
+def _issue(d, name, subject, ca=None, server=False):
+    """<name>.key and <name>.pem in d: self-signed (a CA) when ca is None, else signed by ca."""
+    if ca is None:
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-keyout", f"{name}.key", "-out", f"{name}.pem", "-days", "30",
+                 "-subj", f"/CN={subject}", cwd=d)
+        return
+    ext = os.path.join(d, f"{name}.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n" if server
+                else "extendedKeyUsage=clientAuth\n")
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={subject}", cwd=d)
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+             "-CAcreateserial", "-out", f"{name}.pem", "-days", "30", "-extfile", ext, cwd=d)
+
+
+def certs():
+    """Paths of test certificates, made on first use and removed at exit: `ca` and `other_ca`
+    (two CAs), `server` (127.0.0.1, by ca), `server2` (127.0.0.1, by other_ca), `client` (by ca)
+    and `rogue` (a client by other_ca); each name has name.pem and name.key in `dir`."""
+    global _certs
+    if _certs is None:
+        d = tempfile.mkdtemp(prefix="magpie-certs-")
+        atexit.register(shutil.rmtree, d, True)
+        _issue(d, "ca", "Magpie test CA")
+        _issue(d, "other_ca", "Another CA")
+        _issue(d, "server", "127.0.0.1", ca="ca", server=True)
+        _issue(d, "server2", "127.0.0.1", ca="other_ca", server=True)
+        _issue(d, "client", "magpie client", ca="ca")
+        _issue(d, "rogue", "rogue client", ca="other_ca")
+        _certs = types.SimpleNamespace(dir=d, **{
+            n: types.SimpleNamespace(pem=os.path.join(d, f"{n}.pem"), key=os.path.join(d, f"{n}.key"))
+            for n in ("ca", "other_ca", "server", "server2", "client", "rogue")})
+    return _certs
+
+
+def tls_flags(cert="server", verify=None, ca=None, extra=""):
+    """The -Z flags for a server presenting `cert`; verify: ssl_verify_mode; ca: ssl_ca_cert."""
+    c = certs()
+    opts = f"ssl_chain_cert={getattr(c, cert).pem},ssl_key={getattr(c, cert).key}"
+    if verify is not None:
+        opts += f",ssl_verify_mode={verify}"
+    if ca:
+        opts += f",ssl_ca_cert={getattr(c, ca).pem}"
+    return ["-Z", "-o", opts + (f",{extra}" if extra else "")]
+
+
+def tls_context(trust="ca", cert=None, version=None):
+    """A client context trusting `trust` (None: no verification), presenting `cert` if given,
+    limited to TLS `version` ("1.2", "1.3") if given."""
+    c = certs()
+    ctx = ssl.create_default_context(cafile=getattr(c, trust).pem) if trust else \
+        ssl._create_unverified_context()
+    if cert:
+        ctx.load_cert_chain(getattr(c, cert).pem, getattr(c, cert).key)
+    if version:
+        v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[version]
+        ctx.minimum_version = ctx.maximum_version = v
+    return ctx
 
 
 def free_port():
@@ -107,9 +185,11 @@ def run_threads(workers, timeout):
 class Server:
     """One server process listening on a free port of 127.0.0.1."""
 
-    def __init__(self, binary, env=None, **opts):
-        """`env`: variables to add to the server's environment."""
+    def __init__(self, binary, env=None, tls=None, **opts):
+        """`env`: variables to add to the server's environment; `tls`: the client context its
+        port speaks TLS with (the readiness probe and fx.conn use it)."""
         self.output = tempfile.TemporaryFile()  # its stdout and stderr, shown if it dies
+        self.tls = tls
         environ = dict(os.environ, **(env or {}))
         for _ in range(3):  # another process may take the free port before the server binds it
             self.port = free_port()
@@ -129,7 +209,7 @@ class Server:
         try:
             # A whole round trip, not just a connect: the server has then accepted and counted
             # this probe before any test reads its connection statistics.
-            with socket.create_connection((HOST, self.port), timeout=IO_TIMEOUT) as probe:
+            with connect(self.port, self.tls) as probe:
                 binary = "-B" in self.argv and self.argv[self.argv.index("-B") + 1] == "binary"
                 probe.sendall(BINARY_VERSION if binary else b"version\r\n")
                 reply = b""
@@ -140,7 +220,7 @@ class Server:
                         return False
                     reply += chunk
             return True
-        except OSError:
+        except OSError:  # ssl.SSLError among them
             return False
 
     def alive(self):
@@ -165,12 +245,26 @@ class Server:
         self.output.close()
 
 
-class Conn:
-    """A raw client connection. Replies accumulate in a buffer until a read takes them."""
+def connect(port, tls=None):
+    """A TCP connection to 127.0.0.1:port, with TLS through the context `tls` if given (the
+    handshake done)."""
+    sock = socket.create_connection((HOST, port), timeout=IO_TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if tls is None:
+        return sock
+    try:
+        return tls.wrap_socket(sock, server_hostname=HOST)
+    except BaseException:
+        sock.close()
+        raise
 
-    def __init__(self, port):
-        self.sock = socket.create_connection((HOST, port), timeout=IO_TIMEOUT)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+class Conn:
+    """A raw client connection, over TLS if the server speaks it. Replies accumulate in a buffer
+    until a read takes them."""
+
+    def __init__(self, port, tls=None):
+        self.sock = connect(port, tls)
         self.buf = b""
 
     def send(self, data):
@@ -185,7 +279,7 @@ class Conn:
         self.sock.settimeout(max(timeout, 0.001))
         try:
             chunk = self.sock.recv(1 << 20)
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLError):  # a TLS alert or a reset ends it too
             chunk = b""
         if not chunk:
             raise Closed(self._take())
@@ -255,14 +349,18 @@ class Fixture:
             self._default = self.server()
         return self._default
 
-    def conn(self, server=None):
-        c = Conn((server or self.default).port)
+    def conn(self, server=None, tls=None):
+        """A raw connection; over TLS with the server's own context, or `tls` if given."""
+        srv = server or self.default
+        c = Conn(srv.port, tls or srv.tls)
         self._closers.append(c.close)
         return c
 
-    def client(self, server=None):
-        c = Client((HOST, (server or self.default).port), connect_timeout=IO_TIMEOUT,
-                   timeout=IO_TIMEOUT, default_noreply=False)
+    def client(self, server=None, tls=None):
+        """A pymemcache client; over TLS (its tls_context) as for conn()."""
+        srv = server or self.default
+        c = Client((HOST, srv.port), connect_timeout=IO_TIMEOUT, timeout=IO_TIMEOUT,
+                   default_noreply=False, tls_context=tls or srv.tls)
         self._closers.append(c.close)
         return c
 

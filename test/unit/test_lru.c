@@ -65,44 +65,78 @@ static struct mp_slab_class *items_class(void)
     return class_at(c, item_class());
 }
 
-/* ---- CLOCK order ------------------------------------------------------------------------------ */
+/* The small queue's size in the items' class (lru.h). */
+static unsigned small_target(void)
+{
+    return items_class()->npages * items_class()->perpage * MP_LRU_SMALL_PERCENT / 100;
+}
 
-START_TEST(test_read_items_survive_a_fill_that_evicts_unread_ones)
+/* Whether item i, which must be there, is in the small queue. Looks under the stripe lock. */
+static bool in_small(unsigned i, uint32_t now)
+{
+    const char *k = key(i);
+    struct mp_cache_lock lk;
+    mp_cache_lock_key(c, k, strlen(k), &lk);
+    struct mp_item *it = mp_cache_find_locked(c, &lk, k, strlen(k), now, NULL);
+    bool small = it && mp_item_small(it);
+    mp_cache_unlock(&lk);
+    ck_assert_msg(it != NULL, "%s is not there", key(i));
+    return small;
+}
+
+/* n new items from `first` on, never read: one-hit wonders. */
+static void set_unread(unsigned first, unsigned n, uint32_t now)
+{
+    for (unsigned i = first; i < first + n; i++)
+        set_item(i, 0, now);
+}
+
+/* n new items from `first` on, each read once as soon as it is stored: they leave the small queue
+ * for the main one, so the main CLOCK's hand has to make room for them. */
+static void set_read_once(unsigned first, unsigned n, uint32_t now)
+{
+    for (unsigned i = first; i < first + n; i++) {
+        set_item(i, 0, now);
+        read_item(i, now);
+    }
+}
+
+/* New unread items from `first` on until *counter reaches `until`, at most 2 x the small queue's
+ * size of them; returns the next unused number. A small queue of n turns over after about n new
+ * items, a few more when the ghost takes some strangers for keys it remembers (main-queue
+ * evictions go to the ghost too, so it is never empty here). */
+static unsigned set_unread_until(unsigned first, const uint64_t *counter, uint64_t until, uint32_t now)
+{
+    unsigned i = first;
+    while (*counter < until) {
+        ck_assert_uint_lt(i - first, 2 * small_target());
+        set_item(i++, 0, now);
+    }
+    return i;
+}
+
+static unsigned present_among(unsigned first, unsigned n, uint32_t now)
+{
+    unsigned held = 0;
+    for (unsigned i = first; i < first + n; i++)
+        held += present(i, now);
+    return held;
+}
+
+/* ---- the small queue and the ghost (S3-FIFO) ----------------------------------------------------- */
+
+START_TEST(test_items_stored_while_the_class_has_room_go_to_the_main_queue)
 {
     make(MIB); /* one page */
     uint32_t perpage = items_class()->perpage;
-    for (unsigned i = 0; i < perpage; i++)
-        set_item(i, 0, T0);
-    ck_assert_uint_eq(items_class()->npages, 1);
+    set_unread(0, perpage, T0);
     ck_assert_uint_eq(items_class()->evictions, 0);
-    for (unsigned i = 0; i < perpage; i += 2)
-        read_item(i, T0);
-    unsigned unread = perpage / 2;
-    for (unsigned i = 0; i < unread; i++)
-        set_item(100000 + i, 0, T0 + 1);
-    ck_assert_uint_eq(items_class()->evictions, unread);
-    ck_assert_uint_eq(items_class()->evicted_unfetched, unread);
     for (unsigned i = 0; i < perpage; i++)
-        ck_assert_msg(present(i, T0 + 1) == (i % 2 == 0), "%s: present %d", key(i), present(i, T0 + 1));
-    for (unsigned i = 0; i < unread; i++)
-        ck_assert(present(100000 + i, T0 + 1));
-}
-END_TEST
-
-START_TEST(test_an_item_read_often_outlives_one_read_once)
-{
-    make(MIB);
-    uint32_t perpage = items_class()->perpage;
-    for (unsigned i = 0; i < perpage; i++)
-        set_item(i, 0, T0);
-    read_item(10, T0); /* once */
-    for (int r = 0; r < 3; r++)
-        read_item(20, T0); /* three times: the most the CLOCK counts */
-    /* two full turns of new items: each turn takes one hit from every survivor */
-    for (unsigned i = 0; i < 2 * perpage; i++)
-        set_item(100000 + i, 0, T0 + 1);
-    ck_assert(!present(10, T0 + 1));
-    ck_assert(present(20, T0 + 1));
+        ck_assert_msg(!in_small(i, T0), "%s is in the small queue", key(i));
+    /* full: the next new item takes an evicted item's chunk, on probation */
+    set_item(100000, 0, T0 + 1);
+    ck_assert_uint_eq(items_class()->evictions, 1);
+    ck_assert(in_small(100000, T0 + 1));
 }
 END_TEST
 
@@ -110,8 +144,7 @@ START_TEST(test_first_eviction_takes_the_oldest_unread_item)
 {
     make(MIB);
     uint32_t perpage = items_class()->perpage;
-    for (unsigned i = 0; i < perpage; i++)
-        set_item(i, 0, T0);
+    set_unread(0, perpage, T0);
     set_item(100000, 0, T0 + 1);
     ck_assert_uint_eq(items_class()->evictions, 1);
     ck_assert_msg(!present(0, T0 + 1), "the oldest item survived and %s went first", present(1, T0 + 1) ? "?" : key(1));
@@ -120,20 +153,266 @@ START_TEST(test_first_eviction_takes_the_oldest_unread_item)
 }
 END_TEST
 
+START_TEST(test_a_one_hit_wonder_does_not_evict_a_twice_read_item)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    set_unread(0, perpage, T0);
+    read_item(5, T0);
+    read_item(5, T0);
+    /* three pages' worth of keys read never again (a scan) */
+    set_unread(100000, 3 * perpage, T0 + 1);
+    ck_assert(present(5, T0 + 1));
+    /* They evicted one another from the small queue: of what was there, only as many as the small
+     * queue holds went (unread ones, oldest first), to make room for it, and one for each of them
+     * the ghost took for a key it had seen (a stranger with the same fingerprint: a few percent
+     * once the ghost is full) and sent to the main queue. */
+    uint64_t strays = items_class()->ghost_hits;
+    ck_assert_uint_lt(strays, perpage / 10);
+    unsigned lost = perpage - present_among(0, perpage, T0 + 1);
+    ck_assert_uint_ge(lost, small_target());
+    ck_assert_uint_le(lost, small_target() + strays);
+    ck_assert_uint_eq(present_among(100000, 3 * perpage, T0 + 1), lost);
+    ck_assert_uint_eq(items_class()->evictions, 3 * perpage);
+    ck_assert_uint_eq(items_class()->small_evicted, 3 * perpage - lost);
+}
+END_TEST
+
+START_TEST(test_an_unread_item_is_evicted_from_the_small_queue_before_older_items)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    set_unread(0, perpage, T0);
+    set_item(100000, 0, T0 + 1);
+    ck_assert(in_small(100000, T0 + 1));
+    /* once the small queue is full, its oldest goes first: 100000, unread */
+    unsigned next = set_unread_until(100001, &items_class()->small_evicted, 1, T0 + 1);
+    ck_assert_uint_ge(next - 100001, small_target());
+    ck_assert(!present(100000, T0 + 1));
+    ck_assert_uint_eq(present_among(100001, next - 100001, T0 + 1), next - 100001);
+    ck_assert_uint_eq(present_among(0, perpage, T0 + 1), perpage - (next - 100001));
+}
+END_TEST
+
+START_TEST(test_an_item_read_in_the_small_queue_is_promoted_to_the_main_one)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    set_unread(0, perpage, T0);
+    set_item(100000, 0, T0 + 1);
+    read_item(100000, T0 + 1);
+    ck_assert(in_small(100000, T0 + 1)); /* until it reaches the head of the queue */
+    unsigned next = set_unread_until(100001, &items_class()->small_promoted, 1, T0 + 1);
+    ck_assert(!in_small(100000, T0 + 1));
+    ck_assert_uint_eq(items_class()->small_evicted, 0);
+    /* behind it the next, unread, is evicted */
+    set_unread_until(next, &items_class()->small_evicted, 1, T0 + 1);
+    ck_assert(!present(100001, T0 + 1));
+    ck_assert(present(100000, T0 + 1));
+}
+END_TEST
+
+/* 100000 goes through the small queue unread and is evicted: its key is in the ghost. */
+static void evict_from_small(uint32_t perpage)
+{
+    set_unread(0, perpage, T0);
+    set_item(100000, 0, T0 + 1);
+    set_unread_until(100001, &items_class()->small_evicted, 1, T0 + 1);
+    ck_assert(!present(100000, T0 + 1));
+}
+
+START_TEST(test_a_key_evicted_and_requested_again_soon_is_readmitted_to_the_main_queue)
+{
+    make(MIB);
+    evict_from_small(items_class()->perpage);
+    uint64_t hits = items_class()->ghost_hits;
+    set_item(100000, 0, T0 + 2);
+    ck_assert(!in_small(100000, T0 + 2));
+    ck_assert_uint_eq(items_class()->ghost_hits, hits + 1);
+}
+END_TEST
+
+START_TEST(test_a_key_back_later_than_half_a_turn_of_the_hand_goes_to_the_small_queue)
+{
+    make(MIB);
+    evict_from_small(items_class()->perpage);
+    /* The main hand's last turn took one ghost addition: the key has been gone far longer than
+     * half a turn, and main items read only that often are evicted before they are read again. */
+    c->lru.small[item_class()].turn_len = 1;
+    uint64_t hits = items_class()->ghost_hits;
+    set_item(100000, 0, T0 + 2);
+    ck_assert(in_small(100000, T0 + 2));
+    ck_assert_uint_eq(items_class()->ghost_hits, hits);
+}
+END_TEST
+
+START_TEST(test_the_main_hand_measures_its_turns_in_ghost_additions)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    set_unread(0, perpage, T0);
+    ck_assert_uint_eq(c->lru.small[item_class()].turn_len, 0);
+    /* every new item is read, so promoted: the evictions are the main hand's, one per set, and
+     * with no more chunks than evictions in a turn, some whole turns go by */
+    set_read_once(100000, 3 * perpage, T0 + 1);
+    uint64_t turn = c->lru.small[item_class()].turn_len;
+    ck_assert_uint_gt(turn, 0);
+    ck_assert_uint_le(turn, perpage);
+}
+END_TEST
+
+START_TEST(test_a_store_over_a_key_puts_it_in_the_main_queue)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    set_unread(0, perpage, T0);
+    set_item(100000, 0, T0 + 1);
+    set_item(100001, 0, T0 + 1);
+    ck_assert(in_small(100000, T0 + 1) && in_small(100001, T0 + 1));
+    /* the same shape: written in place */
+    set_item(100000, 0, T0 + 1);
+    ck_assert(!in_small(100000, T0 + 1));
+    /* with client flags, another layout in the same class: a new chunk replaces it */
+    ck_assert_int_eq(store_full(c, MP_SET, key(100001), NULL, VLEN - 4, 'z', 1, 0, 0, T0 + 1, NULL), MP_STORED);
+    struct mp_cache_lock lk;
+    mp_cache_lock_key(c, key(100001), 8, &lk);
+    struct mp_item *it = mp_cache_find_locked(c, &lk, key(100001), 8, T0 + 1, NULL);
+    ck_assert(it != NULL && !mp_item_small(it));
+    mp_cache_unlock(&lk);
+    /* and the queue's entries for their old chunks evict neither */
+    set_unread(100002, 2 * small_target(), T0 + 1);
+    ck_assert(present(100000, T0 + 1));
+    ck_assert(key_present(c, key(100001), T0 + 1));
+}
+END_TEST
+
+START_TEST(test_a_deleted_small_items_entry_spares_the_item_that_took_its_chunk)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    set_unread(0, perpage, T0);
+    set_item(100000, 0, T0 + 1);
+    ck_assert_int_eq(mp_cache_delete(c, key(100000), 8, T0 + 1), MP_DELETED);
+    /* the freed chunk is reused without an eviction: the class had room, so the item is main */
+    uint64_t evictions = items_class()->evictions;
+    set_item(100001, 0, T0 + 1);
+    ck_assert_uint_eq(items_class()->evictions, evictions);
+    ck_assert(!in_small(100001, T0 + 1));
+    /* the small queue turns over past the old entry, which points at 100001's chunk now */
+    set_unread(100002, 2 * small_target(), T0 + 1);
+    ck_assert(present(100001, T0 + 1));
+}
+END_TEST
+
+START_TEST(test_a_chunk_still_being_filled_keeps_its_place_in_the_small_queue)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    set_unread(0, perpage, T0);
+    /* a set whose value is still being read from its client: allocated, not yet stored */
+    enum mp_result res;
+    struct mp_item *slow = mp_cache_alloc(c, key(100000), 8, 0, 0, VLEN, T0 + 1, &res);
+    ck_assert_ptr_nonnull(slow);
+    ck_assert(mp_item_small(slow));
+    /* meanwhile the small queue turns over twice past its entry */
+    set_unread(100001, 2 * small_target(), T0 + 1);
+    memset(mp_item_value(slow), 'a' + 100000 % 26, VLEN);
+    struct mp_store st = {.op = MP_SET};
+    ck_assert_int_eq(mp_cache_store(c, &slow, &st, T0 + 1), MP_STORED);
+    ck_assert(in_small(100000, T0 + 1));
+    /* still queued, so still on probation: unread, it goes in its turn */
+    unsigned i = 200000;
+    while (key_present(c, key(100000), T0 + 1)) {
+        ck_assert_uint_lt(i - 200000, 2 * small_target()); /* not left behind in the small queue */
+        set_item(i++, 0, T0 + 1);
+    }
+}
+END_TEST
+
+/* Item i brought back by a warm store (a snapshot's loader, cache.h) with this CLOCK byte. */
+static void warm_item(unsigned i, uint8_t clock, uint32_t now)
+{
+    const char *k = key(i);
+    enum mp_result res;
+    struct mp_item *it = mp_cache_alloc_spare(c, k, strlen(k), 0, 0, VLEN, &res);
+    ck_assert_ptr_nonnull(it);
+    memset(mp_item_value(it), 'a' + i % 26, VLEN);
+    ck_assert_int_eq(mp_cache_store_warm(c, &it, 0, clock, 0, now), MP_STORED);
+}
+
+START_TEST(test_an_item_brought_back_from_the_small_queue_rejoins_it)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    warm_item(0, MP_ITEM_CLOCK_SMALL, T0);     /* on probation, unread */
+    warm_item(1, MP_ITEM_CLOCK_SMALL | 1, T0); /* on probation, read once */
+    warm_item(2, 0, T0);
+    ck_assert(in_small(0, T0) && in_small(1, T0));
+    ck_assert(!in_small(2, T0));
+    set_unread(3, perpage - 3, T0);
+    /* The class is full. Its first evictions are the main hand's (2, 3, ...) until the small queue
+     * has its size; then its oldest entries come up first: 0 is evicted, 1 moves to main. */
+    unsigned next = set_unread_until(100000, &items_class()->small_evicted, 1, T0 + 1);
+    ck_assert(!present(0, T0 + 1));
+    ck_assert(!present(2, T0 + 1));
+    ck_assert_uint_eq(present_among(100000, next - 100000, T0 + 1), next - 100000);
+    ck_assert_uint_eq(items_class()->small_promoted, 0);
+    set_item(next, 0, T0 + 1);
+    ck_assert_uint_eq(items_class()->small_promoted, 1);
+    ck_assert(present(1, T0 + 1));
+    ck_assert(!in_small(1, T0 + 1));
+}
+END_TEST
+
+/* ---- the main queue's CLOCK -------------------------------------------------------------------- */
+
+START_TEST(test_read_items_survive_a_fill_that_evicts_unread_ones)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    set_unread(0, perpage, T0);
+    for (unsigned i = 0; i < perpage; i += 2)
+        read_item(i, T0);
+    unsigned unread = perpage / 2;
+    set_unread(100000, unread, T0 + 1);
+    ck_assert_uint_eq(items_class()->evictions, unread);
+    ck_assert_uint_eq(items_class()->evicted_unfetched, unread);
+    for (unsigned i = 0; i < perpage; i += 2)
+        ck_assert_msg(present(i, T0 + 1), "%s was read and evicted", key(i));
+    /* the newest new ones are there: the small queue's worth */
+    ck_assert_uint_eq(present_among(100000 + unread - small_target(), small_target(), T0 + 1), small_target());
+}
+END_TEST
+
+START_TEST(test_an_item_read_often_outlives_one_read_once)
+{
+    make(MIB);
+    uint32_t perpage = items_class()->perpage;
+    set_unread(0, perpage, T0);
+    read_item(10, T0); /* once */
+    for (int r = 0; r < 3; r++)
+        read_item(20, T0); /* three times: the most the CLOCK counts */
+    /* new items that are read, so reach the main queue: the hand takes one hit from every
+     * survivor at each pass, and makes two */
+    set_read_once(100000, perpage + perpage / 2, T0 + 1);
+    ck_assert(!present(10, T0 + 1));
+    ck_assert(present(20, T0 + 1));
+}
+END_TEST
+
 START_TEST(test_unread_items_are_evicted_oldest_first_across_pages)
 {
-    /* Four pages of one class filled in order and never read; then two pages' worth of new items.
-     * An approximation of LRU must evict from the oldest items: the most recent page's worth of
-     * the first fill (stored after all the others) must still be there. */
+    /* Four pages of one class filled in order and never read; then two pages' worth of new items
+     * that are read once each, so they stay. An approximation of LRU must evict from the oldest
+     * items: the most recent page's worth of the first fill (stored after all the others) must
+     * still be there. */
     make(4 * MIB);
     uint32_t perpage = items_class()->perpage;
     unsigned n = 4 * perpage;
-    for (unsigned i = 0; i < n; i++)
-        set_item(i, 0, T0);
+    set_unread(0, n, T0);
     ck_assert_uint_eq(items_class()->npages, 4);
     ck_assert_uint_eq(items_class()->evictions, 0);
-    for (unsigned i = 0; i < 2 * perpage; i++)
-        set_item(100000 + i, 0, T0 + 1);
+    set_read_once(100000, 2 * perpage, T0 + 1);
     ck_assert_uint_eq(items_class()->evictions, 2 * perpage);
     unsigned newest_lost = 0;
     for (unsigned i = 3 * perpage; i < n; i++)
@@ -155,8 +434,8 @@ START_TEST(test_expired_items_are_reclaimed_before_live_ones_are_evicted)
     /* every item is read once: hits protect live items, never expired ones */
     for (unsigned i = 0; i < perpage; i++)
         read_item(i, T0);
-    for (unsigned i = 0; i < expiring; i++)
-        set_item(100000 + i, 0, T0 + 10);
+    /* new items that are read once, so the main hand makes their room */
+    set_read_once(100000, expiring, T0 + 10);
     ck_assert_uint_eq(items_class()->reclaimed, expiring);
     ck_assert_uint_eq(items_class()->expired_unfetched, 0);
     ck_assert_uint_eq(items_class()->evictions, 0);
@@ -171,12 +450,15 @@ START_TEST(test_eviction_counters_tell_unfetched_and_nonzero_exptime)
     uint32_t perpage = items_class()->perpage;
     for (unsigned i = 0; i < perpage; i++)
         set_item(i, i < perpage / 2 ? T0 + 1000 : 0, T0);
-    for (unsigned i = 0; i < perpage; i++)
-        set_item(100000 + i, 0, T0 + 1); /* a full turn: every first item goes */
+    set_unread(100000, perpage, T0 + 1);
     ck_assert_uint_eq(items_class()->evictions, perpage);
     ck_assert_uint_eq(items_class()->evicted_unfetched, perpage);
-    ck_assert_uint_eq(items_class()->evicted_nonzero, perpage / 2);
     ck_assert_uint_eq(items_class()->reclaimed, 0);
+    /* the first items went (the hand starts at the first chunk), all with an exptime: the small
+     * queue's worth, and more for each new item the ghost sent to the main queue */
+    unsigned gone_with_exptime = perpage / 2 - present_among(0, perpage / 2, T0 + 1);
+    ck_assert_uint_eq(gone_with_exptime, small_target() + items_class()->ghost_hits);
+    ck_assert_uint_eq(items_class()->evicted_nonzero, gone_with_exptime);
 }
 END_TEST
 
@@ -368,6 +650,30 @@ START_TEST(test_page_evacuate_takes_back_chunks_other_threads_keep)
     struct got back = get_hit(c, key(1), T0);
     ck_assert_int_eq(back.value[0], 'x');
     ck_assert_uint_eq(used_in(c, item_class()), 1);
+}
+END_TEST
+
+START_TEST(test_small_items_on_a_page_moved_away_leave_entries_the_hand_skips)
+{
+    make(2 * MIB);
+    uint32_t perpage = items_class()->perpage;
+    set_unread(0, 2 * perpage, T0);
+    ck_assert_uint_eq(items_class()->npages, 2);
+    set_unread(100000, small_target() / 2, T0 + 1); /* on the first page, where the hand is */
+    ck_assert(in_small(100000, T0 + 1));
+    struct got g = {.take_ref = true};
+    ck_assert_int_eq(get_key(c, key(100000), T0 + 1, &g, NULL), MP_OK);
+    uint32_t page = mp_slab_page_of(&c->slabs, g.held);
+    mp_cache_item_release(c, &g.held);
+    ck_assert_int_eq(mp_lru_page_evacuate(&c->lru, item_class(), page, T0 + 1), 0);
+    ck_assert_uint_eq(items_class()->npages, 1);
+    /* the page serves another class now, cut into other chunks; the small queue turns over past
+     * the entries that point into it, and leaves its items alone */
+    ck_assert_int_eq(set_fill(c, big_key(0), BIG, 'B', 0, T0 + 1), MP_STORED);
+    set_unread(200000, 2 * small_target(), T0 + 1);
+    struct got big = get_hit(c, big_key(0), T0 + 1);
+    ck_assert_int_eq(big.nbytes, BIG);
+    ck_assert_int_eq(big.value[0], 'B');
 }
 END_TEST
 
@@ -627,11 +933,26 @@ END_TEST
 static Suite *lru_suite(void)
 {
     Suite *s = suite_create("lru");
-    TCase *tc = tcase_create("clock");
+    TCase *tc = tcase_create("small queue and ghost");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_items_stored_while_the_class_has_room_go_to_the_main_queue);
+    tcase_add_test(tc, test_first_eviction_takes_the_oldest_unread_item);
+    tcase_add_test(tc, test_a_one_hit_wonder_does_not_evict_a_twice_read_item);
+    tcase_add_test(tc, test_an_unread_item_is_evicted_from_the_small_queue_before_older_items);
+    tcase_add_test(tc, test_an_item_read_in_the_small_queue_is_promoted_to_the_main_one);
+    tcase_add_test(tc, test_a_key_evicted_and_requested_again_soon_is_readmitted_to_the_main_queue);
+    tcase_add_test(tc, test_a_key_back_later_than_half_a_turn_of_the_hand_goes_to_the_small_queue);
+    tcase_add_test(tc, test_the_main_hand_measures_its_turns_in_ghost_additions);
+    tcase_add_test(tc, test_a_store_over_a_key_puts_it_in_the_main_queue);
+    tcase_add_test(tc, test_a_deleted_small_items_entry_spares_the_item_that_took_its_chunk);
+    tcase_add_test(tc, test_a_chunk_still_being_filled_keeps_its_place_in_the_small_queue);
+    tcase_add_test(tc, test_an_item_brought_back_from_the_small_queue_rejoins_it);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("clock");
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, test_read_items_survive_a_fill_that_evicts_unread_ones);
     tcase_add_test(tc, test_an_item_read_often_outlives_one_read_once);
-    tcase_add_test(tc, test_first_eviction_takes_the_oldest_unread_item);
     tcase_add_test(tc, test_unread_items_are_evicted_oldest_first_across_pages);
     tcase_add_test(tc, test_expired_items_are_reclaimed_before_live_ones_are_evicted);
     tcase_add_test(tc, test_eviction_counters_tell_unfetched_and_nonzero_exptime);
@@ -653,6 +974,7 @@ static Suite *lru_suite(void)
     tcase_add_test(tc, test_page_evacuate_refuses_a_page_with_a_held_item);
     tcase_add_test(tc, test_page_evacuate_refuses_a_page_with_a_chunk_being_allocated);
     tcase_add_test(tc, test_page_evacuate_takes_back_chunks_other_threads_keep);
+    tcase_add_test(tc, test_small_items_on_a_page_moved_away_leave_entries_the_hand_skips);
     tcase_add_test(tc, test_automove_gives_a_page_from_a_quiet_class_to_an_evicting_one);
     tcase_add_test(tc, test_automove_without_evictions_moves_nothing);
     tcase_add_test(tc, test_automove_keeps_a_donors_last_page);

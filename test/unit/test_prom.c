@@ -164,6 +164,14 @@ START_TEST(test_general_stats_map_to_the_exporters_names_and_types)
         {"accepting_conns", "1", "memcached_accepting_connections 1"},
         {"slabs_moved", "4", "magpie_slab_pages_moved_total 4"},
         {"get_expired", "3", "magpie_get_expired_total 3"},
+        {"auth_cmds", "9", "magpie_auth_commands_total 9"},
+        {"auth_errors", "4", "magpie_auth_errors_total 4"},
+        {"ssl_handshake_errors", "11", "magpie_ssl_handshake_errors_total 11"},
+        {"ssl_new_sessions", "12", "magpie_ssl_new_sessions_total 12"},
+        {"ghost_bytes", "65536", "magpie_ghost_bytes 65536"},
+        {"small_evictions", "11", "magpie_items_small_evicted_total 11"},
+        {"small_promotions", "12", "magpie_items_small_promoted_total 12"},
+        {"ghost_hits", "13", "magpie_items_ghost_hits_total 13"},
     };
     for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
         add(MP_PROM_GENERAL, pairs[i][0], pairs[i][1]);
@@ -229,6 +237,9 @@ START_TEST(test_per_class_stats_are_labelled_by_slab_in_class_order)
     add(MP_PROM_ITEMS, "items:2:evicted", "1");
     add(MP_PROM_ITEMS, "items:2:hits_to_warm", "9");
     add(MP_PROM_ITEMS, "items:12:moves_to_pool", "3");
+    add(MP_PROM_ITEMS, "items:12:small_evictions", "21");
+    add(MP_PROM_ITEMS, "items:12:small_promotions", "22");
+    add(MP_PROM_ITEMS, "items:12:ghost_hits", "23");
     add(MP_PROM_SLABS, "2:chunk_size", "96");
     add(MP_PROM_SLABS, "2:cmd_set", "10");
     add(MP_PROM_SLABS, "2:cas_hits", "1");
@@ -246,6 +257,9 @@ START_TEST(test_per_class_stats_are_labelled_by_slab_in_class_order)
     ASSERT_NO(t, "memcached_slab_items_evicted_total{slab=\"12\"}");
     ASSERT_LINE(t, "memcached_slab_lru_hits_total{slab=\"2\",lru=\"warm\"} 9");
     ASSERT_LINE(t, "magpie_slab_pages_moved_out_total{slab=\"12\"} 3");
+    ASSERT_LINE(t, "magpie_slab_items_small_evicted_total{slab=\"12\"} 21");
+    ASSERT_LINE(t, "magpie_slab_items_small_promoted_total{slab=\"12\"} 22");
+    ASSERT_LINE(t, "magpie_slab_items_ghost_hits_total{slab=\"12\"} 23");
     ASSERT_LINE(t, "memcached_slab_chunk_size_bytes{slab=\"2\"} 96");
     ASSERT_LINE(t, "memcached_slab_commands_total{slab=\"2\",command=\"get\",status=\"hit\"} 4");
     ASSERT_LINE(t, "memcached_slab_commands_total{slab=\"2\",command=\"cas\",status=\"badval\"} 2");
@@ -341,6 +355,10 @@ START_TEST(test_every_family_of_a_full_set_keeps_the_format)
                                           "store_too_large",
                                           "store_no_memory",
                                           "idle_kicks",
+                                          "auth_cmds",
+                                          "auth_errors",
+                                          "ssl_handshake_errors",
+                                          "ssl_new_sessions",
                                           "bytes_read",
                                           "bytes_written",
                                           "limit_maxbytes",
@@ -424,6 +442,56 @@ START_TEST(test_every_family_of_a_full_set_keeps_the_format)
 }
 END_TEST
 
+START_TEST(test_warm_up_and_snapshot_status_are_magpies_own_and_only_when_on)
+{
+    add(MP_PROM_GENERAL, "curr_items", "5");
+    const char *t = render(NULL);
+    ASSERT_NO(t, "magpie_warm_");
+    ASSERT_NO(t, "magpie_snapshot_");
+    add(MP_PROM_GENERAL, "warm_state", "copying");
+    add(MP_PROM_GENERAL, "warm_keys_listed", "120");
+    add(MP_PROM_GENERAL, "warm_items_copied", "100");
+    add(MP_PROM_GENERAL, "warm_items_present", "1");
+    add(MP_PROM_GENERAL, "warm_items_missing", "2");
+    add(MP_PROM_GENERAL, "warm_items_too_large", "3");
+    add(MP_PROM_GENERAL, "warm_items_no_room", "4");
+    add(MP_PROM_GENERAL, "warm_items_bad_key", "5");
+    add(MP_PROM_GENERAL, "warm_bytes", "4096");
+    add(MP_PROM_GENERAL, "warm_seconds", "1.250");
+    add(MP_PROM_GENERAL, "snapshot_loaded_items", "7");
+    add(MP_PROM_GENERAL, "snapshot_load_seconds", "0.125");
+    add(MP_PROM_GENERAL, "snapshot_saves", "3");
+    add(MP_PROM_GENERAL, "snapshot_save_failures", "1");
+    add(MP_PROM_GENERAL, "snapshot_last_save_time", "1700000000");
+    add(MP_PROM_GENERAL, "snapshot_last_save_seconds", "0.500");
+    add(MP_PROM_GENERAL, "snapshot_last_save_items", "9");
+    t = render(NULL);
+    check_format(t);
+    ASSERT_LINE(t, "# TYPE magpie_warm_state gauge");
+    ASSERT_LINE(t, "magpie_warm_state{state=\"connecting\"} 0");
+    ASSERT_LINE(t, "magpie_warm_state{state=\"copying\"} 1");
+    ASSERT_LINE(t, "magpie_warm_state{state=\"done\"} 0");
+    ASSERT_LINE(t, "magpie_warm_state{state=\"failed\"} 0");
+    ASSERT_LINE(t, "magpie_warm_state{state=\"stopped\"} 0");
+    ASSERT_LINE(t, "magpie_warm_keys_listed_total 120");
+    ASSERT_LINE(t, "magpie_warm_items_copied_total 100");
+    ASSERT_LINE(t, "magpie_warm_items_skipped_total{reason=\"present\"} 1");
+    ASSERT_LINE(t, "magpie_warm_items_skipped_total{reason=\"missing\"} 2");
+    ASSERT_LINE(t, "magpie_warm_items_skipped_total{reason=\"too_large\"} 3");
+    ASSERT_LINE(t, "magpie_warm_items_skipped_total{reason=\"no_room\"} 4");
+    ASSERT_LINE(t, "magpie_warm_items_skipped_total{reason=\"bad_key\"} 5");
+    ASSERT_LINE(t, "magpie_warm_bytes_total 4096");
+    ASSERT_LINE(t, "magpie_warm_duration_seconds 1.250");
+    ASSERT_LINE(t, "magpie_snapshot_loaded_items 7");
+    ASSERT_LINE(t, "magpie_snapshot_load_duration_seconds 0.125");
+    ASSERT_LINE(t, "magpie_snapshot_saves_total 3");
+    ASSERT_LINE(t, "magpie_snapshot_save_failures_total 1");
+    ASSERT_LINE(t, "magpie_snapshot_last_save_timestamp_seconds 1700000000");
+    ASSERT_LINE(t, "magpie_snapshot_last_save_duration_seconds 0.500");
+    ASSERT_LINE(t, "magpie_snapshot_last_save_items 9");
+}
+END_TEST
+
 static Suite *prom_suite(void)
 {
     Suite *s = suite_create("prom");
@@ -439,6 +507,7 @@ static Suite *prom_suite(void)
     tcase_add_test(tc, test_latency_histograms_are_cumulative_with_sum_and_count);
     tcase_add_test(tc, test_hot_keys_are_labels_escaped_or_in_base64);
     tcase_add_test(tc, test_every_family_of_a_full_set_keeps_the_format);
+    tcase_add_test(tc, test_warm_up_and_snapshot_status_are_magpies_own_and_only_when_on);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -639,6 +639,85 @@ START_TEST(test_base64_round_trip_and_padding)
 }
 END_TEST
 
+START_TEST(test_refresh_certs_takes_any_tokens_and_a_last_noreply)
+{
+    assert_cmd("refresh_certs\r\n", MP_CMD_REFRESH_CERTS);
+    ck_assert(!req.noreply);
+    assert_cmd("refresh_certs now please noreply\r\n", MP_CMD_REFRESH_CERTS);
+    ck_assert(req.noreply);
+}
+END_TEST
+
+/* mp_proto_parse_auth on a whole buffer given as a string. */
+static enum mp_parse_status parse_auth(const char *s)
+{
+    used = (size_t)-1;
+    return mp_proto_parse_auth(s, strlen(s), &req, &used);
+}
+
+START_TEST(test_auth_line_is_a_set_with_a_length_in_its_fifth_token)
+{
+    ck_assert_int_eq(parse_auth("set auth 0 0 12\r\nalice secret\r\n"), MP_PARSE_OK);
+    ck_assert_int_eq(req.cmd, MP_CMD_SET);
+    ck_assert_uint_eq(req.auth_vlen, 12);
+    ck_assert_uint_eq(used, 17); /* the line only: the value is the caller's */
+    /* key, flags and exptime are not looked at; more tokens, and a line end of "\n", are fine */
+    ck_assert_int_eq(parse_auth("set x y z 5 noreply\n"), MP_PARSE_OK);
+    ck_assert_int_eq(req.cmd, MP_CMD_SET);
+    ck_assert_uint_eq(req.auth_vlen, 5);
+    ck_assert_int_eq(parse_auth("set x y z 4294967295\r\n"), MP_PARSE_OK);
+    ck_assert_uint_eq(req.auth_vlen, UINT32_MAX);
+    /* memcached's safe_strtoul keeps the low 32 bits */
+    ck_assert_int_eq(parse_auth("set x y z 4294967296\r\n"), MP_PARSE_OK);
+    ck_assert_int_eq(req.cmd, MP_CMD_SET);
+    ck_assert_uint_eq(req.auth_vlen, 0);
+}
+END_TEST
+
+START_TEST(test_any_other_line_is_unauthenticated)
+{
+    static const char *const lines[] = {
+        "get foo\r\n",     "set a 0 0\r\n", "set a 0 0 x\r\n",   "set a 0 0 -1\r\n", "add a 0 0 5\r\n",
+        "SET a 0 0 5\r\n", "\r\n",          "set a\0 0 0 5\r\n",
+    };
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        size_t n = strlen(lines[i]) + (i == 7 ? strlen(lines[i] + strlen(lines[i]) + 1) + 1 : 0);
+        used = 0;
+        ck_assert_int_eq(mp_proto_parse_auth(lines[i], n, &req, &used), MP_PARSE_OK);
+        ck_assert_msg(req.cmd == MP_CMD_ERROR, "line %zu: cmd %d", i, req.cmd);
+        ck_assert_str_eq(req.error, "CLIENT_ERROR unauthenticated");
+        ck_assert_uint_eq(used, n);
+    }
+}
+END_TEST
+
+START_TEST(test_auth_lines_need_two_bytes_and_a_newline_within_2048)
+{
+    ck_assert_int_eq(parse_auth("\n"), MP_PARSE_NEED_MORE);
+    ck_assert_int_eq(parse_auth("set a 0 0 5"), MP_PARSE_NEED_MORE);
+    static char junk[2100];
+    memset(junk, 'x', sizeof(junk) - 1);
+    junk[2048] = '\0';
+    ck_assert_int_eq(parse_auth(junk), MP_PARSE_NEED_MORE);
+    junk[2048] = 'x';
+    ck_assert_int_eq(parse_auth(junk), MP_PARSE_CLOSE);
+}
+END_TEST
+
+START_TEST(test_auth_token_is_the_first_two_tokens_of_the_value)
+{
+    const char *u, *p;
+    size_t ul, pl;
+    ck_assert(mp_proto_auth_token(LIT("alice secret"), &u, &ul, &p, &pl));
+    ck_assert(ul == 5 && memcmp(u, "alice", 5) == 0 && pl == 6 && memcmp(p, "secret", 6) == 0);
+    ck_assert(mp_proto_auth_token(LIT("  bob   hunter2 extra"), &u, &ul, &p, &pl));
+    ck_assert(ul == 3 && memcmp(u, "bob", 3) == 0 && pl == 7 && memcmp(p, "hunter2", 7) == 0);
+    ck_assert(!mp_proto_auth_token(LIT("alice"), &u, &ul, &p, &pl));
+    ck_assert(!mp_proto_auth_token(LIT("alice\0secret"), &u, &ul, &p, &pl)); /* the value ends at a NUL */
+    ck_assert(!mp_proto_auth_token(LIT(""), &u, &ul, &p, &pl));
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
     Suite *s = suite_create("proto");
@@ -662,6 +741,14 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, test_admin_commands_hand_out_their_arguments);
     tcase_add_test(tc, test_meta_l_flag_is_known);
     tcase_add_test(tc, test_stats_hands_out_its_arguments);
+    tcase_add_test(tc, test_refresh_certs_takes_any_tokens_and_a_last_noreply);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("authentication");
+    tcase_add_test(tc, test_auth_line_is_a_set_with_a_length_in_its_fifth_token);
+    tcase_add_test(tc, test_any_other_line_is_unauthenticated);
+    tcase_add_test(tc, test_auth_lines_need_two_bytes_and_a_newline_within_2048);
+    tcase_add_test(tc, test_auth_token_is_the_first_two_tokens_of_the_value);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("framing");

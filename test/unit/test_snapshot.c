@@ -219,6 +219,59 @@ START_TEST(test_round_trip_keeps_values_flags_cas_clock_state_and_meta_flags)
 }
 END_TEST
 
+/* Whether item i is in c's small queue (lru.h), and its class; false when it is not there. */
+static bool on_probation(struct mp_cache *c, unsigned i, uint32_t now, unsigned *cls)
+{
+    char key[32];
+    snprintf(key, sizeof(key), "key:%u", i);
+    struct mp_cache_lock lk;
+    mp_cache_lock_key(c, key, strlen(key), &lk);
+    struct mp_item *it = mp_cache_find_locked(c, &lk, key, strlen(key), now, NULL);
+    bool small = it && mp_item_small(it);
+    if (it)
+        *cls = mp_slab_class_of(&c->slabs, it);
+    mp_cache_unlock(&lk);
+    return small;
+}
+
+START_TEST(test_items_on_probation_come_back_on_probation)
+{
+    /* One page that has begun to evict: the items stored since are in the small queue. */
+    mp_cache_teardown(src);
+    struct mp_cache_config one_page = test_cache_config(MIB);
+    test_cache_setup(src, &one_page);
+    unsigned n = 0, cls = 0;
+    while (total_evictions(src) < 20) {
+        ck_assert_uint_lt(n, 10000);
+        put(src, n++, 1000, 0, 0, T0);
+    }
+    bool small[10000];
+    unsigned nsmall = 0;
+    for (unsigned i = 0; i < n; i++) {
+        small[i] = on_probation(src, i, T0, &cls);
+        nsmall += small[i];
+    }
+    ck_assert_uint_ge(nsmall, 15); /* the ghost may send a stranger to the main queue */
+
+    struct mp_snapshot_report w, r;
+    ck_assert_int_eq(save_a(&w), 0);
+    ck_assert_int_eq(load_b(&r), 0);
+    ck_assert_uint_eq(r.items, w.items);
+    unsigned back = 0;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned c = 0;
+        bool was = small[i], is = on_probation(dst, i, NOW_B, &c);
+        ck_assert_msg(was == is, "key:%u was %s and came back %s", i, was ? "small" : "main", is ? "small" : "main");
+        back += is;
+        if (is)
+            cls = c;
+    }
+    /* each with its place in the queue, so that the queue comes to it when the class is full */
+    ck_assert_uint_eq(back, nsmall);
+    ck_assert_uint_eq(dst->lru.small[cls].count, nsmall);
+}
+END_TEST
+
 START_TEST(test_expiry_is_kept_by_the_wall_clock_and_items_expired_while_down_are_dropped)
 {
     ck_assert_int_eq(set_str(src, "forever", "f", 0, T0), MP_STORED);
@@ -756,6 +809,7 @@ static Suite *snapshot_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_round_trip_keeps_values_flags_cas_clock_state_and_meta_flags);
     tcase_add_test(tc, test_expiry_is_kept_by_the_wall_clock_and_items_expired_while_down_are_dropped);
+    tcase_add_test(tc, test_items_on_probation_come_back_on_probation);
     tcase_add_test(tc, test_cas_values_continue_above_the_largest_in_the_file);
     tcase_add_test(tc, test_a_snapshot_of_an_empty_cache_loads_nothing_and_says_so);
     tcase_add_test(tc, test_a_missing_file_loads_nothing);

@@ -12,6 +12,7 @@
 #include "magpie/config.h"
 #include "magpie/hotkeys.h"
 #include "magpie/stats.h"
+#include "magpie/tls.h"
 
 #define WALL ((time_t)1700000000)
 #define MONO ((int64_t)5000) /* a CLOCK_MONOTONIC reading at the start */
@@ -50,6 +51,14 @@ static int report(const char *args)
 }
 
 /* The value of a stat the last report emitted exactly once. */
+static bool emitted(const char *name)
+{
+    for (size_t i = 0; i < nlines; i++)
+        if (strcmp(lines[i].name, name) == 0)
+            return true;
+    return false;
+}
+
 static const char *stat_of(const char *name)
 {
     const char *found = NULL;
@@ -212,6 +221,50 @@ START_TEST(test_general_report_counts_the_engines_evictions_and_reclaims)
 }
 END_TEST
 
+START_TEST(test_general_report_explains_the_eviction_policy)
+{
+    /* More 1000-byte keys than 4 MiB holds, each read once just after it is stored except every
+     * tenth: the small queue evicts those unread ones and promotes the rest (lru.h). */
+    char key[32];
+    uint64_t promoted = 0, evicted = 0, ghost_hits = 0;
+    for (unsigned i = 0; i < 6000; i++) {
+        key_of(key, sizeof(key), "key:", i);
+        ck_assert_int_eq(set_fill(c, key, 1000, 'v', 0, 102), MP_STORED);
+        if (i % 10)
+            get_hit(c, key, 102);
+    }
+    for (unsigned i = 1; i <= c->slabs.nclasses; i++) {
+        promoted += c->slabs.classes[i].small_promoted;
+        evicted += c->slabs.classes[i].small_evicted;
+        ghost_hits += c->slabs.classes[i].ghost_hits;
+    }
+    ck_assert_uint_gt(promoted, 0);
+    ck_assert_uint_gt(evicted, 0);
+    ck_assert_int_eq(report(""), 0);
+    ck_assert_uint_eq(stat_u("small_promotions"), promoted);
+    ck_assert_uint_eq(stat_u("small_evictions"), evicted);
+    ck_assert_uint_eq(stat_u("ghost_hits"), ghost_hits);
+    /* the ghost remembers about six keys per item held, a byte each */
+    ck_assert_uint_eq(stat_u("ghost_bytes"), mp_ghost_bytes(&c->lru.ghost));
+    ck_assert_uint_ge(stat_u("ghost_bytes"), 5 * stat_u("curr_items"));
+    /* the same per class, and `stats reset` clears them as it clears evictions */
+    unsigned cls = class_of_shape(c, 8, 1000);
+    ck_assert_int_eq(report("items"), 0);
+    char name[64];
+    snprintf(name, sizeof(name), "items:%u:small_promotions", cls);
+    ck_assert_uint_eq(stat_u(name), c->slabs.classes[cls].small_promoted);
+    snprintf(name, sizeof(name), "items:%u:small_evictions", cls);
+    ck_assert_uint_eq(stat_u(name), c->slabs.classes[cls].small_evicted);
+    snprintf(name, sizeof(name), "items:%u:ghost_hits", cls);
+    ck_assert_uint_eq(stat_u(name), c->slabs.classes[cls].ghost_hits);
+    mp_cache_stats_reset(c);
+    ck_assert_int_eq(report(""), 0);
+    ck_assert_str_eq(stat_of("small_promotions"), "0");
+    ck_assert_str_eq(stat_of("small_evictions"), "0");
+    ck_assert_str_eq(stat_of("ghost_hits"), "0");
+}
+END_TEST
+
 START_TEST(test_reset_also_zeroes_engine_counters_in_the_report)
 {
     /* memcached's `stats reset` clears the item statistics too (item_stats_reset): evictions,
@@ -259,6 +312,20 @@ START_TEST(test_settings_report)
     ck_assert_str_eq(stat_of("hash_algorithm"), "xxh3");
     ck_assert_str_eq(stat_of("memory_file"), "(null)");
     ck_assert_str_eq(stat_of("snapshot_interval"), "0");
+    ck_assert_str_eq(stat_of("auth_enabled_sasl"), "no");
+    ck_assert_str_eq(stat_of("auth_enabled_ascii"), "no");
+    /* memcached built with TLS shows its TLS settings with TLS off too */
+    ck_assert_str_eq(stat_of("ssl_enabled"), "no");
+    ck_assert_str_eq(stat_of("ssl_chain_cert"), "(null)");
+    ck_assert_str_eq(stat_of("ssl_key"), "(null)");
+    ck_assert_str_eq(stat_of("ssl_verify_mode"), "0");
+    ck_assert_str_eq(stat_of("ssl_keyformat"), "1");
+    ck_assert_str_eq(stat_of("ssl_ciphers"), "NULL");
+    ck_assert_str_eq(stat_of("ssl_ca_cert"), "NULL");
+    ck_assert_str_eq(stat_of("ssl_wbuf_size"), "65536");
+    ck_assert_str_eq(stat_of("ssl_session_cache"), "no");
+    ck_assert_str_eq(stat_of("ssl_kernel_tls"), "no");
+    ck_assert_str_eq(stat_of("ssl_min_version"), "tlsv1.2");
     /* no general stats in it */
     for (size_t i = 0; i < nlines; i++)
         ck_assert_str_ne(lines[i].name, "pid");
@@ -273,12 +340,112 @@ START_TEST(test_settings_report_follows_the_config)
     cfg.nlisten = 2;
     cfg.memory_file = "/data/magpie.snap";
     cfg.snapshot_interval = 60;
+    cfg.listen_arg = "127.0.0.1,notls:10.0.0.1:11212";
+    cfg.auth_file = "/etc/magpie/users";
+    cfg.protocol = MP_PROTOCOL_ASCII;
+    cfg.tls = (struct mp_tls_config){.enabled = true,
+                                     .chain_cert = "/c.pem",
+                                     .key = "/k.pem",
+                                     .ca_cert = "/ca.pem",
+                                     .ciphers = "HIGH",
+                                     .verify = MP_TLS_VERIFY_REQUIRE,
+                                     .keyformat = 1,
+                                     .min_version = 3,
+                                     .wbuf_size = 16384,
+                                     .session_cache = true};
     ck_assert_int_eq(report("settings"), 0);
     ck_assert_str_eq(stat_of("memory_file"), "/data/magpie.snap");
     ck_assert_str_eq(stat_of("snapshot_interval"), "60");
     ck_assert_str_eq(stat_of("slab_automove"), "0");
     ck_assert_str_eq(stat_of("domain_socket"), "/tmp/magpie.sock");
-    ck_assert_str_eq(stat_of("inter"), "127.0.0.1,10.0.0.1");
+    ck_assert_str_eq(stat_of("inter"), "127.0.0.1,notls:10.0.0.1:11212"); /* -l as given */
+    ck_assert_str_eq(stat_of("binding_protocol"), "ascii");
+    ck_assert_str_eq(stat_of("auth_enabled_ascii"), "/etc/magpie/users");
+    ck_assert_str_eq(stat_of("ssl_enabled"), "yes");
+    ck_assert_str_eq(stat_of("ssl_chain_cert"), "/c.pem");
+    ck_assert_str_eq(stat_of("ssl_key"), "/k.pem");
+    ck_assert_str_eq(stat_of("ssl_ca_cert"), "/ca.pem");
+    ck_assert_str_eq(stat_of("ssl_ciphers"), "HIGH");
+    ck_assert_str_eq(stat_of("ssl_verify_mode"), "3"); /* OpenSSL's flags, as memcached shows them */
+    ck_assert_str_eq(stat_of("ssl_min_version"), "tlsv1.3");
+    ck_assert_str_eq(stat_of("ssl_wbuf_size"), "16384");
+    ck_assert_str_eq(stat_of("ssl_session_cache"), "yes");
+}
+END_TEST
+
+START_TEST(test_general_report_has_the_tls_lines_with_tls_only)
+{
+    ck_assert_int_eq(report(""), 0);
+    ck_assert(!emitted("ssl_handshake_errors"));
+    ck_assert(!emitted("time_since_server_cert_refresh"));
+    struct mp_tls tls = {.loaded_at = 40}; /* certificates loaded at 40: the clock reads 102 */
+    src.tls = &tls;
+    cfg.tls.enabled = true;
+    MP_STAT_ADD(&stats.threads[0], ssl_handshake_errors, 2);
+    MP_STAT_ADD(&stats.threads[1], ssl_handshake_errors, 3);
+    MP_STAT_ADD(&stats.threads[1], ssl_new_sessions, 7);
+    ck_assert_int_eq(report(""), 0);
+    ck_assert_str_eq(stat_of("ssl_handshake_errors"), "5");
+    ck_assert_str_eq(stat_of("time_since_server_cert_refresh"), "62");
+    ck_assert(!emitted("ssl_new_sessions")); /* with ssl_session_cache only, as memcached */
+    cfg.tls.session_cache = true;
+    ck_assert_int_eq(report(""), 0);
+    ck_assert_str_eq(stat_of("ssl_new_sessions"), "7");
+    src.tls = NULL;
+}
+END_TEST
+
+/* The position of a name in the last report, which must hold it exactly once; -1 if absent. */
+static long position(const char *name)
+{
+    long at = -1;
+    for (size_t i = 0; i < nlines; i++) {
+        if (strcmp(lines[i].name, name) == 0) {
+            ck_assert_msg(at < 0, "%s emitted twice", name);
+            at = (long)i;
+        }
+    }
+    return at;
+}
+
+static void assert_no_name_twice(const char *group)
+{
+    for (size_t i = 0; i < nlines; i++)
+        for (size_t j = i + 1; j < nlines; j++)
+            ck_assert_msg(strcmp(lines[i].name, lines[j].name) != 0, "stats %s: %s emitted twice", group,
+                          lines[i].name);
+}
+
+/* The TLS lines take the places memcached 1.6.18 built with TLS gives them, each name once, with
+ * TLS on and off: `stats settings` shows them between ext_drop_unread and num_napi_ids, `stats`
+ * (with -Z) between log_watchers and unexpected_napi_ids. */
+START_TEST(test_tls_lines_are_in_memcacheds_places_once)
+{
+    struct mp_tls tls = {.loaded_at = 40};
+    for (int on = 0; on < 2; on++) {
+        cfg.tls.enabled = on;
+        cfg.tls.session_cache = on;
+        src.tls = on ? &tls : NULL;
+        ck_assert_int_eq(report("settings"), 0);
+        assert_no_name_twice("settings");
+        long first = position("ssl_enabled"), last = position("ssl_min_version");
+        ck_assert_int_eq(position("ext_drop_unread") + 1, first);
+        ck_assert_int_eq(last - first, 10); /* memcached's eleven ssl_* settings, together */
+        ck_assert_int_eq(position("num_napi_ids"), last + 1);
+        ck_assert_int_gt(position("ssl_handshake_timeout"), position("memory_file")); /* Magpie's own: after */
+        ck_assert_int_eq(report(""), 0);
+        assert_no_name_twice("");
+        long watchers = position("log_watchers"), napi = position("unexpected_napi_ids");
+        if (on) {
+            ck_assert_int_eq(position("ssl_new_sessions"), watchers + 1);
+            ck_assert_int_eq(position("ssl_handshake_errors"), watchers + 2);
+            ck_assert_int_eq(position("time_since_server_cert_refresh"), watchers + 3);
+            ck_assert_int_eq(napi, watchers + 4);
+        } else {
+            ck_assert_int_eq(napi, watchers + 1);
+        }
+    }
+    src.tls = NULL;
 }
 END_TEST
 
@@ -442,9 +609,12 @@ static Suite *stats_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_general_report_emits_memcacheds_names_and_values);
     tcase_add_test(tc, test_general_report_counts_the_engines_evictions_and_reclaims);
+    tcase_add_test(tc, test_general_report_explains_the_eviction_policy);
     tcase_add_test(tc, test_reset_also_zeroes_engine_counters_in_the_report);
     tcase_add_test(tc, test_settings_report);
     tcase_add_test(tc, test_settings_report_follows_the_config);
+    tcase_add_test(tc, test_general_report_has_the_tls_lines_with_tls_only);
+    tcase_add_test(tc, test_tls_lines_are_in_memcacheds_places_once);
     tcase_add_test(tc, test_slabs_report_lists_the_classes_in_use);
     tcase_add_test(tc, test_items_report_lists_the_classes_in_use);
     tcase_add_test(tc, test_sizes_report_says_disabled);

@@ -10,6 +10,7 @@
 #define MAGPIE_TEST_HELPERS_H
 
 #include <check.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -276,6 +277,60 @@ static inline uint64_t total_evicted_for_move(struct mp_cache *c)
     for (unsigned i = 1; i <= c->slabs.nclasses; i++)
         n += c->slabs.classes[i].evicted_for_move;
     return n;
+}
+
+/* ---- chains (chain.h) ------------------------------------------------------------------------ */
+
+/* A cache like test_cache_config's whose -I is item_max: values over the largest class (half a
+ * page) are chains. */
+static inline void test_cache_setup_item_max(struct mp_cache *c, size_t mem_limit, size_t item_max)
+{
+    struct mp_cache_config cfg = test_cache_config(mem_limit);
+    cfg.item_max = item_max;
+    test_cache_setup(c, &cfg);
+}
+
+/* Check every chunk of every class: each one marked MP_ITEM_CHUNK belongs to a chained item whose
+ * chain names it at its place, and the chunk class counts exactly those. Returns how many chain
+ * chunks there are. Under each class lock in turn (the lifetime rule of chain.h). */
+static inline uint64_t chains_whole(struct mp_cache *c)
+{
+    struct mp_slabs *s = &c->slabs;
+    uint64_t total = 0;
+    for (unsigned cls = 1; cls <= s->nclasses; cls++) {
+        struct mp_slab_class *sc = &s->classes[cls];
+        pthread_mutex_lock(&sc->lock);
+        uint64_t marked = 0;
+        for (uint32_t page = sc->first_page; page != MP_SLAB_NONE; page = s->page_next[page]) {
+            uint32_t n = page == sc->bump_page ? sc->bump_next : sc->perpage;
+            for (uint32_t i = 0; i < n; i++) {
+                struct mp_item *it = (struct mp_item *)(mp_slab_page_addr(s, page) + (size_t)i * sc->size);
+                if (!mp_item_has(it, MP_ITEM_CHUNK))
+                    continue;
+                marked++;
+                ck_assert_uint_eq(cls, mp_slab_chunk_class(s));
+                ck_assert(!mp_item_linked(it));
+                struct mp_item *head = mp_chain_head_of(s, it);
+                ck_assert_msg(mp_item_chained(head), "a chunk whose head is not a chained item");
+                ck_assert_uint_lt(mp_chain_index(it), mp_chain_chunks(s, head));
+                ck_assert_uint_eq(mp_chain_get(head, mp_chain_index(it)), mp_slab_handle(s, it));
+            }
+        }
+        ck_assert_uint_eq(marked, sc->chunks);
+        total += marked;
+        pthread_mutex_unlock(&sc->lock);
+    }
+    return total;
+}
+
+/* A get of a value set_pattern(seed) made: it must be all there, byte for byte. */
+static inline void assert_pattern(struct mp_cache *c, const char *key, size_t nbytes, unsigned seed, uint32_t now)
+{
+    struct got g = get_hit(c, key, now);
+    ck_assert_uint_eq(g.nbytes, nbytes);
+    ck_assert_msg(g.sum == pattern_sum(seed, nbytes), "%s: the value came back different", key);
+    for (size_t i = 0; i < nbytes && i < sizeof(g.value) - 1; i++)
+        ck_assert_int_eq(g.value[i], pattern_byte(seed, i));
 }
 
 #endif

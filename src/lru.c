@@ -392,6 +392,7 @@ struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now
         it = small_pop(l, cls, now);
     if (!it)
         it = main_take(l, cls, now);
+    c->pressed_at = atomic_load_explicit(&l->steals, memory_order_relaxed);
     if (!it) {
         c->outofmemory++;
         return NULL;
@@ -543,15 +544,21 @@ int mp_lru_page_evacuate(struct mp_lru *l, unsigned cls, uint32_t page, uint32_t
 int mp_lru_page_steal(struct mp_lru *l, unsigned cls, uint32_t now)
 {
     struct mp_slabs *s = l->slabs;
+    uint64_t mark = atomic_fetch_add_explicit(&l->steals, 1, memory_order_relaxed) + 1;
+    pthread_mutex_lock(&s->classes[cls].lock);
+    s->classes[cls].pressed_at = mark;
+    pthread_mutex_unlock(&s->classes[cls].lock);
     unsigned donor = 0;
     uint32_t most = 0;
+    uint64_t oldest = UINT64_MAX;
     for (unsigned i = 1; i <= s->nclasses; i++) {
         if (i == cls)
             continue;
         struct mp_slab_class *c = &s->classes[i];
         pthread_mutex_lock(&c->lock);
-        if (c->npages > most) {
+        if (c->npages > most || (c->npages == most && most > 0 && c->pressed_at < oldest)) {
             most = c->npages;
+            oldest = c->pressed_at;
             donor = i;
         }
         pthread_mutex_unlock(&c->lock);

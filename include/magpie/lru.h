@@ -126,6 +126,7 @@ struct mp_lru {
     _Atomic bool crawler;        /* the reclaim pass runs (lru_crawler enable / disable) */
     _Atomic uint64_t juggles;    /* maintainer ticks (memcached's lru_maintainer_juggles) */
     _Atomic uint64_t busy_moves; /* page moves put off by an item in use (slab_reassign_busy_items) */
+    _Atomic uint64_t steals;     /* mp_lru_page_steal calls: the clock of the classes' pressed_at */
     _Atomic uint64_t crawls;     /* crawls asked for (lru_crawler crawl, metadump: lru_crawler_starts) */
     /* maintainer thread */
     const struct mp_clock *clock;
@@ -175,9 +176,12 @@ unsigned mp_lru_automove(struct mp_lru *l, uint32_t now, unsigned max_pages);
 int mp_lru_page_evacuate(struct mp_lru *l, unsigned cls, uint32_t page, uint32_t now);
 
 /* A class that must allocate and can neither find nor evict a chunk of its own (it has no
- * pages, or all are in use) takes a page from the class with the most: evacuates that class's page
- * under its clock hand into the pool. 0, or -ENOMEM / -EBUSY. Takes the class locks itself; the
- * caller holds none. */
+ * pages, or all are in use) takes a page from the class with the most, and of those with as many
+ * the one that has gone longest without evicting or stealing (pressed_at, slab.h): with many
+ * classes of a page each (large -I values spread heads and tails over many), classes that are
+ * being written must not take pages from each other in turn while idle ones keep theirs.
+ * Evacuates the donor's page under its clock hand into the pool. 0, or -ENOMEM / -EBUSY. Takes the
+ * class locks itself; the caller holds none. */
 int mp_lru_page_steal(struct mp_lru *l, unsigned cls, uint32_t now);
 
 /* slabs reassign: move a page from class src (-1: any that can spare one; 0: the pool) to dst (0:

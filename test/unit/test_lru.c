@@ -677,6 +677,28 @@ START_TEST(test_small_items_on_a_page_moved_away_leave_entries_the_hand_skips)
 }
 END_TEST
 
+START_TEST(test_a_page_is_stolen_from_the_class_idle_longest_among_those_with_the_most)
+{
+    /* three pages, each class with one: the class that last stole a page is not robbed in turn
+     * while another with as many pages has been idle longer */
+    make(3 * MIB);
+    ck_assert_int_eq(set_fill(c, "b", 5000, 'b', 0, T0), MP_STORED);
+    ck_assert_int_eq(set_fill(c, "c", 20000, 'c', 0, T0), MP_STORED);
+    ck_assert_int_eq(set_fill(c, "a", 1000, 'a', 0, T0), MP_STORED);
+    ck_assert_uint_eq(pages_in_use(c), 3);
+    /* a fourth class takes the page of one of the three (none has evicted or stolen yet) */
+    ck_assert_int_eq(set_fill(c, "d", 100, 'd', 0, T0), MP_STORED);
+    ck_assert_uint_eq(pages_in_use(c), 3);
+    unsigned d = class_of_shape(c, 1, 100);
+    ck_assert_uint_eq(class_at(c, d)->npages, 1);
+    /* a fifth: the fourth, which just stole, keeps its page */
+    ck_assert_int_eq(set_fill(c, "e", 50000, 'e', 0, T0), MP_STORED);
+    ck_assert(key_present(c, "d", T0));
+    ck_assert(key_present(c, "e", T0));
+    ck_assert_uint_eq(class_at(c, d)->npages, 1);
+}
+END_TEST
+
 START_TEST(test_automove_gives_a_page_from_a_quiet_class_to_an_evicting_one)
 {
     make(4 * MIB);
@@ -1147,6 +1169,7 @@ static Suite *lru_suite(void)
     tcase_add_test(tc, test_page_evacuate_refuses_a_page_with_a_chunk_being_allocated);
     tcase_add_test(tc, test_page_evacuate_takes_back_chunks_other_threads_keep);
     tcase_add_test(tc, test_small_items_on_a_page_moved_away_leave_entries_the_hand_skips);
+    tcase_add_test(tc, test_a_page_is_stolen_from_the_class_idle_longest_among_those_with_the_most);
     tcase_add_test(tc, test_automove_gives_a_page_from_a_quiet_class_to_an_evicting_one);
     tcase_add_test(tc, test_automove_without_evictions_moves_nothing);
     tcase_add_test(tc, test_automove_keeps_a_donors_last_page);

@@ -15,15 +15,16 @@ static uint32_t align_up(size_t n)
     return (uint32_t)((n + MP_SLAB_ALIGN - 1) & ~(size_t)(MP_SLAB_ALIGN - 1));
 }
 
-/* Class sizes: from the smallest chunk, each the previous times the factor, at least 8 bytes
- * more, while under half a page; the last class is half a page, the chunk chains are made of
- * (memcached's slab_chunk_max). */
+/* Class sizes (slab.h): from the smallest chunk, each the previous times the factor, at least 8
+ * bytes more, while under a page / MP_SLAB_SPLIT; from there the sizes that cut a page into k
+ * equal chunks, k down to 2, the last half a page, the chunk chains are made of (memcached's
+ * slab_chunk_max). */
 static int lay_out_classes(struct mp_slabs *s, size_t min_chunk, double factor, char *err, size_t errlen)
 {
     uint32_t size = align_up(MP_ITEM_HDR + min_chunk);
     unsigned n = 0;
-    while (size < s->page_size / 2) {
-        if (n == MP_SLAB_CLASSES_MAX - 1) {
+    while (size < s->page_size / MP_SLAB_SPLIT) {
+        if (n == MP_SLAB_CLASSES_MAX - MP_SLAB_SPLIT) {
             snprintf(err, errlen, "growth factor %.3f makes more than %d slab classes", factor, MP_SLAB_CLASSES_MAX);
             return -EINVAL;
         }
@@ -31,7 +32,13 @@ static int lay_out_classes(struct mp_slabs *s, size_t min_chunk, double factor, 
         uint32_t next = align_up((size_t)((double)size * factor));
         size = next > size + MP_SLAB_ALIGN ? next : size + MP_SLAB_ALIGN;
     }
-    s->classes[++n].size = s->page_size / 2;
+    for (uint32_t k = s->page_size / size; k >= 2; k--) {
+        uint32_t even = (s->page_size / k) & ~(MP_SLAB_ALIGN - 1); /* k of them fill the page */
+        if (n == 0 || even > s->classes[n].size)
+            s->classes[++n].size = even;
+    }
+    if (n == 0 || s->classes[n].size != s->page_size / 2)
+        s->classes[++n].size = s->page_size / 2;
     s->nclasses = n;
     for (unsigned i = 1; i <= n; i++) {
         struct mp_slab_class *c = &s->classes[i];

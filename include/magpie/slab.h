@@ -10,8 +10,12 @@
  * free/used state of struct mp_item's refs and links (see item.h); choosing a victim when a class is full is lru.h's
  * job.
  *
- * Size classes grow from the minimum chunk by the factor -f, by at least 8 bytes a step, up to
- * half a page, the largest class (memcached's slab_chunk_max); chunks are 8-byte aligned. Pages are
+ * Size classes grow from the minimum chunk by the factor -f, by at least 8 bytes a step, up to a
+ * 32nd of a page (MP_SLAB_SPLIT); from there they are the sizes that cut a page into k equal
+ * chunks (a 31st, a 30th, ... a half), so a page of large items loses nothing at its end and an
+ * item of any size gets as many of its kind into a page as fit (a class by the factor could put
+ * up to a chunk fewer in, 10% at 100 KB). The largest class is half a page (memcached's
+ * slab_chunk_max); chunks are 8-byte aligned. Pages are
  * 1 MiB whatever -I is, and belong to one class at a time; a page can be taken back (evacuated by
  * lru.h) and given to another class. An item larger than the largest class is a chain of chunks
  * of it (chain.h), so a large -I costs small items no pages. A chunk of a chain carries
@@ -49,9 +53,11 @@
 #include "magpie/grace.h"
 #include "magpie/item.h"
 
-#define MP_SLAB_CLASSES_MAX 1023 /* 1.04 from 64 bytes to a 1 GiB page is 388 classes */
+#define MP_SLAB_CLASSES_MAX 1023 /* 1.04 from 56 bytes is 171 classes */
 #define MP_SLAB_NONE UINT32_MAX
 #define MP_SLAB_ALIGN 8u
+/* Classes from a page / MP_SLAB_SPLIT up cut a page into equal chunks (see above). */
+#define MP_SLAB_SPLIT 32u
 #define MP_SLAB_ARENA_MAX ((size_t)UINT32_MAX * MP_SLAB_ALIGN - MP_SLAB_ALIGN) /* 32-bit handles */
 #define MP_SLAB_MAG_MAX 32                                                     /* chunks a thread keeps per class */
 #define MP_SLAB_MAG_BYTES 16384u /* and at most this many bytes of them; larger classes keep none */

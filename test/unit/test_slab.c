@@ -55,26 +55,48 @@ START_TEST(test_classes_increase_8_byte_aligned_up_to_half_a_page)
 }
 END_TEST
 
-START_TEST(test_factor_two_doubles_each_class)
+START_TEST(test_factor_two_doubles_each_class_up_to_a_32nd_of_a_page)
 {
     slabs_make(4 * MIB, MIB, 40, 2.0); /* 24 + 40 = 64 */
-    static const uint32_t want[] = {64,   128,   256,   512,   1024,   2048,   4096,
-                                    8192, 16384, 32768, 65536, 131072, 262144, 524288};
-    ck_assert_uint_eq(slabs.nclasses, sizeof(want) / sizeof(want[0]));
-    for (unsigned i = 1; i <= slabs.nclasses; i++)
+    static const uint32_t want[] = {64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
+    size_t n = sizeof(want) / sizeof(want[0]);
+    ck_assert_uint_eq(slabs.nclasses, n + 31); /* then a 32nd, a 31st, ... a half */
+    for (unsigned i = 1; i <= n; i++)
         ck_assert_uint_eq(slabs.classes[i].size, want[i - 1]);
+    for (unsigned k = 32; k >= 2; k--)
+        ck_assert_uint_eq(slabs.classes[n + 33 - k].size, (MIB / k) & ~7u);
 }
 END_TEST
 
 START_TEST(test_factor_of_one_still_grows_by_8_bytes)
 {
-    /* near half a page so that 8-byte steps stay under the class limit */
-    slabs_make(4 * MIB, MIB, 523000, 1.0);
-    ck_assert_uint_eq(slabs.classes[1].size, 523024);
-    ck_assert_uint_eq(slabs.classes[2].size, 523032);
-    ck_assert_uint_eq(slabs.classes[slabs.nclasses - 1].size, 524280);
+    /* just under a 32nd of a page, so that 8-byte steps stay under the class limit */
+    slabs_make(4 * MIB, MIB, 32000, 1.0);
+    ck_assert_uint_eq(slabs.classes[1].size, 32024);
+    ck_assert_uint_eq(slabs.classes[2].size, 32032);
+    unsigned last = (32768 - 32024) / 8;
+    ck_assert_uint_eq(slabs.classes[last].size, 32760);
+    ck_assert_uint_eq(slabs.classes[last + 1].size, 32768);
     ck_assert_uint_eq(slabs.classes[slabs.nclasses].size, 524288);
-    ck_assert_uint_eq(slabs.nclasses, (524288 - 523024) / 8 + 1);
+    ck_assert_uint_eq(slabs.nclasses, last + 31);
+}
+END_TEST
+
+START_TEST(test_classes_from_a_32nd_of_a_page_up_fill_their_pages)
+{
+    slabs_make(4 * MIB, MIB, 32, 1.04);
+    unsigned large = 0;
+    for (unsigned i = 1; i <= slabs.nclasses; i++) {
+        const struct mp_slab_class *c = &slabs.classes[i];
+        if (c->size < MIB / 32)
+            continue;
+        large++;
+        ck_assert_uint_lt(MIB - c->perpage * c->size, 8 * c->perpage); /* only the 8-byte alignment */
+    }
+    ck_assert_uint_ge(large, 30); /* a 31st of a page to a half, and a 32nd if the factor lands on it */
+    /* an item of 100 KB: as many to a page as fit (a class by the factor had nine) */
+    unsigned cls = mp_slab_class_for(&slabs, 102438);
+    ck_assert_uint_eq(slabs.classes[cls].perpage, MIB / 102438);
 }
 END_TEST
 
@@ -317,7 +339,7 @@ END_TEST
 START_TEST(test_release_keeps_the_free_chunks_of_other_pages)
 {
     slabs_make(3 * MIB, MIB, 32, 1.04);
-    unsigned cls = slabs.nclasses - 1; /* half-page chunks: two per page */
+    unsigned cls = slabs.nclasses; /* half-page chunks: two per page */
     ck_assert_uint_eq(slabs.classes[cls].perpage, 2);
     struct mp_item *c[4];
     for (int i = 0; i < 4; i++)
@@ -481,7 +503,8 @@ static Suite *slab_suite(void)
     TCase *tc = tcase_create("classes");
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, test_classes_increase_8_byte_aligned_up_to_half_a_page);
-    tcase_add_test(tc, test_factor_two_doubles_each_class);
+    tcase_add_test(tc, test_factor_two_doubles_each_class_up_to_a_32nd_of_a_page);
+    tcase_add_test(tc, test_classes_from_a_32nd_of_a_page_up_fill_their_pages);
     tcase_add_test(tc, test_factor_of_one_still_grows_by_8_bytes);
     tcase_add_test(tc, test_class_for_picks_the_smallest_class_that_fits);
     tcase_add_test(tc, test_class_for_is_zero_above_the_largest_class_or_the_item_limit);

@@ -353,6 +353,8 @@ static void admit(struct mp_lru *l, unsigned cls, struct mp_item *chunk, const c
     if (!key)
         return; /* a chain's head or chunk: main queue (lru.h) */
     struct mp_slab_class *c = &l->slabs->classes[cls];
+    if ((uint64_t)c->npages * c->perpage * MP_LRU_SMALL_PERCENT / 100 < MP_LRU_SMALL_MIN)
+        return; /* too few chunks for a small queue (lru.h) */
     struct mp_lru_small *q = &l->small[cls];
     uint64_t age = mp_ghost_take(&l->ghost, mp_table_hash(l->table, key, nkey));
     if (age != MP_GHOST_ABSENT && (q->turn_len == 0 || age <= q->turn_len / 2)) {
@@ -376,6 +378,13 @@ bool mp_lru_small_join(struct mp_lru *l, struct mp_item *it)
     return joined;
 }
 
+/* What a class's pressed_at is read against: evictions (the ghost's additions) and page steals so
+ * far, both only ever growing. */
+static uint64_t pressure_clock(const struct mp_lru *l)
+{
+    return mp_ghost_added(&l->ghost) + atomic_load_explicit(&((struct mp_lru *)l)->steals, memory_order_relaxed);
+}
+
 struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now, const char *key, size_t nkey)
 {
     struct mp_slabs *s = l->slabs;
@@ -392,7 +401,7 @@ struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now
         it = small_pop(l, cls, now);
     if (!it)
         it = main_take(l, cls, now);
-    c->pressed_at = atomic_load_explicit(&l->steals, memory_order_relaxed);
+    c->pressed_at = pressure_clock(l);
     if (!it) {
         c->outofmemory++;
         return NULL;
@@ -544,10 +553,13 @@ int mp_lru_page_evacuate(struct mp_lru *l, unsigned cls, uint32_t page, uint32_t
 int mp_lru_page_steal(struct mp_lru *l, unsigned cls, uint32_t now)
 {
     struct mp_slabs *s = l->slabs;
-    uint64_t mark = atomic_fetch_add_explicit(&l->steals, 1, memory_order_relaxed) + 1;
+    atomic_fetch_add_explicit(&l->steals, 1, memory_order_relaxed);
+    uint64_t mark = pressure_clock(l);
     pthread_mutex_lock(&s->classes[cls].lock);
     s->classes[cls].pressed_at = mark;
     pthread_mutex_unlock(&s->classes[cls].lock);
+    /* The donor (lru.h): a class with two pages or more if there is one, the one that has gone
+     * longest without needing memory, and of those the one with the most pages. */
     unsigned donor = 0;
     uint32_t most = 0;
     uint64_t oldest = UINT64_MAX;
@@ -556,12 +568,20 @@ int mp_lru_page_steal(struct mp_lru *l, unsigned cls, uint32_t now)
             continue;
         struct mp_slab_class *c = &s->classes[i];
         pthread_mutex_lock(&c->lock);
-        if (c->npages > most || (c->npages == most && most > 0 && c->pressed_at < oldest)) {
-            most = c->npages;
-            oldest = c->pressed_at;
-            donor = i;
-        }
+        uint32_t np = c->npages;
+        uint64_t pressed = c->pressed_at;
         pthread_mutex_unlock(&c->lock);
+        if (np == 0)
+            continue;
+        bool better = !donor                     ? true
+                      : (np >= 2) != (most >= 2) ? np >= 2
+                      : pressed != oldest        ? pressed < oldest
+                                                 : np > most;
+        if (better) {
+            donor = i;
+            most = np;
+            oldest = pressed;
+        }
     }
     if (!donor)
         return -ENOMEM;

@@ -97,6 +97,10 @@ enum mp_lru_reassign {
 
 /* The small queue's share of a class's chunks, in percent (S3-FIFO's 10%). */
 #define MP_LRU_SMALL_PERCENT 10
+/* A class whose share would be fewer items than this has no small queue: new items go to the main
+ * one. A queue of one or two evicts each new item as the next arrives, unread or not (a class of
+ * 300 KB items on a few pages has a share of one), which filters nothing and loses the newest. */
+#define MP_LRU_SMALL_MIN 8
 
 /* A class's small queue, under the class lock (see above). */
 struct mp_lru_small {
@@ -126,7 +130,7 @@ struct mp_lru {
     _Atomic bool crawler;        /* the reclaim pass runs (lru_crawler enable / disable) */
     _Atomic uint64_t juggles;    /* maintainer ticks (memcached's lru_maintainer_juggles) */
     _Atomic uint64_t busy_moves; /* page moves put off by an item in use (slab_reassign_busy_items) */
-    _Atomic uint64_t steals;     /* mp_lru_page_steal calls: the clock of the classes' pressed_at */
+    _Atomic uint64_t steals;     /* mp_lru_page_steal calls: with evictions, the clock of pressed_at */
     _Atomic uint64_t crawls;     /* crawls asked for (lru_crawler crawl, metadump: lru_crawler_starts) */
     /* maintainer thread */
     const struct mp_clock *clock;
@@ -176,11 +180,14 @@ unsigned mp_lru_automove(struct mp_lru *l, uint32_t now, unsigned max_pages);
 int mp_lru_page_evacuate(struct mp_lru *l, unsigned cls, uint32_t page, uint32_t now);
 
 /* A class that must allocate and can neither find nor evict a chunk of its own (it has no
- * pages, or all are in use) takes a page from the class with the most, and of those with as many
- * the one that has gone longest without evicting or stealing (pressed_at, slab.h): with many
- * classes of a page each (large -I values spread heads and tails over many), classes that are
- * being written must not take pages from each other in turn while idle ones keep theirs.
- * Evacuates the donor's page under its clock hand into the pool. 0, or -ENOMEM / -EBUSY. Takes the
+ * pages, or all are in use) takes a page from another: one with two pages or more if any has
+ * them (a class keeps its last page while another can spare one), the one that has gone longest
+ * without evicting or stealing (pressed_at, slab.h), and of those the one with the most pages. So
+ * classes being written do not take pages from each other (and their newest items with them)
+ * while classes nobody writes to keep theirs: with many classes of a few pages (values of a few
+ * hundred KB spread over the classes that cut a page in 2 to 31 chunks, and chains' heads over
+ * more) the class with the most pages is often the one being written. Evacuates the donor's page
+ * under its clock hand into the pool. 0, or -ENOMEM / -EBUSY. Takes the
  * class locks itself; the caller holds none. */
 int mp_lru_page_steal(struct mp_lru *l, unsigned cls, uint32_t now);
 

@@ -97,7 +97,7 @@ struct mp_slab_class {
     uint64_t small_promoted; /* read while in the small queue, moved to the main one */
     uint64_t ghost_hits;     /* new items the ghost sent straight to the main queue */
     uint64_t pressure_seen;  /* evictions + outofmemory at the last automove look (lru.h) */
-    uint64_t pressed_at;     /* the lru's count of page steals when the class last evicted or stole */
+    uint64_t pressed_at;     /* evictions and page steals so far when it last evicted or stole (lru.h) */
     /* As of the reclaim pass's last full turn over the class (lru.h): */
     uint32_t age;           /* the longest time since an item's last access, seconds */
     uint64_t mem_requested; /* the bytes its items take (mp_item_total) */

@@ -677,10 +677,10 @@ START_TEST(test_small_items_on_a_page_moved_away_leave_entries_the_hand_skips)
 }
 END_TEST
 
-START_TEST(test_a_page_is_stolen_from_the_class_idle_longest_among_those_with_the_most)
+START_TEST(test_a_page_is_stolen_from_the_class_idle_longest)
 {
     /* three pages, each class with one: the class that last stole a page is not robbed in turn
-     * while another with as many pages has been idle longer */
+     * while another has been idle longer */
     make(3 * MIB);
     ck_assert_int_eq(set_fill(c, "b", 5000, 'b', 0, T0), MP_STORED);
     ck_assert_int_eq(set_fill(c, "c", 20000, 'c', 0, T0), MP_STORED);
@@ -696,6 +696,47 @@ START_TEST(test_a_page_is_stolen_from_the_class_idle_longest_among_those_with_th
     ck_assert(key_present(c, "d", T0));
     ck_assert(key_present(c, "e", T0));
     ck_assert_uint_eq(class_at(c, d)->npages, 1);
+}
+END_TEST
+
+START_TEST(test_a_page_is_stolen_from_a_class_that_can_spare_one_and_was_idle_longest)
+{
+    /* six pages: an idle class with two, a busy class with three (it is evicting), one with a
+     * single page; a new class takes the idle class's page, not one of the busy class's (which
+     * has the most) nor the last page of the third */
+    make(6 * MIB);
+    unsigned busy = class_of_shape(c, 7, 300000), idle = class_of_shape(c, 7, 100000);
+    for (unsigned i = 0; i < 2 * class_at(c, idle)->perpage; i++)
+        ck_assert_int_eq(set_fill(c, big_key(i), 100000, 'i', 0, T0), MP_STORED);
+    ck_assert_int_eq(set_fill(c, "one", 5000, 'o', 0, T0), MP_STORED);
+    unsigned i = 1000;
+    while (class_at(c, busy)->evictions == 0)
+        ck_assert_int_eq(set_fill(c, big_key(i++), 300000, 'b', 0, T0), MP_STORED);
+    ck_assert_uint_eq(class_at(c, busy)->npages, 3);
+    ck_assert_uint_eq(class_at(c, idle)->npages, 2);
+    ck_assert_uint_eq(pages_in_use(c), 6);
+    ck_assert_int_eq(set_fill(c, "new", 30000, 'n', 0, T0), MP_STORED);
+    ck_assert_uint_eq(class_at(c, idle)->npages, 1);
+    ck_assert_uint_eq(class_at(c, busy)->npages, 3);
+    ck_assert(key_present(c, "one", T0));
+    ck_assert(key_present(c, big_key(i - 1), T0)); /* the busy class's newest item */
+}
+END_TEST
+
+START_TEST(test_a_class_of_few_chunks_has_no_small_queue_and_keeps_its_newest_items)
+{
+    /* 300 KB items, three to a page, in 4 MiB: a tenth of the class would be one item, and the
+     * next new item would evict it unread; with no small queue the hand takes the oldest */
+    make(4 * MIB);
+    unsigned i = 0;
+    while (total_evictions(c) == 0)
+        ck_assert_int_eq(set_fill(c, big_key(i++), 300000, 'b', 0, T0), MP_STORED);
+    for (unsigned n = 0; n < 3; n++, i++) {
+        ck_assert_int_eq(set_fill(c, big_key(i), 300000, 'b', 0, T0), MP_STORED);
+        if (n > 0)
+            ck_assert_msg(key_present(c, big_key(i - 1), T0), "the item stored before the newest");
+    }
+    ck_assert_uint_eq(class_at(c, class_of_shape(c, 7, 300000))->small_evicted, 0);
 }
 END_TEST
 
@@ -1141,6 +1182,7 @@ static Suite *lru_suite(void)
     tcase_add_test(tc, test_a_deleted_small_items_entry_spares_the_item_that_took_its_chunk);
     tcase_add_test(tc, test_a_chunk_still_being_filled_keeps_its_place_in_the_small_queue);
     tcase_add_test(tc, test_an_item_brought_back_from_the_small_queue_rejoins_it);
+    tcase_add_test(tc, test_a_class_of_few_chunks_has_no_small_queue_and_keeps_its_newest_items);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("clock");
@@ -1169,7 +1211,8 @@ static Suite *lru_suite(void)
     tcase_add_test(tc, test_page_evacuate_refuses_a_page_with_a_chunk_being_allocated);
     tcase_add_test(tc, test_page_evacuate_takes_back_chunks_other_threads_keep);
     tcase_add_test(tc, test_small_items_on_a_page_moved_away_leave_entries_the_hand_skips);
-    tcase_add_test(tc, test_a_page_is_stolen_from_the_class_idle_longest_among_those_with_the_most);
+    tcase_add_test(tc, test_a_page_is_stolen_from_the_class_idle_longest);
+    tcase_add_test(tc, test_a_page_is_stolen_from_a_class_that_can_spare_one_and_was_idle_longest);
     tcase_add_test(tc, test_automove_gives_a_page_from_a_quiet_class_to_an_evicting_one);
     tcase_add_test(tc, test_automove_without_evictions_moves_nothing);
     tcase_add_test(tc, test_automove_keeps_a_donors_last_page);

@@ -955,6 +955,14 @@ static void describe_header(struct loader *L)
 }
 
 /* The header: whether to go on. A pending flush_all comes back as it was (or has already struck). */
+
+/* The header's pending flush_all as relative time here: a time in the file, clamped as expiry
+ * times are (load_record), since a damaged or crafted header may hold any 64 bits. */
+static int64_t flush_rel(const struct loader *L)
+{
+    int64_t at = L->h.flush_at > (uint64_t)INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)L->h.flush_at;
+    return at - L->epoch;
+}
 static bool read_header(struct loader *L)
 {
     struct mp_snapshot_report *r = L->r;
@@ -978,7 +986,7 @@ static bool read_header(struct loader *L)
     r->header_ok = true;
     describe_header(L);
     if (L->h.flush_at) {
-        int64_t rel = (int64_t)L->h.flush_at - L->epoch;
+        int64_t rel = flush_rel(L);
         if (rel <= (int64_t)L->now + 1) {
             note(L->o,
                  "snapshot %s: a flush_all pending when it was written has taken effect since: its items are dead",
@@ -1026,7 +1034,7 @@ int mp_snapshot_load_fd(struct mp_cache *c, int fd, const struct mp_snapshot_opt
         mp_epoch_reserve(&c->epoch, max_cas & MP_ITEM_CAS_MASK);
         r->max_cas = max_cas;
         if (r->header_ok && L.h.flush_at && !L.flushed) {
-            int64_t at = (int64_t)L.h.flush_at - L.epoch;
+            int64_t at = flush_rel(&L);
             mp_cache_flush(c, L.now, at > UINT32_MAX ? UINT32_MAX : (uint32_t)at);
         }
         if (r->header_ok && L.h.items > L.items_seen + r->damaged) {

@@ -57,7 +57,9 @@
  * a class lock holder takes another class's lock only with trylock: what it cannot free then (the
  * head, or the whole chain when the largest class's lock is busy) goes to the orphans, which
  * whoever next holds no class lock frees (mp_lru_orphans_free: the allocator after a sweep, the
- * maintainer every tick and between evacuation attempts). The orphans' lock is a leaf.
+ * maintainer every tick and between evacuation attempts). The orphans' lock is a leaf. A chain's
+ * head and chunks join no small queue (they are allocated with no key for the policy): a chain is
+ * weighed in the main queue only, by the hand of the largest class, where its bytes are.
  *
  * The maintainer thread runs the background jobs once per tick: a reclaim pass (memcached's LRU
  * crawler) that frees expired and flushed items nobody reads and, as it goes, keeps every item's

@@ -156,8 +156,10 @@ STRESS_SECONDS ?= 15
 stress: $(BUILD)/test/engine_stress
 	./$(BUILD)/test/engine_stress $(STRESS_SECONDS)
 
+# The modules run in IT_JOBS worker processes (run.py -j): most tests wait more than they compute.
+IT_JOBS ?= 2
 integration: $(BUILD)/magpie $(BUILD)/test/wallclock_shim.so $(BUILD)/test/stall_shim.so
-	$(PYTHON) test/integration/run.py --bin $(BUILD)/magpie $(IT_ARGS)
+	$(PYTHON) test/integration/run.py --bin $(BUILD)/magpie -j $(IT_JOBS) $(IT_ARGS)
 
 # Preloaded by test_trust.py to step the server's wall clock; never built with the sanitizers.
 $(BUILD)/test/wallclock_shim.so: test/integration/wallclock_shim.c
@@ -252,7 +254,7 @@ fuzz: deps fuzz-deps
 	  mkdir -p build/fuzz/corpus_$$t; \
 	  seeds=test/fuzz/corpus_$$t; [ -d $$seeds ] || seeds=build/fuzz/seed_$$t; \
 	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
-	  ./build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \
+	  ./build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=build/fuzz/ \
 	    build/fuzz/corpus_$$t $$seeds 2>&1 | grep -E "^(#[0-9]+.*DONE|stat::number_of_executed_units|==[0-9]+==|SUMMARY)" ; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done

@@ -786,6 +786,14 @@ static void store_batch(struct loader *L, struct batch *b)
     b->n = 0;
 }
 
+/* A Unix time from the file as a time relative to this process's epoch. The file's 64 bits may be
+ * anything (the fuzzer forges whole headers): clamped so the subtraction cannot overflow. */
+static int64_t relative_time(const struct loader *L, uint64_t unix_time)
+{
+    int64_t t = unix_time > (uint64_t)INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)unix_time;
+    return t - L->epoch;
+}
+
 /* A record of a whole block: into the batch if this pass loads it and it is alive and fits. */
 static void load_record(struct loader *L, const char *p, struct batch *b)
 {
@@ -800,8 +808,7 @@ static void load_record(struct loader *L, const char *p, struct batch *b)
         return;
     }
     if (rc.expires) {
-        int64_t expires = rc.expires > (uint64_t)INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)rc.expires;
-        int64_t rel = expires - L->epoch;
+        int64_t rel = relative_time(L, rc.expires);
         if (rel <= (int64_t)L->now) {
             r->expired++;
             return;
@@ -955,14 +962,6 @@ static void describe_header(struct loader *L)
 }
 
 /* The header: whether to go on. A pending flush_all comes back as it was (or has already struck). */
-
-/* The header's pending flush_all as relative time here: a time in the file, clamped as expiry
- * times are (load_record), since a damaged or crafted header may hold any 64 bits. */
-static int64_t flush_rel(const struct loader *L)
-{
-    int64_t at = L->h.flush_at > (uint64_t)INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)L->h.flush_at;
-    return at - L->epoch;
-}
 static bool read_header(struct loader *L)
 {
     struct mp_snapshot_report *r = L->r;
@@ -986,7 +985,7 @@ static bool read_header(struct loader *L)
     r->header_ok = true;
     describe_header(L);
     if (L->h.flush_at) {
-        int64_t rel = flush_rel(L);
+        int64_t rel = relative_time(L, L->h.flush_at);
         if (rel <= (int64_t)L->now + 1) {
             note(L->o,
                  "snapshot %s: a flush_all pending when it was written has taken effect since: its items are dead",
@@ -1034,7 +1033,7 @@ int mp_snapshot_load_fd(struct mp_cache *c, int fd, const struct mp_snapshot_opt
         mp_epoch_reserve(&c->epoch, max_cas & MP_ITEM_CAS_MASK);
         r->max_cas = max_cas;
         if (r->header_ok && L.h.flush_at && !L.flushed) {
-            int64_t at = flush_rel(&L);
+            int64_t at = relative_time(&L, L.h.flush_at);
             mp_cache_flush(c, L.now, at > UINT32_MAX ? UINT32_MAX : (uint32_t)at);
         }
         if (r->header_ok && L.h.items > L.items_seen + r->damaged) {

@@ -137,6 +137,14 @@ def server_argv(binary, port, threads=4, memory_mb=64, max_conns=1024, item_max=
     return argv + list(extra)
 
 
+def alone(fn):
+    """Marks a test that loads the machine (thousands of connections, hundreds of MB in flight):
+    run.py -j runs it after the others, with nothing beside it, so neither it nor they wait on
+    the other's load."""
+    fn.alone = True
+    return fn
+
+
 def bounded(iterations, seconds):
     """Yield 0, 1, ... at most `iterations` times and for at most `seconds`: the shape of every
     loop in the suite."""

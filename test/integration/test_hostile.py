@@ -232,6 +232,7 @@ def test_get_with_20000_keys_answers_every_key_then_end(fx):
     check_healthy(fx, srv, "a 20,000-key get")
 
 
+@harness.alone
 def test_get_of_20000_16k_values_read_late_is_held_back_and_complete(fx):
     srv = hostile_server(fx)
     c = fx.conn(srv)
@@ -292,6 +293,7 @@ def test_values_dropped_halfway_leak_neither_memory_nor_connections(fx):
     check_healthy(fx, srv, "1,000 values dropped halfway")
 
 
+@harness.alone
 def test_2000_connections_opened_and_dropped_leave_nothing_behind(fx):
     # Room for all 2,000: a slow (sanitized) server may not have seen earlier batches close yet,
     # and refusing those over -c is the limit working, not what this test is about.
@@ -334,6 +336,7 @@ def test_slow_senders_trickling_a_set_byte_by_byte_are_served_in_full(fx):
     check_healthy(fx, srv, "slow senders")
 
 
+@harness.alone
 def test_clients_that_never_read_large_values_are_held_back(fx):
     srv = hostile_server(fx)
     c = fx.conn(srv)

@@ -548,6 +548,7 @@ def test_a_handshake_that_does_not_finish_in_time_is_dropped_and_counted(fx):
            "the established session is not subject to the deadline")
 
 
+@harness.alone
 def test_thousands_of_half_open_handshakes_are_closed_counted_and_bounded(fx):
     if harness.is_memcached(fx.binary):
         return  # memcached holds them forever: no handshake deadline

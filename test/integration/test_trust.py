@@ -120,6 +120,7 @@ def conn_states(conn):
     return [line.split()[2] for line in lines if line.startswith(b"STAT ") and line.split()[1].endswith(b":state")]
 
 
+@harness.alone
 def test_readers_pinning_an_item_past_its_count_never_see_its_chunk_reused(fx):
     if harness.is_memcached(fx.binary):
         return  # memcached turns TCP off with -s; its own limit is the one this mirrors

@@ -108,7 +108,7 @@ def test_meta_commands_on_large_values_answer_as_memcached(fx):
     session = [
         b"ms m %d F5 T0\r\n%s\r\n" % (len(big), big),
         b"mg m s v f\r\n",
-        b"mg m k s t v q\r\nmn\r\n",
+        b"mg m k s t v q\r\n",  # (no mn of its own: memcached drops one after a quiet command, by timing)
         b"ma m\r\n",
         b"ms m %d MA\r\n%s\r\n" % (len(piece), piece),
         b"mg m s v\r\n",

@@ -48,7 +48,7 @@ define ensure_pkgs
 	fi
 endef
 
-MODULES := log clock config num item grace slab table ghost lru cache snapshot warm proto bproto meta latency hotkeys \
+MODULES := log clock config num item grace slab chain table ghost lru cache snapshot warm proto bproto meta latency hotkeys \
            stats watch dump out exec admin auth tls text binary prom metrics conn worker server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
@@ -61,16 +61,16 @@ deps_clock := clock
 deps_slab  := slab item grace
 deps_table := table slab item grace
 deps_ghost := ghost
-deps_cache := cache lru ghost table slab item grace num clock
-deps_lru   := lru ghost cache table slab item grace num clock
-deps_stats := stats hotkeys proto cache lru ghost table slab item grace num clock config log
-deps_dump  := dump watch cache lru ghost table slab item grace num clock
+deps_cache := cache lru ghost table chain slab item grace num clock
+deps_lru   := lru ghost cache table chain slab item grace num clock
+deps_stats := stats hotkeys proto cache lru ghost table chain slab item grace num clock config log
+deps_dump  := dump watch cache lru ghost table chain slab item grace num clock
 deps_latency := latency
 deps_hotkeys := hotkeys
 deps_prom  := prom proto num latency
 deps_metrics := metrics prom latency $(deps_stats)
-deps_snapshot := snapshot cache lru ghost table slab item grace num clock
-deps_warm  := warm dump watch proto cache lru ghost table slab item grace num clock
+deps_snapshot := snapshot cache lru ghost table chain slab item grace num clock
+deps_warm  := warm dump watch proto cache lru ghost table chain slab item grace num clock
 deps_auth  := auth
 deps_tls   := tls config
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
@@ -186,7 +186,7 @@ tsan: test-deps
 	  $(MAKE) --no-print-directory BUILD=build/tsan OPT="-O1 -g" SANITIZE="-fsanitize=thread -DMP_DEBUG" TEST_FUZZ_SECONDS=0 STRESS_SECONDS=6 \
 	  check
 
-ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru ghost table slab item grace num clock)
+ENGINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,cache lru ghost table chain slab item grace num clock)
 $(BUILD)/test/engine_stress: test/stress/engine_stress.c $(ENGINE_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -o $@ $^ $(ALL_LDFLAGS)
@@ -219,8 +219,8 @@ FUZZ_CFLAGS = -g -O1 -std=gnu11 -Iinclude -fsanitize=fuzzer,address,undefined -f
 FUZZ_PROTO_SRC := test/fuzz/fuzz_proto.c src/proto.c src/num.c
 FUZZ_BPROTO_SRC := test/fuzz/fuzz_bproto.c src/bproto.c
 FUZZ_CONN_SRC := test/fuzz/fuzz_conn.c $(patsubst %,src/%.c,conn out exec admin auth tls text binary meta dump watch proto bproto \
-                   num cache lru ghost table slab item grace clock stats latency hotkeys config log)
-SNAPSHOT_SRC := $(patsubst %,src/%.c,snapshot cache lru ghost table slab item grace num clock)
+                   num cache lru ghost table chain slab item grace clock stats latency hotkeys config log)
+SNAPSHOT_SRC := $(patsubst %,src/%.c,snapshot cache lru ghost table chain slab item grace num clock)
 
 build/fuzz/fuzz_proto: $(FUZZ_PROTO_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)

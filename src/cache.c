@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "magpie/chain.h"
 #include "magpie/debug.h"
 #include "magpie/num.h"
 
@@ -54,12 +55,21 @@ bool mp_cache_item_pinnable(const struct mp_item *it)
     return atomic_load_explicit(&((struct mp_item *)it)->refs, memory_order_relaxed) <= MP_ITEM_REFS_MAX;
 }
 
+/* Free an item whose last reference is gone, its chain with it (chain.h). No class lock held. */
+static void free_item(struct mp_cache *c, struct mp_item *it)
+{
+    if (mp_item_chained(it))
+        mp_chain_free(&c->slabs, it);
+    else
+        mp_slab_cache_free(&c->slabs, it);
+}
+
 void mp_cache_item_release(struct mp_cache *c, struct mp_item **itp)
 {
     struct mp_item *it = *itp;
     *itp = NULL;
     if (it && atomic_fetch_sub_explicit(&it->refs, 1, memory_order_acq_rel) == 1)
-        mp_slab_cache_free(&c->slabs, it);
+        free_item(c, it);
 }
 
 /* Readers untold for a store, which may write an item in place (table.h): see mp_cache_store. */
@@ -91,16 +101,20 @@ static void unlink_item(struct mp_cache *c, struct mp_cache_lock *l, struct mp_i
     if (!mp_table_unlink_locked(&c->table, l->st, l->hash, it))
         return;
     if (!dead) {
-        mp_slab_cache_free(&c->slabs, it);
+        free_item(c, it);
         return;
     }
     unsigned cls = mp_slab_class_of(&c->slabs, it);
     struct mp_slab_class *sc = &c->slabs.classes[cls];
+    bool chained = mp_item_chained(it);
     pthread_mutex_lock(&sc->lock);
     sc->reclaimed++;
     sc->expired_unfetched += !fetched;
-    mp_slab_free_locked(&c->slabs, cls, it);
+    if (!chained)
+        mp_slab_free_locked(&c->slabs, cls, it);
     pthread_mutex_unlock(&sc->lock);
+    if (chained)
+        mp_chain_free(&c->slabs, it); /* it takes the chunks' class lock: not under this one */
 }
 
 /* The live item with this key, or NULL; a dead one found on the way is reclaimed. */
@@ -166,7 +180,8 @@ static void hit_of(const struct mp_slabs *s, struct mp_item *it, bool locked, st
     if (fl & MP_ITEM_CFLAGS)
         memcpy(&h->flags, mp_item_suffix(it), 4);
     h->key = mp_item_suffix(it) + (fl & MP_ITEM_CFLAGS ? 4 : 0);
-    h->value = h->key + h->nkey;
+    /* A chained value is not in one piece: its reader walks it (chain.h) from the pinned item. */
+    h->value = fl & MP_ITEM_CHAINED ? NULL : h->key + h->nkey;
 }
 
 void mp_cache_hit_locked(struct mp_item *it, struct mp_hit *h)
@@ -199,6 +214,8 @@ static bool read_optimistic(struct mp_cache *c, const char *key, size_t nkey, ui
         return false; /* being written in place */
     struct mp_hit h;
     hit_of(&c->slabs, it, false, &h);
+    if (!h.value)
+        return false; /* chained: far over any copy_max, and read from where it lives */
     /* The item's key matched the caller's, which cannot change meanwhile: use its length. */
     h.value = h.key + nkey;
     h.key = key;
@@ -290,7 +307,7 @@ enum mp_result mp_cache_touch(struct mp_cache *c, const char *key, size_t nkey, 
 
 /* A chunk of class cls for a new item with this key: a free one (this thread's first), else the
  * eviction policy's victim (which also picks the new item's queue, lru.h), else a page taken from
- * another class. */
+ * another class. With no key (a chain's head or chunk, chain.h) the chunk joins no small queue. */
 static struct mp_item *alloc_chunk(struct mp_cache *c, unsigned cls, uint32_t now, const char *key, size_t nkey)
 {
     struct mp_item *fresh = mp_slab_cache_alloc(&c->slabs, cls);
@@ -303,20 +320,58 @@ static struct mp_item *alloc_chunk(struct mp_cache *c, unsigned cls, uint32_t no
         if (!it)
             it = mp_lru_evict_locked(&c->lru, cls, now, key, nkey);
         pthread_mutex_unlock(&sc->lock);
+        mp_lru_orphans_free(&c->lru);
         if (it || mp_lru_page_steal(&c->lru, cls, now) != 0)
             return it;
     }
     return NULL;
 }
 
+/*
+ * A chained item (chain.h): its head, then its chunks, each taken as alloc_chunk takes a chunk or,
+ * with `spare`, only from free memory (warming). NULL with *res = MP_NOMEM when memory runs out;
+ * the chunks got so far go back with the head.
+ */
+static struct mp_item *alloc_chain(struct mp_cache *c, const char *key, size_t nkey, uint32_t flags, uint32_t exptime,
+                                   uint32_t nbytes, uint32_t now, bool spare, enum mp_result *res)
+{
+    struct mp_slabs *s = &c->slabs;
+    uint32_t n = mp_chain_count(s, nkey, nbytes, flags != 0);
+    unsigned hcls = mp_slab_class_for(s, mp_chain_head_total(s, nkey, nbytes, flags != 0, n));
+    /* No key for the policy: a chain is weighed in the main queue only (lru.h). */
+    struct mp_item *head = spare ? mp_slab_alloc(s, hcls) : alloc_chunk(c, hcls, now, NULL, 0);
+    *res = MP_NOMEM;
+    if (!head)
+        return NULL;
+    mp_item_init(head, key, nkey, flags, exptime, nbytes);
+    mp_item_set(head, MP_ITEM_CHAINED, true);
+    memset(mp_item_value(head), 0, 4 * (size_t)n); /* no chunk yet, should it be freed now */
+    unsigned ccls = mp_slab_chunk_class(s);
+    uint32_t cap = mp_chain_cap(s);
+    for (uint32_t i = 0; i < n; i++) {
+        struct mp_item *chunk = spare ? mp_slab_alloc(s, ccls) : alloc_chunk(c, ccls, now, NULL, 0);
+        if (!chunk) {
+            mp_cache_item_release(c, &head);
+            return NULL;
+        }
+        uint64_t left = nbytes - (uint64_t)i * cap;
+        mp_slab_chunk_mark(s, ccls, chunk, mp_slab_handle(s, head), i, left < cap ? (uint32_t)left : cap);
+        mp_chain_set(head, i, mp_slab_handle(s, chunk));
+    }
+    *res = MP_OK;
+    return head;
+}
+
 struct mp_item *mp_cache_alloc(struct mp_cache *c, const char *key, size_t nkey, uint32_t flags, uint32_t exptime,
                                uint32_t nbytes, uint32_t now, enum mp_result *res)
 {
-    unsigned cls = mp_slab_class_for(&c->slabs, mp_item_total(nkey, nbytes, flags));
-    if (!cls) {
+    if (mp_item_total(nkey, nbytes, flags) > c->slabs.item_max) {
         *res = MP_TOO_LARGE;
         return NULL;
     }
+    if (mp_chain_needed(&c->slabs, nkey, nbytes, flags))
+        return alloc_chain(c, key, nkey, flags, exptime, nbytes, now, false, res);
+    unsigned cls = mp_slab_class_for(&c->slabs, mp_item_total(nkey, nbytes, flags));
     struct mp_item *it = alloc_chunk(c, cls, now, key, nkey);
     if (!it) {
         *res = MP_NOMEM;
@@ -340,8 +395,8 @@ static struct mp_item *join(struct mp_cache *c, struct mp_item *old, struct mp_i
     if (!it)
         return NULL;
     struct mp_item *first = append ? old : add, *second = append ? add : old;
-    memcpy(mp_item_value(it), mp_item_value(first), first->nbytes);
-    memcpy(mp_item_value(it) + first->nbytes, mp_item_value(second), second->nbytes);
+    mp_chain_copy(&c->slabs, it, 0, first, 0, first->nbytes);
+    mp_chain_copy(&c->slabs, it, first->nbytes, second, 0, second->nbytes);
     return it;
 }
 
@@ -411,7 +466,7 @@ static bool decide_existing(struct mp_cache *c, struct mp_item *old, struct mp_i
 
 static bool can_overwrite(struct mp_cache *c, const struct mp_item *old, const struct mp_item *it)
 {
-    return it->nbytes <= OVERWRITE_MAX && mp_item_same_layout(old, it) &&
+    return it->nbytes <= OVERWRITE_MAX && !mp_item_chained(old) && mp_item_same_layout(old, it) &&
            atomic_load_explicit(&((struct mp_item *)old)->refs, memory_order_acquire) == 1 &&
            mp_slab_class_of(&c->slabs, old) == mp_slab_class_of(&c->slabs, it);
 }
@@ -465,7 +520,7 @@ enum mp_result mp_cache_store(struct mp_cache *c, struct mp_item **itp, struct m
     }
     mp_cache_unlock(&l);
     if (free_old)
-        mp_slab_cache_free(&c->slabs, old);
+        free_item(c, old);
     st->cas_out = cas;
     return MP_STORED;
 }
@@ -501,7 +556,8 @@ enum mp_result mp_cache_arith_locked(struct mp_cache *c, struct mp_cache_lock *l
 {
     struct mp_item *it = *itp;
     uint64_t v;
-    if (it->nbytes == 0 || !mp_num_u64(mp_item_value(it), it->nbytes, &v))
+    /* A chained value is too long to be a number (memcached's do_add_delta). */
+    if (it->nbytes == 0 || mp_item_chained(it) || !mp_num_u64(mp_item_value(it), it->nbytes, &v))
         return MP_NON_NUMERIC;
     v = incr ? v + delta : (delta > v ? 0 : v - delta);
     *value = v;
@@ -523,7 +579,7 @@ enum mp_result mp_cache_arith_locked(struct mp_cache *c, struct mp_cache_lock *l
     memcpy(mp_item_value(repl), digits, n);
     mp_item_stamp_fresh(repl, mp_item_stamp_new(mp_epoch_next_cas(&c->epoch, now), now), memory_order_relaxed);
     if (mp_table_replace_locked(&c->table, lk->st, lk->hash, it, repl))
-        mp_slab_cache_free(&c->slabs, it);
+        free_item(c, it);
     *itp = repl;
     return MP_OK;
 }
@@ -549,11 +605,13 @@ void mp_cache_flush(struct mp_cache *c, uint32_t now, uint32_t cutoff)
 struct mp_item *mp_cache_alloc_spare(struct mp_cache *c, const char *key, size_t nkey, uint32_t flags, uint32_t exptime,
                                      uint32_t nbytes, enum mp_result *res)
 {
-    unsigned cls = mp_slab_class_for(&c->slabs, mp_item_total(nkey, nbytes, flags));
-    if (!cls) {
+    if (mp_item_total(nkey, nbytes, flags) > c->slabs.item_max) {
         *res = MP_TOO_LARGE;
         return NULL;
     }
+    if (mp_chain_needed(&c->slabs, nkey, nbytes, flags))
+        return alloc_chain(c, key, nkey, flags, exptime, nbytes, 0, true, res);
+    unsigned cls = mp_slab_class_for(&c->slabs, mp_item_total(nkey, nbytes, flags));
     /* The class's free chunks or a page from the pool, never a victim; no thread magazine, so a
      * loader leaves no free chunks parked where the workers cannot reach them. */
     struct mp_item *it = mp_slab_alloc(&c->slabs, cls);
@@ -571,7 +629,7 @@ static enum mp_result store_warm(struct mp_cache *c, struct mp_item *it, uint64_
 {
     /* An item that was on probation rejoins the small queue, in the order items come in (lru.h);
      * its stamp's SMALL comes from there, so no item is SMALL without a place in the queue. */
-    if (clock & MP_ITEM_CLOCK_SMALL)
+    if ((clock & MP_ITEM_CLOCK_SMALL) && !mp_item_chained(it))
         mp_lru_small_join(&c->lru, it);
     clock &= (uint8_t)~MP_ITEM_CLOCK_SMALL;
     struct mp_cache_lock l;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "magpie/binary.h"
+#include "magpie/chain.h"
 #include "magpie/latency.h"
 #include "magpie/log.h"
 #include "magpie/text.h"
@@ -776,7 +777,7 @@ static bool step_value(struct mp_conn *c)
     }
     if (n == 0)
         return false;
-    memcpy(mp_item_value(it) + c->io->vfill, c->io->rbuf + c->io->rpos, n);
+    mp_chain_write(&c->env->cache->slabs, it, c->io->vfill, c->io->rbuf + c->io->rpos, n);
     c->io->vfill += (uint32_t)n;
     c->io->rpos += n;
     if (c->io->vfill == it->nbytes)
@@ -840,21 +841,28 @@ static bool step(struct mp_conn *c)
 }
 
 /*
- * A large value still to come, with nothing buffered, is read straight into the item, together
- * with what follows it, into the chunk's bytes past the value (up to a read buffer's worth): the
- * "\r\n" then comes in the same read, and a read that ends there falls short of the buffer, which
- * tells libuv the socket is drained. So a large set takes two reads, as in memcached, not three.
- * What went past the value is moved to the read buffer (take_direct).
+ * A large value still to come, with nothing buffered, is read straight into the item, a chunk at a
+ * time for a chained one (chain.h), and its last part together with what follows it, into the
+ * chunk's bytes past the value (up to a read buffer's worth): the "\r\n" then comes in the same
+ * read, and a read that ends there falls short of the buffer, which tells libuv the socket is
+ * drained. So a large set takes two reads, as in memcached, not three (and a chained one a read
+ * more for each chunk past the first). What went past the value is moved to the read buffer
+ * (take_direct).
  */
-static size_t direct_tail(const struct mp_conn *c)
+static uv_buf_t direct_buf(const struct mp_conn *c)
 {
     const struct mp_item *it = c->io->x.update.item;
-    size_t room =
-        mp_slab_chunk_size(&c->env->cache->slabs, it) - mp_item_total(it->nkey, it->nbytes, mp_item_flags(it));
-    return room < RBUF_SIZE ? room : RBUF_SIZE;
+    const struct mp_slabs *s = &c->env->cache->slabs;
+    size_t len;
+    char *p = mp_chain_span(s, it, c->io->vfill, &len);
+    if (c->io->vfill + len == it->nbytes) {
+        size_t room = mp_chain_spare(s, it);
+        len += room < RBUF_SIZE ? room : RBUF_SIZE;
+    }
+    return uv_buf_init(p, (unsigned)len);
 }
 
-static void take_direct(struct mp_conn *c, size_t n)
+static void take_direct(struct mp_conn *c, const char *base, size_t n)
 {
     struct mp_item *it = c->io->x.update.item;
     size_t want = it->nbytes - c->io->vfill;
@@ -863,7 +871,7 @@ static void take_direct(struct mp_conn *c, size_t n)
         return;
     }
     c->io->vfill = it->nbytes;
-    memcpy(c->io->rbuf + c->io->rlen, mp_item_value(it) + it->nbytes, n - want); /* rbuf was empty */
+    memcpy(c->io->rbuf + c->io->rlen, base + want, n - want); /* rbuf was empty */
     c->io->rlen += n - want;
 }
 
@@ -923,8 +931,7 @@ static bool tls_fill(struct mp_conn *c)
     size_t cap, got;
     if (direct) {
         c->io->rpos = c->io->rlen = 0;
-        dst = mp_item_value(it) + c->io->vfill;
-        cap = it->nbytes - c->io->vfill;
+        dst = mp_chain_span(&c->env->cache->slabs, it, c->io->vfill, &cap); /* to the end of its chunk */
     } else {
         compact(c);
         dst = c->io->rbuf + c->io->rlen;
@@ -961,10 +968,9 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         *buf = uv_buf_init(NULL, 0);
         return;
     }
-    struct mp_item *it = c->io->x.update.item;
     if (direct_read(c)) {
         c->io->rpos = c->io->rlen = 0;
-        *buf = uv_buf_init(mp_item_value(it) + c->io->vfill, (unsigned)(it->nbytes - c->io->vfill + direct_tail(c)));
+        *buf = direct_buf(c);
         return;
     }
     compact(c);
@@ -999,7 +1005,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (buf->base >= c->io->rbuf && buf->base < c->io->rbuf + RBUF_SIZE)
         c->io->rlen += (size_t)nread;
     else
-        take_direct(c, (size_t)nread);
+        take_direct(c, buf->base, (size_t)nread);
     process(c);
 }
 

@@ -260,7 +260,7 @@ enum mp_result mp_exec_arith(struct mp_exec *x, const char *key, size_t nkey, st
     } else if (!it) {
         count_arith(x, a->incr, false, 0);
         res = MP_NOT_FOUND;
-    } else if (it->nbytes == 0) {
+    } else if (it->nbytes == 0 || mp_item_has(it, MP_ITEM_CHAINED)) {
         res = MP_NON_NUMERIC; /* before the CAS, as memcached's do_add_delta */
     } else if (a->cas != 0 && mp_item_cas(it) != a->cas) {
         res = MP_EXISTS;

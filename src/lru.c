@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "magpie/chain.h"
+
 #define TICK_MS 100
 #define RECLAIM_BUDGET 4096 /* chunks per class per tick */
 
@@ -31,6 +33,7 @@ int mp_lru_setup(struct mp_lru *l, struct mp_slabs *s, struct mp_table *t, struc
     if (mp_ghost_setup(&l->ghost, most * GHOST_PER_ITEM) != 0)
         return -ENOMEM;
     pthread_mutex_init(&l->lock, NULL);
+    pthread_mutex_init(&l->orphans_lock, NULL);
     /* Ticks follow elapsed time: a wall clock stepped back must not stall the maintainer. */
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -141,6 +144,92 @@ static bool take_item(struct mp_lru *l, struct mp_slab_class *c, struct mp_item 
     return freed;
 }
 
+/* ---- chains (lru.h) -------------------------------------------------------------------------- */
+
+static void orphan(struct mp_lru *l, struct mp_item *head)
+{
+    pthread_mutex_lock(&l->orphans_lock);
+    head->next = l->orphans;
+    l->orphans = mp_slab_handle(l->slabs, head);
+    atomic_store_explicit(&l->norphans, atomic_load_explicit(&l->norphans, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    pthread_mutex_unlock(&l->orphans_lock);
+}
+
+void mp_lru_orphans_free(struct mp_lru *l)
+{
+    if (atomic_load_explicit(&l->norphans, memory_order_relaxed) == 0)
+        return;
+    pthread_mutex_lock(&l->orphans_lock);
+    mp_handle_t h = l->orphans;
+    l->orphans = 0;
+    atomic_store_explicit(&l->norphans, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&l->orphans_lock);
+    while (h) {
+        struct mp_item *head = mp_slab_item(l->slabs, h);
+        h = head->next;
+        mp_chain_free(l->slabs, head);
+    }
+}
+
+/*
+ * A chained item whose last reference is gone, found under class cls's lock: free its chunks and
+ * then its head, as far as the lock order lets us (lru.h), except `keep` (NULL, the head, or one of
+ * the chunks, in class cls), which the caller takes. False when `keep` cannot be had (it is the
+ * head and the chunks' lock was busy); what could not be freed is left to the orphans.
+ */
+static bool release_chain_locked(struct mp_lru *l, unsigned cls, struct mp_item *head, struct mp_item *keep)
+{
+    struct mp_slabs *s = l->slabs;
+    unsigned ccls = mp_slab_chunk_class(s);
+    if (ccls != cls && pthread_mutex_trylock(&s->classes[ccls].lock) != 0) {
+        orphan(l, head);
+        return keep != head;
+    }
+    uint32_t n = mp_chain_chunks(s, head);
+    for (uint32_t i = 0; i < n; i++) {
+        mp_handle_t h = mp_chain_get(head, i);
+        mp_chain_set(head, i, 0);
+        if (h && mp_slab_item(s, h) != keep)
+            mp_slab_free_locked(s, ccls, mp_slab_item(s, h));
+    }
+    if (ccls != cls)
+        pthread_mutex_unlock(&s->classes[ccls].lock);
+    if (keep == head)
+        return true;
+    /* The chunks are free: the head goes last (chain.h), now if its class's lock can be had. */
+    unsigned hcls = mp_slab_class_of(s, head);
+    if (hcls == cls) {
+        mp_slab_free_locked(s, cls, head);
+    } else if (pthread_mutex_trylock(&s->classes[hcls].lock) == 0) {
+        mp_slab_free_locked(s, hcls, head);
+        pthread_mutex_unlock(&s->classes[hcls].lock);
+    } else {
+        orphan(l, head);
+    }
+    return true;
+}
+
+/* An item take_item() took (its last reference is gone), found under class cls's lock: freed,
+ * but for `keep` (see release_chain_locked). */
+static bool release_locked(struct mp_lru *l, unsigned cls, struct mp_item *it, struct mp_item *keep)
+{
+    if (mp_item_chained(it))
+        return release_chain_locked(l, cls, it, keep);
+    if (it != keep)
+        mp_slab_free_locked(l->slabs, cls, it);
+    return true;
+}
+
+/* The item a chunk of class memory holds or, for a chain's chunk, belongs to. Under the class
+ * lock, which keeps a chunk's MP_ITEM_CHUNK and its head as they are (chain.h). */
+static struct mp_item *item_of(const struct mp_slabs *s, struct mp_item *chunk)
+{
+    if (atomic_load_explicit(&chunk->iflags, memory_order_relaxed) & MP_ITEM_CHUNK)
+        return mp_chain_head_of(s, chunk);
+    return chunk;
+}
+
 /* ---- the small queue's FIFO of handles ---- */
 
 static bool fifo_grow(struct mp_lru_small *q)
@@ -205,7 +294,7 @@ static struct mp_item *small_pop(struct mp_lru *l, unsigned cls, uint32_t now)
         return NULL;
     }
     if (take_item(l, c, it, now, TAKE_EVICT_SMALL))
-        return it;
+        return release_locked(l, cls, it, it) ? it : NULL; /* (a chain's head, should one be here) */
     /* In use or its stripe busy: it stays, in the main queue, where the hand will find it. */
     mp_item_promote(it);
     return NULL;
@@ -224,7 +313,9 @@ static void turn_begins(struct mp_lru *l, struct mp_lru_small *q)
  * The main queue's CLOCK. Each chunk with hits loses one as the hand passes, so four full turns
  * take every count to zero; a fifth turn evicts regardless of hits and queue and only skips what
  * is in use. Items that are in use (refs > 1) or whose stripe is busy are skipped on every turn,
- * and small items (the small queue's) on the first four.
+ * and small items (the small queue's) on the first four. A chain's chunk stands for its item at
+ * the chain's first chunk and is passed over at the others (lru.h); the chunk the hand stopped at
+ * is the one returned, the rest of the chain freed.
  */
 static struct mp_item *main_take(struct mp_lru *l, unsigned cls, uint32_t now)
 {
@@ -236,12 +327,21 @@ static struct mp_item *main_take(struct mp_lru *l, unsigned cls, uint32_t now)
         struct mp_item *it = cursor_take(s, c, &c->hand_page, &c->hand_chunk);
         if (c->hand_page == c->first_page && c->hand_chunk == 1)
             turn_begins(l, &l->small[cls]);
-        if (!mp_item_linked(it))
+        bool chunk = atomic_load_explicit(&it->iflags, memory_order_relaxed) & MP_ITEM_CHUNK;
+        if (chunk && mp_chain_index(it) != 0)
             continue;
-        if (step < turn * 4 && !mp_item_dead(it, now, l->epoch) && (mp_item_small(it) || mp_item_clock_decay(it)))
+        struct mp_item *item = item_of(s, it);
+        if (!mp_item_linked(item))
             continue;
-        if (take_item(l, c, it, now, TAKE_EVICT))
+        if (step < turn * 4 && !mp_item_dead(item, now, l->epoch) && (mp_item_small(item) || mp_item_clock_decay(item)))
+            continue;
+        if (take_item(l, c, item, now, TAKE_EVICT) && release_locked(l, cls, item, it)) {
+            if (chunk) { /* no longer a chain's: an ordinary chunk the caller takes */
+                c->chunks--;
+                atomic_store_explicit(&it->iflags, 0, memory_order_relaxed);
+            }
             return it;
+        }
     }
     return NULL;
 }
@@ -250,7 +350,11 @@ static struct mp_item *main_take(struct mp_lru *l, unsigned cls, uint32_t now)
  * main hand ago (lru.h), else small, if its FIFO has room. */
 static void admit(struct mp_lru *l, unsigned cls, struct mp_item *chunk, const char *key, size_t nkey)
 {
+    if (!key)
+        return; /* a chain's head or chunk: main queue (lru.h) */
     struct mp_slab_class *c = &l->slabs->classes[cls];
+    if ((uint64_t)c->npages * c->perpage * MP_LRU_SMALL_PERCENT / 100 < MP_LRU_SMALL_MIN)
+        return; /* too few chunks for a small queue (lru.h) */
     struct mp_lru_small *q = &l->small[cls];
     uint64_t age = mp_ghost_take(&l->ghost, mp_table_hash(l->table, key, nkey));
     if (age != MP_GHOST_ABSENT && (q->turn_len == 0 || age <= q->turn_len / 2)) {
@@ -274,6 +378,13 @@ bool mp_lru_small_join(struct mp_lru *l, struct mp_item *it)
     return joined;
 }
 
+/* What a class's pressed_at is read against: evictions (the ghost's additions) and page steals so
+ * far, both only ever growing. */
+static uint64_t pressure_clock(const struct mp_lru *l)
+{
+    return mp_ghost_added(&l->ghost) + atomic_load_explicit(&((struct mp_lru *)l)->steals, memory_order_relaxed);
+}
+
 struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now, const char *key, size_t nkey)
 {
     struct mp_slabs *s = l->slabs;
@@ -290,6 +401,7 @@ struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now
         it = small_pop(l, cls, now);
     if (!it)
         it = main_take(l, cls, now);
+    c->pressed_at = pressure_clock(l);
     if (!it) {
         c->outofmemory++;
         return NULL;
@@ -312,6 +424,10 @@ static void measure(struct mp_lru *l, unsigned cls, struct mp_item *it, uint32_t
     uint32_t age = mp_item_la_age(mp_item_stamp(it), now);
     if (age > l->crawl_age[cls])
         l->crawl_age[cls] = age;
+    if (mp_item_chained(it)) {
+        l->crawl_bytes[cls] += mp_chain_footprint(l->slabs, it); /* its chunks count in theirs */
+        return;
+    }
     uint32_t nbytes = __atomic_load_n(&it->nbytes, __ATOMIC_RELAXED);
     l->crawl_bytes[cls] += mp_item_total(it->nkey, nbytes, mp_item_has_cflags(it) ? 1 : 0);
 }
@@ -349,11 +465,14 @@ size_t mp_lru_reclaim(struct mp_lru *l, unsigned cls, uint32_t now, size_t budge
                     turn_done(l, c, cls);
                 l->crawl_seen[cls] = 1;
             }
-            if (mp_item_linked(it)) {
+            if (atomic_load_explicit(&it->iflags, memory_order_relaxed) & MP_ITEM_CHUNK) {
+                /* a chain's chunk, not an item: its bytes count, its head is looked at in its class */
+                l->crawl_bytes[cls] += MP_ITEM_HDR + it->nbytes;
+            } else if (mp_item_linked(it)) {
                 c->crawler_items_checked++;
                 if (mp_item_dead(it, now, l->epoch)) {
                     if (take_item(l, c, it, now, TAKE_RECLAIM)) {
-                        mp_slab_free_locked(s, cls, it);
+                        release_locked(l, cls, it, NULL);
                         freed++;
                     }
                 } else {
@@ -365,6 +484,7 @@ size_t mp_lru_reclaim(struct mp_lru *l, unsigned cls, uint32_t now, size_t budge
         l->crawl_chunk[cls] = chunk;
     }
     pthread_mutex_unlock(&c->lock);
+    mp_lru_orphans_free(l);
     return freed;
 }
 
@@ -377,14 +497,17 @@ static int evacuate_locked(struct mp_lru *l, unsigned cls, uint32_t page, uint32
     uint32_t n = page_chunks(c, page);
     for (uint32_t i = 0; i < n; i++) {
         struct mp_item *it = chunk_at(s, c, page, i);
-        if (mp_item_linked(it)) {
-            if (!take_item(l, c, it, now, TAKE_MOVE))
-                return -EBUSY;
-            mp_slab_free_locked(s, cls, it);
-        } else if (!mp_item_has(it, MP_ITEM_FREE)) {
-            /* being filled, still read after its unlink, or on its way to the free list */
+        if (mp_item_has(it, MP_ITEM_FREE))
+            continue;
+        /* A chain's chunk goes with the whole item it belongs to (lru.h). */
+        struct mp_item *item = item_of(s, it);
+        if (!mp_item_linked(item))
+            return -EBUSY; /* being filled, still read after its unlink, or on its way to the free list */
+        if (!take_item(l, c, item, now, TAKE_MOVE))
             return -EBUSY;
-        }
+        release_locked(l, cls, item, NULL);
+        if (!mp_item_has(it, MP_ITEM_FREE))
+            return -EBUSY; /* its chain's head waits in the orphans, which the retry frees */
     }
     mp_slab_page_release_locked(s, cls, page);
     return 0;
@@ -405,6 +528,7 @@ static int evacuate_patiently(struct mp_lru *l, unsigned cls, uint32_t page, uin
         if (rc == 0 || tries == 50)
             return rc;
         pthread_mutex_unlock(&c->lock);
+        mp_lru_orphans_free(l);
         struct timespec pause = {0, 100 * 1000};
         nanosleep(&pause, NULL);
         pthread_mutex_lock(&c->lock);
@@ -420,6 +544,7 @@ int mp_lru_page_evacuate(struct mp_lru *l, unsigned cls, uint32_t page, uint32_t
     pthread_mutex_lock(&c->lock);
     int rc = evacuate_locked(l, cls, page, now);
     pthread_mutex_unlock(&c->lock);
+    mp_lru_orphans_free(l);
     if (rc == 0)
         mp_slab_pages_recycle(l->slabs);
     return rc;
@@ -428,18 +553,35 @@ int mp_lru_page_evacuate(struct mp_lru *l, unsigned cls, uint32_t page, uint32_t
 int mp_lru_page_steal(struct mp_lru *l, unsigned cls, uint32_t now)
 {
     struct mp_slabs *s = l->slabs;
+    atomic_fetch_add_explicit(&l->steals, 1, memory_order_relaxed);
+    uint64_t mark = pressure_clock(l);
+    pthread_mutex_lock(&s->classes[cls].lock);
+    s->classes[cls].pressed_at = mark;
+    pthread_mutex_unlock(&s->classes[cls].lock);
+    /* The donor (lru.h): a class with two pages or more if there is one, the one that has gone
+     * longest without needing memory, and of those the one with the most pages. */
     unsigned donor = 0;
     uint32_t most = 0;
+    uint64_t oldest = UINT64_MAX;
     for (unsigned i = 1; i <= s->nclasses; i++) {
         if (i == cls)
             continue;
         struct mp_slab_class *c = &s->classes[i];
         pthread_mutex_lock(&c->lock);
-        if (c->npages > most) {
-            most = c->npages;
-            donor = i;
-        }
+        uint32_t np = c->npages;
+        uint64_t pressed = c->pressed_at;
         pthread_mutex_unlock(&c->lock);
+        if (np == 0)
+            continue;
+        bool better = !donor                     ? true
+                      : (np >= 2) != (most >= 2) ? np >= 2
+                      : pressed != oldest        ? pressed < oldest
+                                                 : np > most;
+        if (better) {
+            donor = i;
+            most = np;
+            oldest = pressed;
+        }
     }
     if (!donor)
         return -ENOMEM;
@@ -457,6 +599,7 @@ int mp_lru_page_steal(struct mp_lru *l, unsigned cls, uint32_t now)
         page = next;
     }
     pthread_mutex_unlock(&c->lock);
+    mp_lru_orphans_free(l);
     if (rc == 0) {
         mp_slab_pages_recycle(s);
         pthread_mutex_lock(&s->classes[cls].lock);
@@ -512,6 +655,7 @@ unsigned mp_lru_automove(struct mp_lru *l, uint32_t now, unsigned max_pages)
         moved++;
     }
     pthread_mutex_unlock(&c->lock);
+    mp_lru_orphans_free(l);
     if (moved) {
         mp_slab_pages_recycle(s);
         pthread_mutex_lock(&s->classes[needy].lock);
@@ -539,6 +683,7 @@ static int evacuate_one(struct mp_lru *l, unsigned cls, uint32_t now)
         }
     }
     pthread_mutex_unlock(&c->lock);
+    mp_lru_orphans_free(l);
     if (rc == -EBUSY)
         atomic_fetch_add_explicit(&l->busy_moves, 1, memory_order_relaxed);
     return rc;
@@ -638,6 +783,7 @@ static void *maintainer_main(void *arg)
         pthread_mutex_unlock(&l->lock);
         uint32_t now = mp_clock_now(l->clock);
         atomic_fetch_add_explicit(&l->juggles, 1, memory_order_relaxed);
+        mp_lru_orphans_free(l);
         if (atomic_load_explicit(&l->crawler, memory_order_relaxed))
             for (unsigned cls = 1; cls <= l->slabs->nclasses; cls++)
                 mp_lru_reclaim(l, cls, now, RECLAIM_BUDGET);

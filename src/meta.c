@@ -300,7 +300,7 @@ void mp_meta_arith(const struct mp_meta_env *e, const struct mp_request *req, co
     uint64_t value = 0;
     bool created = false, quiet = false;
     const char *code = NULL, *error = NULL;
-    if (it && it->nbytes == 0) {
+    if (it && (it->nbytes == 0 || mp_item_has(it, MP_ITEM_CHAINED))) {
         error = mp_proto_result_str(MP_NON_NUMERIC);
     } else if (it && m->cas != 0 && mp_item_cas(it) != m->cas) {
         code = "EX";

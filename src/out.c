@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "magpie/chain.h"
+
 #define BUF_SIZE (16 * 1024)
 #define BUF_KEEP (64 * 1024) /* a buffer grown past this shrinks back once written */
 #define SEGS_INIT 16
@@ -82,25 +84,35 @@ void mp_out_str(struct mp_out *o, const char *s)
     mp_out_bytes(o, s, strlen(s));
 }
 
-void mp_out_item(struct mp_out *o, struct mp_item *it, const char *data, size_t n)
+void mp_out_item(struct mp_out *o, struct mp_item *it)
 {
-    if (o->stopped || !mp_out_seg_room(o) || !grow((void **)&o->held, &o->heldcap, o->nheld + 1, sizeof(*o->held))) {
+    if (o->stopped || !grow((void **)&o->held, &o->heldcap, o->nheld + 1, sizeof(*o->held))) {
         mp_cache_item_release(o->cache, &it);
         o->stopped = true;
         return;
     }
-    o->held[o->nheld++] = it;
-    o->segs[o->nsegs++] = (struct mp_out_seg){data, 0, n};
-    o->pending += n;
+    o->held[o->nheld++] = it; /* from here on, mp_out_reset drops it */
+    const struct mp_slabs *s = &o->cache->slabs;
+    for (size_t off = 0; off < it->nbytes;) {
+        size_t len;
+        const char *p = mp_chain_span(s, it, off, &len);
+        if (!mp_out_seg_room(o)) {
+            o->stopped = true;
+            return;
+        }
+        o->segs[o->nsegs++] = (struct mp_out_seg){p, 0, len};
+        o->pending += len;
+        off += len;
+    }
 }
 
 void mp_out_value(struct mp_out *o, const struct mp_hit *h)
 {
-    if (h->nbytes <= MP_OUT_COPY_MAX || !h->it) {
+    if (h->value && (h->nbytes <= MP_OUT_COPY_MAX || !h->it)) {
         mp_out_bytes(o, h->value, h->nbytes);
     } else {
         mp_cache_item_ref(h->it);
-        mp_out_item(o, h->it, h->value, h->nbytes);
+        mp_out_item(o, h->it);
     }
 }
 

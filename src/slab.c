@@ -15,14 +15,16 @@ static uint32_t align_up(size_t n)
     return (uint32_t)((n + MP_SLAB_ALIGN - 1) & ~(size_t)(MP_SLAB_ALIGN - 1));
 }
 
-/* Class sizes: from the smallest chunk, each the previous times the factor, at least 8 bytes
- * more, until half a page; the last class is a whole page. */
+/* Class sizes (slab.h): from the smallest chunk, each the previous times the factor, at least 8
+ * bytes more, while under a page / MP_SLAB_SPLIT; from there the sizes that cut a page into k
+ * equal chunks, k down to 2, the last half a page, the chunk chains are made of (memcached's
+ * slab_chunk_max). */
 static int lay_out_classes(struct mp_slabs *s, size_t min_chunk, double factor, char *err, size_t errlen)
 {
     uint32_t size = align_up(MP_ITEM_HDR + min_chunk);
     unsigned n = 0;
-    while (size <= s->page_size / 2) {
-        if (n == MP_SLAB_CLASSES_MAX - 1) {
+    while (size < s->page_size / MP_SLAB_SPLIT) {
+        if (n == MP_SLAB_CLASSES_MAX - MP_SLAB_SPLIT) {
             snprintf(err, errlen, "growth factor %.3f makes more than %d slab classes", factor, MP_SLAB_CLASSES_MAX);
             return -EINVAL;
         }
@@ -30,7 +32,13 @@ static int lay_out_classes(struct mp_slabs *s, size_t min_chunk, double factor, 
         uint32_t next = align_up((size_t)((double)size * factor));
         size = next > size + MP_SLAB_ALIGN ? next : size + MP_SLAB_ALIGN;
     }
-    s->classes[++n].size = s->page_size;
+    for (uint32_t k = s->page_size / size; k >= 2; k--) {
+        uint32_t even = (s->page_size / k) & ~(MP_SLAB_ALIGN - 1); /* k of them fill the page */
+        if (n == 0 || even > s->classes[n].size)
+            s->classes[++n].size = even;
+    }
+    if (n == 0 || s->classes[n].size != s->page_size / 2)
+        s->classes[++n].size = s->page_size / 2;
     s->nclasses = n;
     for (unsigned i = 1; i <= n; i++) {
         struct mp_slab_class *c = &s->classes[i];
@@ -54,7 +62,7 @@ int mp_slab_setup(struct mp_slabs *s, size_t mem_limit, size_t item_max, size_t 
     s->id = atomic_fetch_add_explicit(&arenas, 1, memory_order_relaxed) + 1;
     pthread_mutex_init(&s->caches_lock, NULL);
     s->item_max = item_max;
-    s->page_size = item_max > MIB ? (uint32_t)align_up(item_max) : MIB;
+    s->page_size = MIB; /* whatever -I is: larger items are chains (chain.h) */
     size_t npages = mem_limit / s->page_size;
     if (npages == 0)
         npages = 1;
@@ -119,7 +127,7 @@ void mp_slab_teardown(struct mp_slabs *s)
 
 unsigned mp_slab_class_for(const struct mp_slabs *s, size_t total)
 {
-    if (total > s->item_max || total > s->page_size)
+    if (total > s->item_max || total > s->classes[s->nclasses].size)
         return 0;
     /* Binary search for the first class whose chunk holds total. */
     unsigned lo = 1, hi = s->nclasses;
@@ -212,9 +220,26 @@ struct mp_item *mp_slab_alloc(struct mp_slabs *s, unsigned cls)
     return it;
 }
 
+void mp_slab_chunk_mark(struct mp_slabs *s, unsigned cls, struct mp_item *chunk, mp_handle_t head, uint32_t index,
+                        uint32_t used)
+{
+    struct mp_slab_class *c = &s->classes[cls];
+    pthread_mutex_lock(&c->lock);
+    mp_item_stamp_fresh(chunk, 0, memory_order_relaxed);
+    chunk->next = head;
+    chunk->exptime = index;
+    chunk->nbytes = used;
+    chunk->nkey = 0;
+    atomic_store_explicit(&chunk->iflags, MP_ITEM_CHUNK, memory_order_relaxed);
+    c->chunks++;
+    pthread_mutex_unlock(&c->lock);
+}
+
 void mp_slab_free_locked(struct mp_slabs *s, unsigned cls, struct mp_item *it)
 {
     struct mp_slab_class *c = &s->classes[cls];
+    if (atomic_load_explicit(&it->iflags, memory_order_relaxed) & MP_ITEM_CHUNK)
+        c->chunks--;
     mp_item_stamp_fresh(it, 0, memory_order_relaxed);
     atomic_store_explicit(&it->iflags, MP_ITEM_FREE, memory_order_relaxed);
     atomic_store_explicit(&it->refs, 0, memory_order_relaxed);

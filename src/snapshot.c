@@ -18,6 +18,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "magpie/chain.h"
 #include "magpie/config.h" /* MP_VERSION, written into the header */
 
 /* ---- the format ------------------------------------------------------------------------------- */
@@ -382,24 +383,32 @@ static void append(struct writer *w, const struct record *rc, const char *key, c
 }
 
 /* A large value: a block of its own, its header, the record and the key from the buffer and the
- * value from the item, so the value is never copied. */
-static void write_large(struct writer *w, const struct record *rc, const char *key, const char *value)
+ * value from the pinned item, a span (chain.h) at a time, so the value is never copied. */
+static void write_large(struct writer *w, const struct record *rc, const struct mp_item *it)
 {
+    const struct mp_slabs *s = &w->c->slabs;
     close_block(w);
     if (w->cap - w->len < BLK + REC + rc->nkey)
         flush(w);
     char *hdr = w->buf + w->len, *p = hdr + BLK;
     record_encode(p, rc);
-    memcpy(p + REC, key, rc->nkey);
+    memcpy(p + REC, mp_item_key(it), rc->nkey);
     XXH3_state_t st;
     XXH3_64bits_reset(&st);
     XXH3_64bits_update(&st, p, REC + rc->nkey);
-    XXH3_64bits_update(&st, value, rc->nbytes);
+    size_t len;
+    for (size_t off = 0; off < rc->nbytes; off += len) {
+        const char *span = mp_chain_span(s, it, off, &len);
+        XXH3_64bits_update(&st, span, len);
+    }
     block_encode(hdr, 1, REC + rc->nkey + (uint64_t)rc->nbytes, XXH3_64bits_digest(&st));
     w->len += BLK + REC + rc->nkey;
     emit(w, w->buf, w->len);
     w->len = 0;
-    emit(w, value, rc->nbytes);
+    for (size_t off = 0; off < rc->nbytes; off += len) {
+        const char *span = mp_chain_span(s, it, off, &len);
+        emit(w, span, len);
+    }
     w->h.blocks++;
     account(w, rc);
 }
@@ -423,7 +432,7 @@ static void visit(void *ctx, const struct mp_hit *hit)
     struct writer *w = ctx;
     struct record rc;
     record_of(w, hit, &rc);
-    if (rc.nbytes <= COPY_MAX && REC + rc.nkey + (size_t)rc.nbytes <= space(w)) {
+    if (hit->value && rc.nbytes <= COPY_MAX && REC + rc.nkey + (size_t)rc.nbytes <= space(w)) {
         append(w, &rc, hit->key, hit->value);
         return;
     }
@@ -442,8 +451,8 @@ static void write_pins(struct writer *w)
     for (size_t i = 0; i < w->npins; i++) {
         struct pin *p = &w->pins[i];
         const char *key = mp_item_key(p->it), *value = mp_item_value(p->it);
-        if (p->rc.nbytes > COPY_MAX) {
-            write_large(w, &p->rc, key, value);
+        if (p->rc.nbytes > COPY_MAX || mp_item_chained(p->it)) {
+            write_large(w, &p->rc, p->it);
         } else {
             if (REC + p->rc.nkey + (size_t)p->rc.nbytes > space(w))
                 flush(w);
@@ -818,7 +827,7 @@ static void load_record(struct loader *L, const char *p, struct batch *b)
         }
         return;
     }
-    memcpy(mp_item_value(it), value, rc.nbytes);
+    mp_chain_write(&L->c->slabs, it, 0, value, rc.nbytes);
     if (rc.iflags)
         mp_item_set(it, rc.iflags, true);
     b->w[b->n] = (struct mp_cache_warm){

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "magpie/chain.h"
 #include "magpie/proto.h"
 
 /* ---- the peer's protocol ------------------------------------------------------------------- */
@@ -436,7 +437,6 @@ struct mp_warm_client {
     struct {
         bool active;
         struct mp_item *it; /* NULL: the value is read and dropped */
-        char *dst;
         uint32_t left;
         bool expired;
         uint8_t clock;
@@ -635,7 +635,6 @@ static void start_value(struct mp_warm_client *cl, const struct flight *f, const
         }
         return;
     }
-    cl->v.dst = mp_item_value(cl->v.it);
 }
 
 static void queue_giveback(struct mp_warm_client *cl, const struct flight *f, uint64_t cas)
@@ -905,8 +904,8 @@ static void parse_replies(struct mp_warm_client *cl)
         size_t avail = c->rlen - pos;
         if (cl->v.active) {
             size_t take = avail < cl->v.left ? avail : cl->v.left;
-            if (cl->v.dst)
-                memcpy(cl->v.dst + (cl->v.it->nbytes - cl->v.left), c->rbuf + pos, take);
+            if (cl->v.it) /* a span at a time: it may be a chain (chain.h) */
+                mp_chain_write(&cl->cache->slabs, cl->v.it, cl->v.it->nbytes - cl->v.left, c->rbuf + pos, take);
             cl->v.left -= (uint32_t)take;
             pos += take;
             if (cl->v.left || c->rlen - pos < 2)

@@ -11,10 +11,18 @@
  *       16     4  nbytes    value length, without the "\r\n" the protocol adds
  *       20     2  refs      references: the table's link is one, each pinning reader one
  *       22     1  nkey      key length, 1..250
- *       23     1  iflags    LINKED, FREE, CFLAGS and meta's STALE, TOKEN_SENT, KEY_BINARY
+ *       23     1  iflags    LINKED, FREE, CFLAGS, meta's STALE, TOKEN_SENT, KEY_BINARY, and
+ *                           CHAINED, CHUNK (chain.h)
  *       24    0/4 flags     client flags, stored only when non-zero (MP_ITEM_CFLAGS)
  *        .   nkey key
  *        .  nbytes value
+ *
+ * A value too large for the largest slab class is kept in a chain of chunks (chain.h): the item
+ * (MP_ITEM_CHAINED, its nbytes the whole value's length) holds, where a value would start, the
+ * handles of its chunks and then the value's last bytes; each chunk of the chain has the same
+ * 24-byte header, marked MP_ITEM_CHUNK, which says it is not an item: never LINKED, its stamp 0,
+ * its `next` the handle of the item it belongs to, its `exptime` its place in the chain and its
+ * `nbytes` the value bytes it holds.
  *
  * 24 bytes of header against memcached's 56 (48 + 8 of CAS): the LRU is a CLOCK over slab pages
  * (lru.h) so items carry no LRU links, the hash chain link is a 32-bit handle, client flags take
@@ -70,8 +78,8 @@
  *            releases (no lock)                          whether to write in place
  *   nkey     alloc only (a key never changes in place)   optimistic gets; the CLOCK hand
  *   iflags   atomic: LINKED by the table (stripe lock),  optimistic gets (CFLAGS); the hand and
- *            FREE by the slab (class lock), meta flags   evacuation (LINKED, FREE)
- *            (stripe lock)
+ *            FREE and CHUNK by the slab (class lock),    evacuation (LINKED, FREE, CHUNK)
+ *            meta flags (stripe lock), CHAINED by alloc
  *   key      alloc only                                  optimistic gets; the hand (its hash)
  *   value    the connection filling a fresh item; an     optimistic gets, which copy it and
  *            overwrite or in-place incr (stripe lock)    then check the stamp
@@ -111,6 +119,8 @@ enum {
     MP_ITEM_TOKEN_SENT = 1u << 3, /* meta: a client was handed the W (win) flag */
     MP_ITEM_KEY_BINARY = 1u << 4, /* meta: the key came base64-encoded (b) */
     MP_ITEM_FREE = 1u << 5,       /* on its class's free list (set and cleared under the class lock) */
+    MP_ITEM_CHAINED = 1u << 6,    /* the value is in a chain of chunks (chain.h); set before it is linked */
+    MP_ITEM_CHUNK = 1u << 7,      /* a chunk of a chain, not an item (set and cleared under the class lock) */
 };
 
 /* The stamp: CAS in the low bits, last access and CLOCK state above it (see above). */

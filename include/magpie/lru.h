@@ -49,6 +49,18 @@
  * holds (refs > 1), or that is still being filled (not linked) is passed over (a small item in
  * that state is promoted).
  *
+ * Chains (chain.h). A chain's chunks are not items and no walker takes them for one: the hand,
+ * the reclaim pass, evacuation and dumps tell them by MP_ITEM_CHUNK, under the class lock. The
+ * hand of the largest class weighs a chained item at its first chunk (once a turn, whatever its
+ * length), by the head's CLOCK bits; evacuating a page evicts the whole item each chunk on it
+ * belongs to. A chain taken under one class lock spans two classes (its head's, the largest), and
+ * a class lock holder takes another class's lock only with trylock: what it cannot free then (the
+ * head, or the whole chain when the largest class's lock is busy) goes to the orphans, which
+ * whoever next holds no class lock frees (mp_lru_orphans_free: the allocator after a sweep, the
+ * maintainer every tick and between evacuation attempts). The orphans' lock is a leaf. A chain's
+ * head and chunks join no small queue (they are allocated with no key for the policy): a chain is
+ * weighed in the main queue only, by the hand of the largest class, where its bytes are.
+ *
  * The maintainer thread runs the background jobs once per tick: a reclaim pass (memcached's LRU
  * crawler) that frees expired and flushed items nobody reads and, as it goes, keeps every item's
  * last access within the stamp's range (item.h) and measures each class's oldest access and the
@@ -87,6 +99,10 @@ enum mp_lru_reassign {
 
 /* The small queue's share of a class's chunks, in percent (S3-FIFO's 10%). */
 #define MP_LRU_SMALL_PERCENT 10
+/* A class whose share would be fewer items than this has no small queue: new items go to the main
+ * one. A queue of one or two evicts each new item as the next arrives, unread or not (a class of
+ * 300 KB items on a few pages has a share of one), which filters nothing and loses the newest. */
+#define MP_LRU_SMALL_MIN 8
 
 /* A class's small queue, under the class lock (see above). */
 struct mp_lru_small {
@@ -116,10 +132,15 @@ struct mp_lru {
     _Atomic bool crawler;        /* the reclaim pass runs (lru_crawler enable / disable) */
     _Atomic uint64_t juggles;    /* maintainer ticks (memcached's lru_maintainer_juggles) */
     _Atomic uint64_t busy_moves; /* page moves put off by an item in use (slab_reassign_busy_items) */
+    _Atomic uint64_t steals;     /* mp_lru_page_steal calls: with evictions, the clock of pressed_at */
     _Atomic uint64_t crawls;     /* crawls asked for (lru_crawler crawl, metadump: lru_crawler_starts) */
     /* maintainer thread */
     const struct mp_clock *clock;
     pthread_t thread;
+    /* Chains freed only in part under a class lock (above), through their heads' `next`. */
+    pthread_mutex_t orphans_lock; /* a leaf: taken under class locks, nothing under it */
+    mp_handle_t orphans;
+    _Atomic uint32_t norphans;
     pthread_mutex_t lock; /* guards the reassign request, stop, and wakes the thread */
     pthread_cond_t wake;
     bool reassign_pending;
@@ -135,8 +156,8 @@ void mp_lru_teardown(struct mp_lru *l);
 /* Find a chunk of class cls for a new item with key `key`: reclaims an expired item or evicts one
  * (from the small queue first, see above). Returns the chunk (refs 1, not linked, not on the free
  * list), already in the small queue (MP_ITEM_SMALL, which mp_item_init keeps) unless the ghost
- * admitted the key to the main one; or NULL when every item is in use. The caller holds the class
- * lock. */
+ * admitted the key to the main one; or NULL when every item is in use. A chained victim goes
+ * whole. The caller holds the class lock, and calls mp_lru_orphans_free once it has let it go. */
 struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now, const char *key, size_t nkey);
 
 /* A warm store's item that was in the small queue when it was saved (MP_ITEM_CLOCK_SMALL, cache.h)
@@ -144,6 +165,9 @@ struct mp_item *mp_lru_evict_locked(struct mp_lru *l, unsigned cls, uint32_t now
  * becomes MP_ITEM_SMALL (which mp_item_stamp_link keeps). false when the queue has no room (the
  * item stays in the main queue). Takes the class lock; the caller may hold a stripe lock. */
 bool mp_lru_small_join(struct mp_lru *l, struct mp_item *it);
+
+/* Free the chains waiting in the orphans (above). The caller holds no class lock. */
+void mp_lru_orphans_free(struct mp_lru *l);
 
 /* Background reclaim: look at up to `budget` chunks of class cls from its crawl cursor and free
  * the dead ones. Returns how many were freed. */
@@ -158,9 +182,15 @@ unsigned mp_lru_automove(struct mp_lru *l, uint32_t now, unsigned max_pages);
 int mp_lru_page_evacuate(struct mp_lru *l, unsigned cls, uint32_t page, uint32_t now);
 
 /* A class that must allocate and can neither find nor evict a chunk of its own (it has no
- * pages, or all are in use) takes a page from the class with the most: evacuates that class's page
- * under its clock hand into the pool. 0, or -ENOMEM / -EBUSY. Takes the class locks itself; the
- * caller holds none. */
+ * pages, or all are in use) takes a page from another: one with two pages or more if any has
+ * them (a class keeps its last page while another can spare one), the one that has gone longest
+ * without evicting or stealing (pressed_at, slab.h), and of those the one with the most pages. So
+ * classes being written do not take pages from each other (and their newest items with them)
+ * while classes nobody writes to keep theirs: with many classes of a few pages (values of a few
+ * hundred KB spread over the classes that cut a page in 2 to 31 chunks, and chains' heads over
+ * more) the class with the most pages is often the one being written. Evacuates the donor's page
+ * under its clock hand into the pool. 0, or -ENOMEM / -EBUSY. Takes the
+ * class locks itself; the caller holds none. */
 int mp_lru_page_steal(struct mp_lru *l, unsigned cls, uint32_t now);
 
 /* slabs reassign: move a page from class src (-1: any that can spare one; 0: the pool) to dst (0:

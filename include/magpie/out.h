@@ -2,7 +2,8 @@
  * out: a connection's pending replies, gathered for one writev.
  *
  * Replies are bytes copied into a growing buffer, or bytes of a pinned item (a large value
- * written from where it lives), kept in order as a list of segments. Runs of the buffer are kept
+ * written from where it lives, a segment for each chunk it spans), kept in order as a list of
+ * segments. Runs of the buffer are kept
  * as offsets, so the buffer can grow while replies are gathered. Whoever writes the segments to
  * the socket (conn) calls mp_out_reset once they are written.
  *
@@ -58,9 +59,10 @@ void mp_out_deinit(struct mp_out *o);
 
 void mp_out_bytes(struct mp_out *o, const char *data, size_t n);
 void mp_out_str(struct mp_out *o, const char *s);
-/* n bytes of a pinned item; takes over the caller's reference (dropped if the reply cannot be
+/* The value of a pinned item, written from where it lives: one segment, or one per chunk of a
+ * chained value (chain.h). Takes over the caller's reference (dropped if the reply cannot be
  * kept). */
-void mp_out_item(struct mp_out *o, struct mp_item *it, const char *data, size_t n);
+void mp_out_item(struct mp_out *o, struct mp_item *it);
 /* A hit's value: copied when small or read optimistically (hit->it NULL), else pinned (under
  * the stripe lock, where the engine hands it over) and written from the item. */
 void mp_out_value(struct mp_out *o, const struct mp_hit *hit);

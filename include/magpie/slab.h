@@ -10,9 +10,17 @@
  * free/used state of struct mp_item's refs and links (see item.h); choosing a victim when a class is full is lru.h's
  * job.
  *
- * Size classes grow from the minimum chunk by the factor -f, by at least 8 bytes a step, up to
- * the page size; chunks are 8-byte aligned. Pages are -I bytes (1 MiB by default) and belong to
- * one class at a time; a page can be taken back (evacuated by lru.h) and given to another class.
+ * Size classes grow from the minimum chunk by the factor -f, by at least 8 bytes a step, up to a
+ * 32nd of a page (MP_SLAB_SPLIT); from there they are the sizes that cut a page into k equal
+ * chunks (a 31st, a 30th, ... a half), so a page of large items loses nothing at its end and an
+ * item of any size gets as many of its kind into a page as fit (a class by the factor could put
+ * up to a chunk fewer in, 10% at 100 KB). The largest class is half a page (memcached's
+ * slab_chunk_max); chunks are 8-byte aligned. Pages are
+ * 1 MiB whatever -I is, and belong to one class at a time; a page can be taken back (evacuated by
+ * lru.h) and given to another class. An item larger than the largest class is a chain of chunks
+ * of it (chain.h), so a large -I costs small items no pages. A chunk of a chain carries
+ * MP_ITEM_CHUNK (item.h), which the slab sets and clears under the class lock, so whoever walks a
+ * class's chunks under its lock (lru.h, dumps) tells it from an item.
  *
  * Thread caches: each thread that stores or frees items through the cache (cache.h) keeps a few
  * chunks of each small class (up to MP_SLAB_MAG_MAX, and MP_SLAB_MAG_BYTES of them) in its own
@@ -45,9 +53,11 @@
 #include "magpie/grace.h"
 #include "magpie/item.h"
 
-#define MP_SLAB_CLASSES_MAX 1023 /* 1.04 from 64 bytes to a 1 GiB page is 388 classes */
+#define MP_SLAB_CLASSES_MAX 1023 /* 1.04 from 56 bytes is 171 classes */
 #define MP_SLAB_NONE UINT32_MAX
 #define MP_SLAB_ALIGN 8u
+/* Classes from a page / MP_SLAB_SPLIT up cut a page into equal chunks (see above). */
+#define MP_SLAB_SPLIT 32u
 #define MP_SLAB_ARENA_MAX ((size_t)UINT32_MAX * MP_SLAB_ALIGN - MP_SLAB_ALIGN) /* 32-bit handles */
 #define MP_SLAB_MAG_MAX 32                                                     /* chunks a thread keeps per class */
 #define MP_SLAB_MAG_BYTES 16384u /* and at most this many bytes of them; larger classes keep none */
@@ -65,7 +75,8 @@ struct mp_slab_class {
     uint32_t bump_next; /* index of its first never-used chunk */
     uint32_t hand_page; /* CLOCK hand: page and chunk index (lru.h) */
     uint32_t hand_chunk;
-    uint64_t used; /* chunks holding an item (linked or not) */
+    uint64_t used;   /* chunks holding an item (linked or not) or a part of a chain */
+    uint64_t chunks; /* of those, chunks of chains (MP_ITEM_CHUNK) */
     /* counters, memcached's names (stats items / stats slabs) */
     uint64_t evictions;
     uint64_t evicted_unfetched;
@@ -86,6 +97,7 @@ struct mp_slab_class {
     uint64_t small_promoted; /* read while in the small queue, moved to the main one */
     uint64_t ghost_hits;     /* new items the ghost sent straight to the main queue */
     uint64_t pressure_seen;  /* evictions + outofmemory at the last automove look (lru.h) */
+    uint64_t pressed_at;     /* evictions and page steals so far when it last evicted or stole (lru.h) */
     /* As of the reclaim pass's last full turn over the class (lru.h): */
     uint32_t age;           /* the longest time since an item's last access, seconds */
     uint64_t mem_requested; /* the bytes its items take (mp_item_total) */
@@ -136,7 +148,8 @@ int mp_slab_setup(struct mp_slabs *s, size_t mem_limit, size_t item_max, size_t 
                   size_t errlen);
 void mp_slab_teardown(struct mp_slabs *s);
 
-/* The smallest class whose chunks hold `total` bytes, or 0 when it is larger than -I. */
+/* The smallest class whose chunks hold `total` bytes, or 0 when it is larger than -I or than the
+ * largest class (a chain's business, chain.h). */
 unsigned mp_slab_class_for(const struct mp_slabs *s, size_t total);
 
 static inline struct mp_item *mp_slab_item(const struct mp_slabs *s, mp_handle_t h)
@@ -182,6 +195,18 @@ static inline char *mp_slab_page_addr(const struct mp_slabs *s, uint32_t page)
  * is the caller's) and must be initialised with mp_item_init(). */
 struct mp_item *mp_slab_alloc(struct mp_slabs *s, unsigned cls);
 struct mp_item *mp_slab_alloc_locked(struct mp_slabs *s, unsigned cls);
+
+/* The largest class: the one chains are made of (chain.h). */
+static inline unsigned mp_slab_chunk_class(const struct mp_slabs *s)
+{
+    return s->nclasses;
+}
+
+/* Make a chunk just allocated from class cls (refs 1, not yet seen by anyone) the `index`th chunk
+ * of the chain of `head`, holding `used` bytes of its value: its header (item.h) is written and
+ * MP_ITEM_CHUNK set under the class lock, so a walker holding the lock sees it whole. */
+void mp_slab_chunk_mark(struct mp_slabs *s, unsigned cls, struct mp_item *chunk, mp_handle_t head, uint32_t index,
+                        uint32_t used);
 
 /* Return a chunk whose last reference is gone. Freeing zeroes the item's stamp, so a late
  * optimistic reader's hit finds no item there (item.h). */

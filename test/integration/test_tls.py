@@ -195,6 +195,15 @@ def test_a_request_read_with_the_end_of_a_large_value_is_answered_at_once(fx):
                b"STORED\r\nVALUE v 0 %d\r\n%s\r\nEND\r\n" % (size, value), f"a {size}-byte set, then get")
 
 
+def test_values_in_chains_of_chunks_are_read_and_written_whole_over_tls(fx):
+    srv = tls_server(fx, item_max="8m")
+    conn = fx.conn(srv)
+    for size in (600 * 1000, 1024 * 1024, 3 * 1000 * 1000 + 7):
+        value = os.urandom(size)
+        expect(conn.request(b"set v 0 0 %d\r\n%s\r\nget v\r\n" % (size, value), timeout=30),
+               b"STORED\r\nVALUE v 0 %d\r\n%s\r\nEND\r\n" % (size, value), f"a {size}-byte set, then get")
+
+
 def test_a_batch_of_pipelined_replies_leaves_in_one_tls_record(fx):
     if harness.is_memcached(fx.binary):
         return  # memcached writes each reply apart under TLS: what this test shows Magpie does not

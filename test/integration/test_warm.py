@@ -480,6 +480,25 @@ def test_items_over_this_servers_item_size_are_skipped_and_counted(fx):
     expect(c.request(b"get big small\r\n"), b"VALUE small 0 1\r\ns\r\nEND\r\n", "what came over")
 
 
+def test_large_values_come_over_whole_into_chains(fx):
+    if not magpie_only(fx):
+        return
+    peer = fx.server(MEMCACHED, threads=2, memory_mb=64, item_max="16m")
+    p = fx.conn(peer)
+    values = {b"L%d" % size: bytes((i * 7 + size) % 251 for i in range(4096)) * (size // 4096) + b"e" * (size % 4096)
+              for size in (600 * 1000, 1024 * 1024, 3 * 1000 * 1000, 8 * 1000 * 1000)}
+    for key, value in values.items():
+        expect(p.request(b"set %s 5 0 %d\r\n%s\r\n" % (key, len(value), value), timeout=30), b"STORED\r\n",
+               "the peer's items")
+    srv = warm_server(fx, peer.port, memory_mb=64, item_max="16m")
+    c = fx.conn(srv)
+    s = wait_ended(c, 60)
+    expect((s["warm_state"], s["warm_items_copied"]), ("done", str(len(values))), f"the warm-up {s}")
+    for key, value in values.items():
+        expect(c.request(b"get %s\r\n" % key, timeout=30) == b"VALUE %s 5 %d\r\n%s\r\nEND\r\n" % (key, len(value), value),
+               True, f"{key!r} byte for byte")
+
+
 def test_a_full_cache_ends_the_copy_and_nothing_is_evicted(fx):
     if not magpie_only(fx):
         return

@@ -13,7 +13,9 @@
  * values just under and over the copy limit (over it, readers pin the item and check it later,
  * as a connection writing it from where it lives does), short TTLs that the maintainer reclaims,
  * a memory limit that forces eviction, automove and explicit page moves between classes (which
- * wait for readers' grace periods), and stripes that double as each round fills a fresh cache.
+ * wait for readers' grace periods), stripes that double as each round fills a fresh cache, and
+ * now and then a value over the largest class, a chain of chunks (chain.h) that readers pin and
+ * walk, and that eviction, reclaim and page moves must take whole.
  *
  *   engine_stress [SECONDS]      default 15, or MAGPIE_STRESS_SECONDS
  *
@@ -33,6 +35,7 @@
 #include <time.h>
 
 #include "magpie/cache.h"
+#include "magpie/chain.h"
 #include "magpie/clock.h"
 
 #define NKEYS 16000 /* about twice what fits: the cache evicts, and most reads hit */
@@ -42,7 +45,10 @@
 #define COPY_MAX 16384 /* as a connection reads: larger values are pinned */
 #define PINS_KEPT 8    /* pinned values a reader holds before it checks and lets them go */
 #define MAGIC 0x4d505354u
-#define HDR 32 /* magic, key, length, flags, version, checksum */
+#define HDR 32            /* magic, key, length, flags, version, checksum */
+#define CHAIN_MIN 600000  /* chained values: over the largest class (half a page) ... */
+#define CHAIN_MAX 2400000 /* ... to a few pages; -I is 4 MiB */
+#define CHAIN_ONE_IN 2000 /* of the sets */
 
 /* What a CAS was stored with: cas << 20 | 20 bits of the version's hash, in a direct-mapped table. */
 #define CASMAP_BITS 22
@@ -53,7 +59,8 @@ static struct mp_clock clk;
 static _Atomic bool stop;
 
 struct totals {
-    _Atomic uint64_t reads, hits, optimistic, pinned, sets, in_class_sets, deletes, nomem, bad, mismatches;
+    _Atomic uint64_t reads, hits, optimistic, pinned, sets, in_class_sets, chained_sets, chained_reads, deletes, nomem,
+        bad, mismatches;
 };
 static struct totals tot;
 
@@ -138,6 +145,8 @@ static bool check_value(const unsigned char *v, uint32_t n, uint32_t flags, uint
 
 static uint32_t pick_len(uint64_t *s)
 {
+    if (rnd(s) % CHAIN_ONE_IN == 0)
+        return CHAIN_MIN + (uint32_t)(rnd(s) % (CHAIN_MAX - CHAIN_MIN)); /* a chain */
     uint64_t r = rnd(s) % 1000;
     if (r < 600)
         return HDR + (uint32_t)(rnd(s) % 200); /* small: several lengths in one class, written in place */
@@ -178,7 +187,13 @@ static void *writer_main(void *arg)
             atomic_fetch_add_explicit(&tot.nomem, 1, memory_order_relaxed);
             continue;
         }
-        fill_value((unsigned char *)mp_item_value(it), len, id, flags, version);
+        bool chained = mp_item_chained(it);
+        if (chained) { /* written a chunk at a time, from a whole value made aside */
+            fill_value(w->buf, len, id, flags, version);
+            mp_chain_write(&cache.slabs, it, 0, (const char *)w->buf, len);
+        } else {
+            fill_value((unsigned char *)mp_item_value(it), len, id, flags, version);
+        }
         struct mp_store st = {.op = MP_SET};
         if (mp_cache_store(&cache, &it, &st, now) == MP_STORED) {
             uint64_t cas = st.cas_out;
@@ -187,6 +202,7 @@ static void *writer_main(void *arg)
                                   memory_order_release);
             atomic_fetch_add_explicit(&tot.sets, 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&tot.in_class_sets, len < HDR + 200, memory_order_relaxed);
+            atomic_fetch_add_explicit(&tot.chained_sets, chained, memory_order_relaxed);
         }
     }
     return NULL;
@@ -208,6 +224,7 @@ struct reader {
     uint32_t want;
     bool got, optimistic, pinned_now;
     unsigned char *copy;
+    unsigned char *whole; /* a pinned chain's value, read out of its chunks to be checked */
     uint32_t nbytes, flags;
     uint64_t cas;
     struct pin pins[PINS_KEPT];
@@ -237,9 +254,15 @@ static void reader_undo(void *ctx)
     ((struct reader *)ctx)->got = false;
 }
 
-static void check_pin(struct pin *p)
+static void check_pin(struct reader *r, struct pin *p)
 {
-    if (!check_value(p->value, p->nbytes, p->flags, p->cas, p->id))
+    const unsigned char *v = p->value;
+    if (!v) { /* a chain (chain.h): its chunks stay put while it is pinned */
+        mp_chain_read(&cache.slabs, p->it, 0, (char *)r->whole, p->nbytes);
+        v = r->whole;
+        atomic_fetch_add_explicit(&tot.chained_reads, 1, memory_order_relaxed);
+    }
+    if (!check_value(v, p->nbytes, p->flags, p->cas, p->id))
         atomic_fetch_add(&tot.bad, 1);
     mp_cache_item_release(&cache, &p->it);
 }
@@ -264,7 +287,7 @@ static void *reader_main(void *arg)
             atomic_fetch_add_explicit(&tot.pinned, 1, memory_order_relaxed);
             if (++r->npins == PINS_KEPT) {
                 for (unsigned i = 0; i < PINS_KEPT; i++)
-                    check_pin(&r->pins[i]);
+                    check_pin(r, &r->pins[i]);
                 r->npins = 0;
             }
         } else if (!check_value(r->copy, r->nbytes, r->flags, r->cas, r->want)) {
@@ -272,7 +295,7 @@ static void *reader_main(void *arg)
         }
     }
     for (unsigned i = 0; i < r->npins; i++)
-        check_pin(&r->pins[i]);
+        check_pin(r, &r->pins[i]);
     r->npins = 0;
     return NULL;
 }
@@ -342,7 +365,7 @@ static void engine_totals(struct engine_totals *t)
 static int run_round(double seconds, struct engine_totals *et)
 {
     struct mp_cache_config cfg = {.mem_limit = (size_t)24 << 20,
-                                  .item_max = (size_t)1 << 20,
+                                  .item_max = (size_t)4 << 20,
                                   .min_chunk = 32,
                                   .factor = 1.25,
                                   .stripe_bits = 4,
@@ -363,12 +386,14 @@ static int run_round(double seconds, struct engine_totals *et)
     static struct reader r[READERS];
     pthread_t mover, ticker;
     for (unsigned i = 0; i < WRITERS; i++) {
-        w[i] = (struct writer){.id = i};
+        unsigned char *buf = w[i].buf ? w[i].buf : malloc(CHAIN_MAX);
+        w[i] = (struct writer){.id = i, .buf = buf};
         pthread_create(&w[i].thread, NULL, writer_main, &w[i]);
     }
     for (unsigned i = 0; i < READERS; i++) {
         unsigned char *copy = r[i].copy ? r[i].copy : malloc(COPY_MAX);
-        r[i] = (struct reader){.id = i, .copy = copy};
+        unsigned char *whole = r[i].whole ? r[i].whole : malloc(CHAIN_MAX);
+        r[i] = (struct reader){.id = i, .copy = copy, .whole = whole};
         pthread_create(&r[i].thread, NULL, reader_main, &r[i]);
     }
     pthread_create(&mover, NULL, mover_main, NULL);
@@ -410,18 +435,21 @@ int main(int argc, char **argv)
            atomic_load(&tot.hits), atomic_load(&tot.optimistic), atomic_load(&tot.pinned));
     printf("  sets %" PRIu64 " (%" PRIu64 " small, same class), deletes %" PRIu64 ", sets without memory %" PRIu64 "\n",
            atomic_load(&tot.sets), atomic_load(&tot.in_class_sets), atomic_load(&tot.deletes), atomic_load(&tot.nomem));
+    printf("  chained values: %" PRIu64 " sets, %" PRIu64 " pinned reads\n", atomic_load(&tot.chained_sets),
+           atomic_load(&tot.chained_reads));
     printf("  evictions %" PRIu64 ", reclaimed %" PRIu64 ", pages moved %" PRIu64 " (grace waits %" PRIu64
            "), stripe doublings %" PRIu64 "\n",
            et.evictions, et.reclaimed, et.moved, et.grace_waits, et.resizes);
     /* Every path must have run, or the figures below prove less than they say. */
-    const char *missing = !atomic_load(&tot.optimistic) ? "lock-free reads"
-                          : !atomic_load(&tot.pinned)   ? "pinned reads"
-                          : !atomic_load(&tot.deletes)  ? "deletes"
-                          : !et.evictions               ? "evictions"
-                          : !et.reclaimed               ? "reclaims"
-                          : !et.moved                   ? "page moves"
-                          : !et.resizes                 ? "stripe doublings"
-                                                        : NULL;
+    const char *missing = !atomic_load(&tot.optimistic)      ? "lock-free reads"
+                          : !atomic_load(&tot.pinned)        ? "pinned reads"
+                          : !atomic_load(&tot.deletes)       ? "deletes"
+                          : !atomic_load(&tot.chained_reads) ? "chained values"
+                          : !et.evictions                    ? "evictions"
+                          : !et.reclaimed                    ? "reclaims"
+                          : !et.moved                        ? "page moves"
+                          : !et.resizes                      ? "stripe doublings"
+                                                             : NULL;
     if (missing)
         printf("  not exercised: %s\n", missing);
     bool pass = bad == 0 && mism == 0 && !missing && reads > 0;

@@ -10,12 +10,14 @@
 #define MAGPIE_TEST_HELPERS_H
 
 #include <check.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "magpie/cache.h"
+#include "magpie/chain.h"
 
 #define MIB ((size_t)1024 * 1024)
 
@@ -74,10 +76,15 @@ static inline enum mp_result store_full(struct mp_cache *c, enum mp_store_op op,
         *cas_out = 0;
     if (!it)
         return res;
-    if (value)
-        memcpy(mp_item_value(it), value, nbytes);
-    else
-        memset(mp_item_value(it), fill, nbytes);
+    if (value) {
+        mp_chain_write(&c->slabs, it, 0, value, nbytes);
+    } else {
+        size_t len;
+        for (size_t off = 0; off < nbytes; off += len) {
+            char *p = mp_chain_span(&c->slabs, it, off, &len);
+            memset(p, fill, len);
+        }
+    }
     struct mp_store st = {.op = op, .cas = cas};
     res = mp_cache_store(c, &it, &st, now);
     ck_assert_ptr_null(it); /* the store consumed the caller's reference */
@@ -105,16 +112,52 @@ static inline enum mp_result set_fill(struct mp_cache *c, const char *key, size_
     return store_full(c, MP_SET, key, NULL, nbytes, fill, 0, exptime, 0, now, NULL);
 }
 
+/* Byte i of the value pattern_value() makes from a seed: it changes with the offset, so a chunk of
+ * a chained value read or written out of place shows. */
+static inline char pattern_byte(unsigned seed, size_t i)
+{
+    return (char)('a' + (seed + i * 7 + i / 4093) % 26);
+}
+
+/* A sum of a value's bytes weighted by their offsets (what got.sum holds). */
+static inline uint64_t pattern_sum(unsigned seed, size_t n)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += (uint64_t)(unsigned char)pattern_byte(seed, i) * (i + 1);
+    return sum;
+}
+
+/* A set of nbytes of the pattern of `seed`, with client flags. */
+static inline enum mp_result set_pattern(struct mp_cache *c, const char *key, size_t nbytes, unsigned seed,
+                                         uint32_t flags, uint32_t now)
+{
+    enum mp_result res;
+    struct mp_item *it = mp_cache_alloc(c, key, strlen(key), flags, 0, (uint32_t)nbytes, now, &res);
+    if (!it)
+        return res;
+    size_t len;
+    for (size_t off = 0; off < nbytes; off += len) {
+        char *p = mp_chain_span(&c->slabs, it, off, &len);
+        for (size_t i = 0; i < len; i++)
+            p[i] = pattern_byte(seed, off + i);
+    }
+    struct mp_store st = {.op = MP_SET};
+    return mp_cache_store(c, &it, &st, now);
+}
+
 /* What a get saw. */
 struct got {
     int hits;
     char value[512]; /* the first bytes of the value, NUL-terminated */
+    uint64_t sum;    /* of the whole value, as pattern_sum() weighs it */
     uint32_t nbytes;
     uint32_t flags;
     uint32_t exptime;
     uint64_t cas;
-    bool take_ref;        /* ask the hit callback to keep a reference */
-    struct mp_item *held; /* the item, when take_ref */
+    bool take_ref;          /* ask the hit callback to keep a reference */
+    struct mp_item *held;   /* the item, when take_ref */
+    struct mp_cache *cache; /* set by get_key: where a chained value's chunks are */
 };
 
 static inline void got_hit(void *ctx, const struct mp_hit *hit)
@@ -123,7 +166,20 @@ static inline void got_hit(void *ctx, const struct mp_hit *hit)
     g->hits++;
     g->nbytes = hit->nbytes;
     size_t n = hit->nbytes < sizeof(g->value) - 1 ? hit->nbytes : sizeof(g->value) - 1;
-    memcpy(g->value, hit->value, n);
+    g->sum = 0;
+    if (hit->value) {
+        memcpy(g->value, hit->value, n);
+        for (size_t i = 0; i < hit->nbytes; i++)
+            g->sum += (uint64_t)(unsigned char)hit->value[i] * (i + 1);
+    } else { /* a chained value, under the stripe lock: walked where it lives (chain.h) */
+        mp_chain_read(&g->cache->slabs, hit->it, 0, g->value, n);
+        size_t len;
+        for (size_t off = 0; off < hit->nbytes; off += len) {
+            const char *p = mp_chain_span(&g->cache->slabs, hit->it, off, &len);
+            for (size_t i = 0; i < len; i++)
+                g->sum += (uint64_t)(unsigned char)p[i] * (off + i + 1);
+        }
+    }
     g->value[n] = '\0';
     g->flags = hit->flags;
     g->exptime = hit->exptime;
@@ -145,6 +201,7 @@ static inline enum mp_result get_key(struct mp_cache *c, const char *key, uint32
                                      enum mp_miss *miss)
 {
     const struct mp_cache_reader rd = {got_hit, got_undo, g, g->take_ref ? 0 : UINT32_MAX};
+    g->cache = c;
     return mp_cache_get(c, key, strlen(key), now, &rd, miss);
 }
 
@@ -220,6 +277,60 @@ static inline uint64_t total_evicted_for_move(struct mp_cache *c)
     for (unsigned i = 1; i <= c->slabs.nclasses; i++)
         n += c->slabs.classes[i].evicted_for_move;
     return n;
+}
+
+/* ---- chains (chain.h) ------------------------------------------------------------------------ */
+
+/* A cache like test_cache_config's whose -I is item_max: values over the largest class (half a
+ * page) are chains. */
+static inline void test_cache_setup_item_max(struct mp_cache *c, size_t mem_limit, size_t item_max)
+{
+    struct mp_cache_config cfg = test_cache_config(mem_limit);
+    cfg.item_max = item_max;
+    test_cache_setup(c, &cfg);
+}
+
+/* Check every chunk of every class: each one marked MP_ITEM_CHUNK belongs to a chained item whose
+ * chain names it at its place, and the chunk class counts exactly those. Returns how many chain
+ * chunks there are. Under each class lock in turn (the lifetime rule of chain.h). */
+static inline uint64_t chains_whole(struct mp_cache *c)
+{
+    struct mp_slabs *s = &c->slabs;
+    uint64_t total = 0;
+    for (unsigned cls = 1; cls <= s->nclasses; cls++) {
+        struct mp_slab_class *sc = &s->classes[cls];
+        pthread_mutex_lock(&sc->lock);
+        uint64_t marked = 0;
+        for (uint32_t page = sc->first_page; page != MP_SLAB_NONE; page = s->page_next[page]) {
+            uint32_t n = page == sc->bump_page ? sc->bump_next : sc->perpage;
+            for (uint32_t i = 0; i < n; i++) {
+                struct mp_item *it = (struct mp_item *)(mp_slab_page_addr(s, page) + (size_t)i * sc->size);
+                if (!mp_item_has(it, MP_ITEM_CHUNK))
+                    continue;
+                marked++;
+                ck_assert_uint_eq(cls, mp_slab_chunk_class(s));
+                ck_assert(!mp_item_linked(it));
+                struct mp_item *head = mp_chain_head_of(s, it);
+                ck_assert_msg(mp_item_chained(head), "a chunk whose head is not a chained item");
+                ck_assert_uint_lt(mp_chain_index(it), mp_chain_chunks(s, head));
+                ck_assert_uint_eq(mp_chain_get(head, mp_chain_index(it)), mp_slab_handle(s, it));
+            }
+        }
+        ck_assert_uint_eq(marked, sc->chunks);
+        total += marked;
+        pthread_mutex_unlock(&sc->lock);
+    }
+    return total;
+}
+
+/* A get of a value set_pattern(seed) made: it must be all there, byte for byte. */
+static inline void assert_pattern(struct mp_cache *c, const char *key, size_t nbytes, unsigned seed, uint32_t now)
+{
+    struct got g = get_hit(c, key, now);
+    ck_assert_uint_eq(g.nbytes, nbytes);
+    ck_assert_msg(g.sum == pattern_sum(seed, nbytes), "%s: the value came back different", key);
+    for (size_t i = 0; i < nbytes && i < sizeof(g.value) - 1; i++)
+        ck_assert_int_eq(g.value[i], pattern_byte(seed, i));
 }
 
 #endif

@@ -1330,6 +1330,155 @@ START_TEST(test_the_walk_visits_every_live_item_once)
 }
 END_TEST
 
+/* ---- chained values (chain.h) ---------------------------------------------------------------- */
+
+static void big_setup(void)
+{
+    test_cache_setup_item_max(c, 64 * MIB, 16 * MIB);
+}
+
+static unsigned chunk_class(void)
+{
+    return mp_slab_chunk_class(&c->slabs);
+}
+
+START_TEST(test_values_of_every_size_come_back_byte_for_byte)
+{
+    /* around the largest class (half a page), a page, and well past it */
+    uint32_t half = c->slabs.classes[chunk_class()].size, cap = mp_chain_cap(&c->slabs);
+    const size_t sizes[] = {100,        half - 40,   half - 24,   half,        cap + 1,
+                            600 * 1000, 2 * cap - 1, 2 * cap,     2 * cap + 1, MIB - 200,
+                            MIB,        MIB + 1,     3000 * 1000, 8000 * 1000, 16 * MIB - 100};
+    size_t n = sizeof(sizes) / sizeof(sizes[0]);
+    char key[32];
+    for (unsigned i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "size:%u", i);
+        ck_assert_msg(set_pattern(c, key, sizes[i], i, 0x1234 + i, T0) == MP_STORED, "set of %zu", sizes[i]);
+        assert_pattern(c, key, sizes[i], i, T0);
+    }
+    chains_whole(c);
+    /* all of them still there: nothing was evicted for the large ones */
+    for (unsigned i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), "size:%u", i);
+        assert_pattern(c, key, sizes[i], i, T0);
+        ck_assert_uint_eq(get_hit(c, key, T0).flags, 0x1234 + i);
+    }
+    ck_assert_uint_eq(total_evictions(c), 0);
+    ck_assert(mp_item_chained(linked("size:10", T0))); /* 1 MiB */
+    ck_assert(!mp_item_chained(linked("size:0", T0)));
+}
+END_TEST
+
+START_TEST(test_a_chain_of_one_mib_takes_two_chunks_and_a_small_head)
+{
+    ck_assert_int_eq(set_pattern(c, "one", MIB, 1, 0, T0), MP_STORED);
+    struct mp_item *head = linked("one", T0);
+    ck_assert(mp_item_chained(head));
+    ck_assert_uint_eq(mp_chain_chunks(&c->slabs, head), 2);
+    ck_assert_uint_lt(mp_slab_chunk_size(&c->slabs, head), 256); /* the head: key, handles, the rest */
+    ck_assert_uint_eq(chains_whole(c), 2);
+    ck_assert_uint_eq(class_at(c, chunk_class())->npages, 1); /* two half-page chunks: one page */
+}
+END_TEST
+
+START_TEST(test_replacing_and_deleting_a_chained_value_frees_every_chunk)
+{
+    ck_assert_int_eq(set_pattern(c, "k", 3 * MIB, 1, 0, T0), MP_STORED);
+    ck_assert_uint_eq(chains_whole(c), 6);
+    ck_assert_int_eq(set_pattern(c, "k", MIB, 2, 0, T0), MP_STORED);
+    ck_assert_uint_eq(chains_whole(c), 2);
+    assert_pattern(c, "k", MIB, 2, T0);
+    ck_assert_int_eq(set_pattern(c, "k", 100, 3, 0, T0), MP_STORED); /* no longer a chain */
+    ck_assert_uint_eq(chains_whole(c), 0);
+    ck_assert_uint_eq(used_in(c, chunk_class()), 0);
+    ck_assert_int_eq(set_pattern(c, "k", 2 * MIB, 4, 0, T0), MP_STORED);
+    ck_assert_int_eq(mp_cache_delete(c, "k", 1, T0), MP_DELETED);
+    ck_assert_uint_eq(chains_whole(c), 0);
+    for (unsigned cls = 1; cls <= c->slabs.nclasses; cls++)
+        ck_assert_uint_eq(used_in(c, cls), 0);
+}
+END_TEST
+
+START_TEST(test_a_pinned_chain_stays_whole_until_its_reader_lets_go)
+{
+    ck_assert_int_eq(set_pattern(c, "k", 2 * MIB + 5, 7, 0, T0), MP_STORED);
+    struct got held = {.take_ref = true};
+    ck_assert_int_eq(get_key(c, "k", T0, &held, NULL), MP_OK);
+    ck_assert_uint_eq(held.sum, pattern_sum(7, 2 * MIB + 5));
+    /* replaced, then deleted, then the cache filled with other chains: the reader's stays */
+    ck_assert_int_eq(set_pattern(c, "k", 2 * MIB + 5, 8, 0, T0), MP_STORED);
+    ck_assert_int_eq(mp_cache_delete(c, "k", 1, T0), MP_DELETED);
+    char key[32];
+    for (unsigned i = 0; i < 40; i++) {
+        snprintf(key, sizeof(key), "fill:%u", i);
+        ck_assert_int_eq(set_pattern(c, key, 2 * MIB, 100 + i, 0, T0), MP_STORED);
+    }
+    ck_assert_uint_gt(total_evictions(c), 0);
+    chains_whole(c);
+    struct got again = {.cache = c};
+    struct mp_hit h = {.it = held.held, .nbytes = held.held->nbytes};
+    got_hit(&again, &h);
+    ck_assert_uint_eq(again.sum, pattern_sum(7, 2 * MIB + 5));
+    uint64_t before = chains_whole(c);
+    mp_cache_item_release(c, &held.held);
+    ck_assert_uint_eq(chains_whole(c), before - 4);
+}
+END_TEST
+
+START_TEST(test_append_and_prepend_onto_a_chained_value)
+{
+    size_t n = MIB - 10;
+    ck_assert_int_eq(set_pattern(c, "k", n, 3, 5, T0), MP_STORED);
+    ck_assert_int_eq(store_str(c, MP_APPEND, "k", "0123456789tail", 0, T0), MP_STORED);
+    ck_assert_int_eq(store_str(c, MP_PREPEND, "k", "head", 0, T0), MP_STORED);
+    struct mp_item *it = linked("k", T0);
+    ck_assert(mp_item_chained(it));
+    ck_assert_uint_eq(it->nbytes, n + 18);
+    char *v = malloc(n + 18);
+    mp_chain_read(&c->slabs, it, 0, v, n + 18);
+    ck_assert_int_eq(memcmp(v, "head", 4), 0);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(v[4 + i], pattern_byte(3, i));
+    ck_assert_int_eq(memcmp(v + 4 + n, "0123456789tail", 14), 0);
+    free(v);
+    ck_assert_uint_eq(get_hit(c, "k", T0).flags, 5);
+    chains_whole(c);
+}
+END_TEST
+
+START_TEST(test_incr_of_a_chained_value_is_refused)
+{
+    ck_assert_int_eq(set_fill(c, "k", MIB, '7', 0, T0), MP_STORED);
+    uint64_t v = 0;
+    ck_assert_int_eq(mp_cache_arith(c, "k", 1, true, 1, T0, &v), MP_NON_NUMERIC);
+}
+END_TEST
+
+START_TEST(test_spare_memory_takes_a_chain_whole_or_not_at_all)
+{
+    enum mp_result res;
+    /* a loader's allocation takes only free memory: 64 MiB holds a few 8 MB chains, then none */
+    unsigned got = 0;
+    char key[16];
+    for (unsigned i = 0; i < 12; i++) {
+        snprintf(key, sizeof(key), "s%u", i);
+        struct mp_item *it = mp_cache_alloc_spare(c, key, strlen(key), 0, 0, 8000 * 1000, &res);
+        if (!it) {
+            ck_assert_int_eq(res, MP_NOMEM);
+            break;
+        }
+        got++;
+        mp_chain_write(&c->slabs, it, 0, "x", 1);
+        ck_assert_int_eq(mp_cache_store_warm(c, &it, 0, 0, 0, T0), MP_STORED);
+    }
+    ck_assert_uint_ge(got, 5);
+    ck_assert_uint_lt(got, 12);
+    /* the stored ones' chunks only: the one that ran out gave back what it had */
+    ck_assert_uint_eq(chains_whole(c), got * mp_chain_count(&c->slabs, 2, 8000 * 1000, false));
+    ck_assert_uint_eq(total_evictions(c), 0);
+}
+END_TEST
+
 static Suite *cache_suite(void)
 {
     Suite *s = suite_create("cache");
@@ -1430,6 +1579,18 @@ static Suite *cache_suite(void)
     tc = tcase_create("references");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_an_item_pinned_to_the_limit_is_a_miss_and_its_count_never_wraps);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("chains");
+    tcase_add_checked_fixture(tc, big_setup, teardown);
+    tcase_add_test(tc, test_values_of_every_size_come_back_byte_for_byte);
+    tcase_add_test(tc, test_a_chain_of_one_mib_takes_two_chunks_and_a_small_head);
+    tcase_add_test(tc, test_replacing_and_deleting_a_chained_value_frees_every_chunk);
+    tcase_add_test(tc, test_a_pinned_chain_stays_whole_until_its_reader_lets_go);
+    tcase_add_test(tc, test_append_and_prepend_onto_a_chained_value);
+    tcase_add_test(tc, test_incr_of_a_chained_value_is_refused);
+    tcase_add_test(tc, test_spare_memory_takes_a_chain_whole_or_not_at_all);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
 

@@ -680,6 +680,69 @@ START_TEST(test_small_items_on_a_page_moved_away_leave_entries_the_hand_skips)
 }
 END_TEST
 
+START_TEST(test_a_page_is_stolen_from_the_class_idle_longest)
+{
+    /* three pages, each class with one: the class that last stole a page is not robbed in turn
+     * while another has been idle longer */
+    make(3 * MIB);
+    ck_assert_int_eq(set_fill(c, "b", 5000, 'b', 0, T0), MP_STORED);
+    ck_assert_int_eq(set_fill(c, "c", 20000, 'c', 0, T0), MP_STORED);
+    ck_assert_int_eq(set_fill(c, "a", 1000, 'a', 0, T0), MP_STORED);
+    ck_assert_uint_eq(pages_in_use(c), 3);
+    /* a fourth class takes the page of one of the three (none has evicted or stolen yet) */
+    ck_assert_int_eq(set_fill(c, "d", 100, 'd', 0, T0), MP_STORED);
+    ck_assert_uint_eq(pages_in_use(c), 3);
+    unsigned d = class_of_shape(c, 1, 100);
+    ck_assert_uint_eq(class_at(c, d)->npages, 1);
+    /* a fifth: the fourth, which just stole, keeps its page */
+    ck_assert_int_eq(set_fill(c, "e", 50000, 'e', 0, T0), MP_STORED);
+    ck_assert(key_present(c, "d", T0));
+    ck_assert(key_present(c, "e", T0));
+    ck_assert_uint_eq(class_at(c, d)->npages, 1);
+}
+END_TEST
+
+START_TEST(test_a_page_is_stolen_from_a_class_that_can_spare_one_and_was_idle_longest)
+{
+    /* six pages: an idle class with two, a busy class with three (it is evicting), one with a
+     * single page; a new class takes the idle class's page, not one of the busy class's (which
+     * has the most) nor the last page of the third */
+    make(6 * MIB);
+    unsigned busy = class_of_shape(c, 7, 300000), idle = class_of_shape(c, 7, 100000);
+    for (unsigned i = 0; i < 2 * class_at(c, idle)->perpage; i++)
+        ck_assert_int_eq(set_fill(c, big_key(i), 100000, 'i', 0, T0), MP_STORED);
+    ck_assert_int_eq(set_fill(c, "one", 5000, 'o', 0, T0), MP_STORED);
+    unsigned i = 1000;
+    while (class_at(c, busy)->evictions == 0)
+        ck_assert_int_eq(set_fill(c, big_key(i++), 300000, 'b', 0, T0), MP_STORED);
+    ck_assert_uint_eq(class_at(c, busy)->npages, 3);
+    ck_assert_uint_eq(class_at(c, idle)->npages, 2);
+    ck_assert_uint_eq(pages_in_use(c), 6);
+    ck_assert_int_eq(set_fill(c, "new", 30000, 'n', 0, T0), MP_STORED);
+    ck_assert_uint_eq(class_at(c, idle)->npages, 1);
+    ck_assert_uint_eq(class_at(c, busy)->npages, 3);
+    ck_assert(key_present(c, "one", T0));
+    ck_assert(key_present(c, big_key(i - 1), T0)); /* the busy class's newest item */
+}
+END_TEST
+
+START_TEST(test_a_class_of_few_chunks_has_no_small_queue_and_keeps_its_newest_items)
+{
+    /* 300 KB items, three to a page, in 4 MiB: a tenth of the class would be one item, and the
+     * next new item would evict it unread; with no small queue the hand takes the oldest */
+    make(4 * MIB);
+    unsigned i = 0;
+    while (total_evictions(c) == 0)
+        ck_assert_int_eq(set_fill(c, big_key(i++), 300000, 'b', 0, T0), MP_STORED);
+    for (unsigned n = 0; n < 3; n++, i++) {
+        ck_assert_int_eq(set_fill(c, big_key(i), 300000, 'b', 0, T0), MP_STORED);
+        if (n > 0)
+            ck_assert_msg(key_present(c, big_key(i - 1), T0), "the item stored before the newest");
+    }
+    ck_assert_uint_eq(class_at(c, class_of_shape(c, 7, 300000))->small_evicted, 0);
+}
+END_TEST
+
 START_TEST(test_automove_gives_a_page_from_a_quiet_class_to_an_evicting_one)
 {
     make(4 * MIB);
@@ -933,6 +996,178 @@ START_TEST(test_reassign_answers_as_memcached_and_the_page_moves)
 }
 END_TEST
 
+/* ---- chains (chain.h) ------------------------------------------------------------------------ */
+
+static void make_big(size_t mem_limit)
+{
+    test_cache_setup_item_max(c, mem_limit, 16 * MIB);
+}
+
+static const char *chain_key(unsigned i)
+{
+    static char buf[4][16];
+    static unsigned n;
+    char *k = buf[n++ % 4];
+    snprintf(k, 16, "C:%05u", i);
+    return k;
+}
+
+static unsigned chunk_cls(void)
+{
+    return mp_slab_chunk_class(&c->slabs);
+}
+
+/* The item linked under key (no hit recorded). */
+static struct mp_item *item_at(const char *k)
+{
+    struct mp_cache_lock lk;
+    mp_cache_lock_key(c, k, strlen(k), &lk);
+    struct mp_item *it = mp_cache_find_locked(c, &lk, k, strlen(k), T0, NULL);
+    mp_cache_unlock(&lk);
+    ck_assert_ptr_nonnull(it);
+    return it;
+}
+
+/* The page that holds chunk `i` of key's chain. */
+static uint32_t chunk_page(const char *k, uint32_t i)
+{
+    struct mp_item *head = item_at(k);
+    ck_assert(mp_item_chained(head));
+    return mp_slab_page_of(&c->slabs, mp_slab_item(&c->slabs, mp_chain_get(head, i)));
+}
+
+START_TEST(test_chains_are_evicted_whole_and_small_items_keep_their_pages)
+{
+    make_big(16 * MIB);
+    for (unsigned i = 0; i < 2000; i++)
+        set_item(i, 0, T0);
+    uint32_t small_pages = items_class()->npages;
+    /* 1 MiB values (two chunks and a small head) and values whose head fills a chunk of the
+     * largest class itself (one chunk, and a head of the 24-byte header, the key, one handle and
+     * the rest), four times what memory holds */
+    size_t odd = mp_chain_cap(&c->slabs) + class_at(c, chunk_cls())->size - MP_ITEM_HDR - 7 - 4;
+    for (unsigned i = 0; i < 64; i++) {
+        size_t n = i % 2 ? odd : MIB;
+        ck_assert_int_eq(set_pattern(c, chain_key(i), n, i, 0, T0), MP_STORED);
+        assert_pattern(c, chain_key(i), n, i, T0);
+        chains_whole(c);
+    }
+    ck_assert_uint_gt(class_at(c, chunk_cls())->evictions, 0);
+    ck_assert(mp_item_chained(item_at(chain_key(63))));
+    ck_assert_uint_eq(mp_slab_class_of(&c->slabs, item_at(chain_key(63))), chunk_cls());
+    for (unsigned i = 0; i < 2000; i++)
+        ck_assert(present(i, T0));
+    ck_assert_uint_eq(items_class()->npages, small_pages);
+    ck_assert_uint_eq(items_class()->evictions, 0);
+    /* what is left: whole chains, each readable */
+    unsigned left = 0;
+    for (unsigned i = 0; i < 64; i++)
+        if (key_present(c, chain_key(i), T0)) {
+            assert_pattern(c, chain_key(i), i % 2 ? odd : MIB, i, T0);
+            left++;
+        }
+    ck_assert_uint_ge(left, 6);
+}
+END_TEST
+
+START_TEST(test_a_read_chain_outlives_unread_ones)
+{
+    make_big(8 * MIB);
+    for (unsigned i = 0; i < 4; i++)
+        ck_assert_int_eq(set_pattern(c, chain_key(i), MIB, i, 0, T0), MP_STORED);
+    assert_pattern(c, chain_key(0), MIB, 0, T0);
+    assert_pattern(c, chain_key(0), MIB, 0, T0);
+    for (unsigned i = 4; i < 12; i++) {
+        ck_assert_int_eq(set_pattern(c, chain_key(i), MIB, i, 0, T0), MP_STORED);
+        if (i % 3 == 0)
+            assert_pattern(c, chain_key(0), MIB, 0, T0);
+    }
+    ck_assert_uint_gt(class_at(c, chunk_cls())->evictions, 0);
+    ck_assert(key_present(c, chain_key(0), T0));
+    ck_assert(!key_present(c, chain_key(1), T0));
+    chains_whole(c);
+}
+END_TEST
+
+START_TEST(test_page_evacuate_of_a_page_holding_a_chunk_evicts_the_whole_item)
+{
+    make_big(8 * MIB);
+    for (unsigned i = 0; i < 100; i++)
+        set_item(i, 0, T0);
+    ck_assert_int_eq(set_pattern(c, chain_key(0), 3 * MIB, 0, 0, T0), MP_STORED);
+    unsigned hcls = mp_slab_class_of(&c->slabs, item_at(chain_key(0)));
+    uint32_t page = chunk_page(chain_key(0), 3);
+    ck_assert_uint_eq(chains_whole(c), 6);
+    ck_assert_int_eq(mp_lru_page_evacuate(&c->lru, chunk_cls(), page, T0), 0);
+    ck_assert(!key_present(c, chain_key(0), T0));
+    ck_assert_uint_eq(chains_whole(c), 0); /* the chunks on other pages went with it */
+    ck_assert_uint_eq(used_in(c, chunk_cls()), 0);
+    ck_assert_uint_eq(used_in(c, hcls), 0);
+    ck_assert_uint_eq(class_at(c, chunk_cls())->evicted_for_move, 1);
+    ck_assert_uint_eq(class_at(c, chunk_cls())->npages, 2);
+    for (unsigned i = 0; i < 100; i++)
+        ck_assert(present(i, T0));
+}
+END_TEST
+
+START_TEST(test_page_evacuate_of_a_chains_head_page_frees_its_chunks)
+{
+    make_big(8 * MIB);
+    ck_assert_int_eq(set_pattern(c, chain_key(0), 2 * MIB, 0, 0, T0), MP_STORED);
+    struct mp_item *head = item_at(chain_key(0));
+    unsigned hcls = mp_slab_class_of(&c->slabs, head);
+    ck_assert_int_eq(mp_lru_page_evacuate(&c->lru, hcls, mp_slab_page_of(&c->slabs, head), T0), 0);
+    ck_assert(!key_present(c, chain_key(0), T0));
+    ck_assert_uint_eq(chains_whole(c), 0);
+    ck_assert_uint_eq(used_in(c, chunk_cls()), 0);
+    ck_assert_uint_eq(class_at(c, hcls)->npages, 0);
+}
+END_TEST
+
+START_TEST(test_page_evacuate_refuses_a_page_with_a_chunk_of_a_pinned_chain)
+{
+    make_big(8 * MIB);
+    ck_assert_int_eq(set_pattern(c, chain_key(0), 2 * MIB, 9, 0, T0), MP_STORED);
+    uint32_t page = chunk_page(chain_key(0), 2);
+    struct got held = {.take_ref = true};
+    ck_assert_int_eq(get_key(c, chain_key(0), T0, &held, NULL), MP_OK);
+    ck_assert_int_eq(mp_lru_page_evacuate(&c->lru, chunk_cls(), page, T0), -EBUSY);
+    ck_assert_uint_eq(atomic_load(&c->slabs.page_class[page]), chunk_cls());
+    assert_pattern(c, chain_key(0), 2 * MIB, 9, T0);
+    mp_cache_item_release(c, &held.held);
+    ck_assert_int_eq(mp_lru_page_evacuate(&c->lru, chunk_cls(), page, T0), 0);
+    ck_assert(!key_present(c, chain_key(0), T0));
+    ck_assert_uint_eq(chains_whole(c), 0);
+}
+END_TEST
+
+START_TEST(test_reclaim_frees_expired_chains_and_passes_over_chunks)
+{
+    make_big(16 * MIB);
+    ck_assert_int_eq(set_pattern(c, chain_key(0), 2 * MIB, 0, 0, T0), MP_STORED);
+    ck_assert_int_eq(store_full(c, MP_SET, chain_key(1), NULL, 2 * MIB, 'e', 0, T0 + 10, 0, T0, NULL), MP_STORED);
+    ck_assert_uint_eq(chains_whole(c), 8);
+    /* the chunk class's pass sees only chunks: it frees nothing, whatever their items' expiry */
+    ck_assert_uint_eq(mp_lru_reclaim(&c->lru, chunk_cls(), T0 + 20, 4096), 0);
+    ck_assert_uint_eq(chains_whole(c), 8);
+    size_t freed = 0;
+    for (unsigned cls = 1; cls <= c->slabs.nclasses; cls++)
+        freed += mp_lru_reclaim(&c->lru, cls, T0 + 20, 4096);
+    ck_assert_uint_eq(freed, 1);
+    ck_assert_uint_eq(chains_whole(c), 4);
+    assert_pattern(c, chain_key(0), 2 * MIB, 0, T0 + 20);
+    /* the pass counts a chain's bytes once: its head's part in its class, its chunks in theirs */
+    for (unsigned round = 0; round < 2; round++)
+        for (unsigned cls = 1; cls <= c->slabs.nclasses; cls++)
+            mp_lru_reclaim(&c->lru, cls, T0 + 20, 4096);
+    uint64_t bytes = 0;
+    for (unsigned cls = 1; cls <= c->slabs.nclasses; cls++)
+        bytes += class_at(c, cls)->mem_requested;
+    ck_assert_uint_ge(bytes, 2 * MIB);
+    ck_assert_uint_lt(bytes, 2 * MIB + 1024);
+}
+END_TEST
+
 static Suite *lru_suite(void)
 {
     Suite *s = suite_create("lru");
@@ -950,6 +1185,7 @@ static Suite *lru_suite(void)
     tcase_add_test(tc, test_a_deleted_small_items_entry_spares_the_item_that_took_its_chunk);
     tcase_add_test(tc, test_a_chunk_still_being_filled_keeps_its_place_in_the_small_queue);
     tcase_add_test(tc, test_an_item_brought_back_from_the_small_queue_rejoins_it);
+    tcase_add_test(tc, test_a_class_of_few_chunks_has_no_small_queue_and_keeps_its_newest_items);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("clock");
@@ -978,11 +1214,24 @@ static Suite *lru_suite(void)
     tcase_add_test(tc, test_page_evacuate_refuses_a_page_with_a_chunk_being_allocated);
     tcase_add_test(tc, test_page_evacuate_takes_back_chunks_other_threads_keep);
     tcase_add_test(tc, test_small_items_on_a_page_moved_away_leave_entries_the_hand_skips);
+    tcase_add_test(tc, test_a_page_is_stolen_from_the_class_idle_longest);
+    tcase_add_test(tc, test_a_page_is_stolen_from_a_class_that_can_spare_one_and_was_idle_longest);
     tcase_add_test(tc, test_automove_gives_a_page_from_a_quiet_class_to_an_evicting_one);
     tcase_add_test(tc, test_automove_without_evictions_moves_nothing);
     tcase_add_test(tc, test_automove_keeps_a_donors_last_page);
     tcase_add_test(tc, test_a_lower_memory_limit_gives_pages_back_and_a_higher_one_takes_them);
     tcase_add_test(tc, test_reassign_answers_as_memcached_and_the_page_moves);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("chains");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_chains_are_evicted_whole_and_small_items_keep_their_pages);
+    tcase_add_test(tc, test_a_read_chain_outlives_unread_ones);
+    tcase_add_test(tc, test_page_evacuate_of_a_page_holding_a_chunk_evicts_the_whole_item);
+    tcase_add_test(tc, test_page_evacuate_of_a_chains_head_page_frees_its_chunks);
+    tcase_add_test(tc, test_page_evacuate_refuses_a_page_with_a_chunk_of_a_pinned_chain);
+    tcase_add_test(tc, test_reclaim_frees_expired_chains_and_passes_over_chunks);
+    tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("held");

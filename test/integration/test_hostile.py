@@ -31,17 +31,8 @@ BAD_EXPTIME = b"CLIENT_ERROR invalid exptime argument\r\n"
 BAD_META_FLAG = b"CLIENT_ERROR invalid or duplicate flag\r\n"
 
 
-def rss(srv):
-    """The server's resident set size in bytes (VmRSS)."""
-    with open(f"/proc/{srv.proc.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/PID/status")
-
-
 def check_rss(srv, what):
-    used = rss(srv)
+    used = harness.rss(srv)
     if RSS_CHECKED and used > RSS_LIMIT:
         raise AssertionError(f"{what}: RSS {used >> 20} MiB is over the "
                              f"{RSS_LIMIT >> 20} MiB bound")
@@ -248,7 +239,7 @@ def test_get_of_20000_16k_values_read_late_is_held_back_and_complete(fx):
         reader.sendall(b"get " + b" ".join(asked) + b"\r\n")
         peak = 0
         for _ in harness.bounded(20, 2.0):  # the reader sits on its replies for a second
-            peak = max(peak, rss(srv))
+            peak = max(peak, harness.rss(srv))
             time.sleep(0.05)
         expected = sum(len(b"VALUE %s 0 %d\r\n" % (k, len(value))) + len(value) + 2
                        for k in asked) + len(b"END\r\n")
@@ -259,7 +250,7 @@ def test_get_of_20000_16k_values_read_late_is_held_back_and_complete(fx):
                 break
             received += len(chunk)
             tail = (tail + chunk)[-5:]
-            peak = max(peak, rss(srv))
+            peak = max(peak, harness.rss(srv))
             if received >= expected:
                 break
         expect((received, tail), (expected, b"END\r\n"), "bytes of the reply and its end")
@@ -351,7 +342,7 @@ def test_clients_that_never_read_large_values_are_held_back(fx):
         expect(served.get("while:flooded"), b"still here", "get while flooded")
         expect(served.get("big"), big, "a large get while flooded")
         for _ in harness.bounded(20, 1.0):
-            peak = max(peak, rss(srv))
+            peak = max(peak, harness.rss(srv))
             time.sleep(0.05)
     finally:
         for s in flooders:
@@ -378,7 +369,7 @@ def flood_without_reading(srv, flooders):
                 progress = True
             except BlockingIOError:
                 pass
-        peak = max(peak, rss(srv))
+        peak = max(peak, harness.rss(srv))
         if not progress:
             break  # every flooder is stuck
     return peak, sum(sent)

@@ -4,7 +4,6 @@ watch, shutdown), key listings (metadump, cachedump) and last access times."""
 
 import os
 import re
-import signal
 import socket
 import time
 import urllib.parse
@@ -213,7 +212,7 @@ def test_metadump_streams_many_keys_in_bounded_memory_while_others_are_served(fx
                          for i in range(start, start + 5000))
         c.request(batch, timeout=30)
     expect(int(dict(stat_lines(c))[b"curr_items"]), n, "items stored")
-    rss_before = rss_kib(srv)
+    rss_before = harness.rss(srv) // 1024
     dumper = socket.create_connection((harness.HOST, srv.port), timeout=harness.IO_TIMEOUT)
     dumper.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
     dumper.sendall(b"lru_crawler metadump all\r\n")
@@ -237,14 +236,9 @@ def test_metadump_streams_many_keys_in_bounded_memory_while_others_are_served(fx
     # memcached's crawler may pass over a few items it finds busy
     expect(lines == n + 1 or (harness.is_memcached(fx.binary) and lines > 0.99 * n), True,
            f"{lines} lines in the dump of {n} keys (and END)")
-    grew = rss_kib(srv) - rss_before
+    grew = harness.rss(srv) // 1024 - rss_before
     if os.environ.get("MAGPIE_SANITIZER") is None and grew > 32 * 1024:
         raise AssertionError(f"RSS grew by {grew} KiB streaming a {n}-key dump")
-
-
-def rss_kib(srv):
-    with open(f"/proc/{srv.proc.pid}/status") as f:
-        return int(next(line for line in f if line.startswith("VmRSS")).split()[1])
 
 
 def test_last_access_in_me_mg_and_items_age(fx):

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import tempfile
-import time
 
 from pymemcache.client.base import Client
 

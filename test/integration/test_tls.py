@@ -566,7 +566,7 @@ def test_thousands_of_half_open_handshakes_are_closed_counted_and_bounded(fx):
         during = fx.client(srv)
         expect(during.set("during", b"flood"), True, "a TLS client during the flood")
         during.close()
-        rss = rss_bytes(srv)
+        rss = harness.rss(srv)
         if not os.environ.get("MAGPIE_SANITIZER") and rss > HALF_OPEN_RSS_LIMIT:
             raise AssertionError(f"RSS {rss >> 20} MiB holding {count} half-open handshakes, over "
                                  f"{HALF_OPEN_RSS_LIMIT >> 20} MiB")
@@ -599,12 +599,12 @@ def test_tls_clients_that_never_read_large_values_are_held_back(fx):
                 progress = f.send(burst) > 0 or progress
             except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
                 pass
-        peak = max(peak, rss_bytes(srv))
+        peak = max(peak, harness.rss(srv))
         if not progress:
             break  # the server reads none of them any more
     served = fx.client(srv, tls=ctx)
     expect(served.get("big"), big, "a large get over TLS while four clients sit on their replies")
-    peak = max(peak, rss_bytes(srv))
+    peak = max(peak, harness.rss(srv))
     if not harness.is_memcached(fx.binary) and not os.environ.get("MAGPIE_SANITIZER") and \
             peak > HELD_BACK_RSS_LIMIT:
         raise AssertionError(f"RSS peaked at {peak >> 20} MiB, over {HELD_BACK_RSS_LIMIT >> 20} MiB")
@@ -629,14 +629,6 @@ HELD_BACK_RSS_LIMIT = int(1.25 * 64 * 2**20) + 16 * 2**20
 # connection and session, and for a ClientHello answered OpenSSL's handshake state: measured about
 # 15 and 54 KiB; 64 KiB each is allowed.
 HALF_OPEN_RSS_LIMIT = 16 * 2**20 + 2000 * 64 * 1024
-
-
-def rss_bytes(srv):
-    with open(f"/proc/{srv.proc.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def test_renegotiation_is_refused_closed_and_counted(fx):

@@ -12,10 +12,10 @@ the connection, so each server is sent its own CAS values.
 import socket
 import struct
 import subprocess
-import time
 
 import harness
-from harness import MEMCACHED, expect
+import test_side_by_side as side_by_side
+from harness import expect
 
 QUIET = 0.3
 MIB = 1024 * 1024
@@ -81,67 +81,29 @@ def ends_with_sentinel(data):
     return not rest and packets and packets[-1][0][1] == NOOP and packets[-1][0][7] == SENTINEL
 
 
-class Pair:
-    """memcached and the server under test, each with one connection, sent the same bytes."""
+class Pair(side_by_side.Pair):
+    """memcached and the server under test, each with one connection, sent the same bytes in the
+    binary protocol (by default with -B binary on both)."""
+
+    CLOSED = b" <connection closed>"
+    UNANSWERED = (AssertionError, BrokenPipeError, ConnectionResetError)
 
     def __init__(self, fx, protocol="binary", **opts):
-        self.fx = fx
-        extra = ("-B", protocol) if protocol else ()
-        self.servers = [fx.server(MEMCACHED, threads=2, extra=extra, **opts),
-                        fx.server(threads=2, extra=extra, **opts)]
-        self.conns = [fx.conn(srv) for srv in self.servers]
-        self.cas = [0, 0]
-
-    def check(self, *requests):
-        """Each request, then the NOOP sentinel, to both servers; the replies must be equal."""
-        for request in requests:
-            self._compare(request, None)
-
-    def check_quiet(self, request, seconds=QUIET):
-        """A request that closes, leaves the server waiting or is followed by bytes the server
-        discards: compare what comes within `seconds`."""
-        self._compare(request, seconds)
+        super().__init__(fx, extra=("-B", protocol) if protocol else (), **opts)
 
     def _fill(self, i, request):
         return request(self.cas[i]) if callable(request) else request
 
-    def _exchange(self, i, request, quiet):
-        conn = self.conns[i]
-        *pieces, last = request if isinstance(request, tuple) else (request,)
-        closed = False
-        try:
-            for piece in pieces:
-                conn.send(self._fill(i, piece))
-                time.sleep(0.01)
-            if quiet is None:
-                conn.send(self._fill(i, last) + packet(NOOP, opaque=SENTINEL))
-                reply = conn.read_until(ends_with_sentinel)
-            else:
-                conn.send(self._fill(i, last))
-                reply, closed = conn.read_for(quiet)
-        except harness.Closed as exc:
-            reply, closed = exc.received, True
-        except (AssertionError, BrokenPipeError, ConnectionResetError) as exc:
-            return f"<{exc}>".encode()
-        if closed:  # later requests go on a new connection
-            self.conns[i] = self.fx.conn(self.servers[i])
-        masked, cas = normalize(reply)
-        self.cas[i] = cas[-1] if cas else self.cas[i]
-        return masked + (b" <connection closed>" if closed else b"")
+    def _shown(self, request):
+        return request(0) if callable(request) else request
 
-    def _compare(self, request, quiet):
-        expected = self._exchange(0, request, quiet)
-        actual = self._exchange(1, request, quiet)
-        if actual != expected:
-            raise AssertionError(
-                f"replies differ\n    request:           {show(request)}\n"
-                f"    memcached:         {show(expected)}\n"
-                f"    server under test: {show(actual)}")
+    def _ask(self, conn, data):
+        """The request, then the NOOP sentinel; the replies up to the sentinel's."""
+        conn.send(data + packet(NOOP, opaque=SENTINEL))
+        return conn.read_until(ends_with_sentinel)
 
-
-def show(data, limit=600):
-    text = repr(data if not callable(data) else data(0))
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+    def _normalize(self, reply):
+        return normalize(reply)
 
 
 # --- the simple commands -------------------------------------------------------------------

@@ -44,11 +44,17 @@ def normalize(reply):
 
 
 class Pair:
-    """memcached and the server under test, each with one connection, sent the same bytes."""
+    """memcached and the server under test, each with one connection, sent the same bytes.
+    A protocol other than text says, in a subclass, how a request is made for each server (_fill),
+    shown (_shown), sent with its sentinel and answered (_ask), and compared (_normalize)."""
 
-    def __init__(self, fx):
+    CLOSED = b"<connection closed>"
+    UNANSWERED = (AssertionError,)  # no complete reply in time: what came is in the message
+
+    def __init__(self, fx, extra=(), **opts):
         self.fx = fx
-        self.servers = [fx.server(MEMCACHED, threads=2), fx.server(threads=2)]
+        self.servers = [fx.server(MEMCACHED, threads=2, extra=extra, **opts),
+                        fx.server(threads=2, extra=extra, **opts)]
         self.conns = [fx.conn(srv) for srv in self.servers]
         self.cas = [0, 0]
 
@@ -72,6 +78,15 @@ class Pair:
         data = data.replace(b"{CAS}", b"%d" % self.cas[i])
         return data.replace(b"{CAS+1}", b"%d" % (self.cas[i] + 1))
 
+    def _shown(self, piece):
+        return piece
+
+    def _ask(self, conn, data):
+        return conn.request(data)
+
+    def _normalize(self, reply):
+        return normalize(reply)
+
     def _exchange(self, i, request, quiet):
         conn = self.conns[i]
         *pieces, last = request if isinstance(request, tuple) else (request,)
@@ -81,19 +96,19 @@ class Pair:
                 conn.send(self._fill(i, piece))
                 time.sleep(0.01)
             if quiet is None:
-                reply = conn.request(self._fill(i, last))
+                reply = self._ask(conn, self._fill(i, last))
             else:
                 conn.send(self._fill(i, last))
                 reply, closed = conn.read_for(quiet)
         except harness.Closed as exc:
             reply, closed = exc.received, True
-        except AssertionError as exc:  # no complete reply in time: what came is in the message
+        except self.UNANSWERED as exc:
             return f"<{exc}>".encode()
         if closed:  # later requests go on a new connection
             self.conns[i] = self.fx.conn(self.servers[i])
-        masked, cas = normalize(reply)
+        masked, cas = self._normalize(reply)
         self.cas[i] = cas[-1] if cas else self.cas[i]
-        return masked + (b"<connection closed>" if closed else b"")
+        return masked + (self.CLOSED if closed else b"")
 
     def _compare(self, request, quiet):
         expected = self._exchange(0, request, quiet)
@@ -101,7 +116,7 @@ class Pair:
         if actual != expected:
             at = next(i for i in range(len(expected) + 1)
                       if expected[i:i + 1] != actual[i:i + 1])
-            sent = b"".join(request) if isinstance(request, tuple) else request
+            sent = b"".join(self._shown(p) for p in (request if isinstance(request, tuple) else (request,)))
             raise AssertionError(
                 f"replies differ from byte {at}\n"
                 f"    request:           {show(sent)}\n"

@@ -339,6 +339,18 @@ class Conn:
             lambda b: b == SENTINEL_REPLY or b.endswith(b"\r\n" + SENTINEL_REPLY), timeout)
         return out[:-len(SENTINEL_REPLY)]
 
+    def stats(self, group=b""):
+        """`stats [group]` as {name: value} (both str); the reply must end with END."""
+        reply = self.request(b"stats" + (b" " + group if group else b"") + b"\r\n")
+        if not reply.endswith(b"END\r\n"):
+            raise AssertionError(f"stats {group.decode()}: no END in {reply[-200:]!r}")
+        out = {}
+        for line in reply.split(b"\r\n")[:-2]:
+            parts = line.split(b" ", 2)
+            if len(parts) == 3 and parts[0] == b"STAT":
+                out[parts[1].decode()] = parts[2].decode()
+        return out
+
     def close(self):
         self.sock.close()
 

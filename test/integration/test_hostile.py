@@ -50,11 +50,10 @@ def check_healthy(fx, srv, what):
 
 
 def stat(conn, name):
-    for line in conn.request(b"stats\r\n").split(b"\r\n"):
-        parts = line.split()
-        if len(parts) == 3 and parts[1] == name.encode():
-            return int(parts[2])
-    raise AssertionError(f"stats has no {name}")
+    values = conn.stats()
+    if name not in values:
+        raise AssertionError(f"stats has no {name}")
+    return int(values[name])
 
 
 def wait_for_stat(conn, name, value, timeout=5.0):

@@ -31,17 +31,8 @@ def tls_server(fx, binary=None, cert="server", verify=None, ca=None, extra_opts=
     return fx.server(binary, extra=flags, tls=harness.tls_context(trust, client_cert), **opts)
 
 
-def stats(conn, group=b""):
-    out = {}
-    for line in conn.request(b"stats " + group + CRLF if group else b"stats\r\n").split(CRLF):
-        parts = line.split(b" ", 2)
-        if len(parts) == 3 and parts[0] == b"STAT":
-            out[parts[1].decode()] = parts[2].decode()
-    return out
-
-
 def handshake_errors(conn):
-    return int(stats(conn)["ssl_handshake_errors"])
+    return int(conn.stats()["ssl_handshake_errors"])
 
 
 def wait_for_count(fx, conn, name, at_least, timeout=10.0):
@@ -50,8 +41,8 @@ def wait_for_count(fx, conn, name, at_least, timeout=10.0):
     for nothing."""
     if harness.is_memcached(fx.binary):
         return None
-    harness.poll(lambda: int(stats(conn)[name]) >= at_least, timeout)
-    value = int(stats(conn)[name])
+    harness.poll(lambda: int(conn.stats()[name]) >= at_least, timeout)
+    value = int(conn.stats()[name])
     if value < at_least:
         raise AssertionError(f"{name}: expected at least {at_least} within {timeout}s, got {value}")
     return value
@@ -257,7 +248,7 @@ def test_a_notls_listener_serves_plaintext_beside_the_tls_one(fx):
     plain = harness.Conn(plain_port)
     fx.defer(plain.close)
     expect(plain.request(b"get shared\r\n"), b"VALUE shared 0 2\r\nhi\r\nEND\r\n", "get over notls")
-    expect(stats(plain, b"settings")["ssl_enabled"], "yes", "ssl_enabled")
+    expect(plain.stats(b"settings")["ssl_enabled"], "yes", "ssl_enabled")
 
 
 def test_key_listings_watchers_and_stats_conns_over_tls(fx):
@@ -290,7 +281,7 @@ def test_key_listings_watchers_and_stats_conns_over_tls(fx):
     expect(b"type=item_store key=watched status=stored cmd=set" in got, True, f"the watcher's line in {got!r}")
     plain = harness.Conn(plain_port)
     fx.defer(plain.close)
-    conns = stats(plain, b"conns")
+    conns = plain.stats(b"conns")
     listening = sorted(conns[k.replace(":state", ":addr")] for k, v in conns.items()
                        if k.endswith(":state") and v == "conn_listening")
     expect(listening, sorted([f"tcp:{harness.HOST}:{srv.port}", f"tcp:{harness.HOST}:{plain_port}"]),
@@ -344,13 +335,13 @@ def test_stats_and_stats_settings_show_memcacheds_tls_lines(fx):
     srv = tls_server(fx, verify=2, ca="ca", client_cert="client",
                      extra_opts="ssl_min_version=3,ssl_ciphers=ECDHE-ECDSA-AES128-GCM-SHA256")
     conn = fx.conn(srv)
-    settings = stats(conn, b"settings")
+    settings = conn.stats(b"settings")
     expected = {"ssl_enabled": "yes", "ssl_chain_cert": c.server.pem, "ssl_key": c.server.key,
                 "ssl_verify_mode": "3", "ssl_keyformat": "1",
                 "ssl_ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256", "ssl_ca_cert": c.ca.pem,
                 "ssl_session_cache": "no", "ssl_kernel_tls": "no", "ssl_min_version": "tlsv1.3"}
     expect({k: settings.get(k) for k in expected}, expected, "stats settings")
-    general = stats(conn)
+    general = conn.stats()
     expect("ssl_handshake_errors" in general and "time_since_server_cert_refresh" in general, True,
            "stats has ssl_handshake_errors and time_since_server_cert_refresh")
     expect("ssl_new_sessions" in general, False, "ssl_new_sessions only with ssl_session_cache")
@@ -359,10 +350,10 @@ def test_stats_and_stats_settings_show_memcacheds_tls_lines(fx):
 def test_without_tls_stats_settings_shows_it_off_and_refresh_certs_says_so(fx):
     srv = fx.server()
     conn = fx.conn(srv)
-    settings = stats(conn, b"settings")
+    settings = conn.stats(b"settings")
     expect((settings.get("ssl_enabled"), settings.get("ssl_chain_cert")), ("no", "(null)"),
            "ssl_enabled, ssl_chain_cert")
-    expect("ssl_handshake_errors" in stats(conn), False, "ssl_handshake_errors without -Z")
+    expect("ssl_handshake_errors" in conn.stats(), False, "ssl_handshake_errors without -Z")
     expect(conn.request(b"refresh_certs\r\n"), b"Error TLS not enabled\r\n", "refresh_certs")
 
 
@@ -389,7 +380,7 @@ def test_ssl_session_cache_resumes_sessions_and_counts_new_ones(fx):
     sock = socket.create_connection((harness.HOST, srv.port), timeout=harness.IO_TIMEOUT)
     with ctx.wrap_socket(sock, server_hostname=harness.HOST, session=session) as second:
         expect(second.session_reused, True, "the second connection resumed the first's session")
-    expect(int(stats(watcher)["ssl_new_sessions"]) >= 1, True, "ssl_new_sessions")
+    expect(int(watcher.stats()["ssl_new_sessions"]) >= 1, True, "ssl_new_sessions")
 
 
 def test_same_replies_as_memcached_over_tls(fx):
@@ -554,7 +545,7 @@ def test_thousands_of_half_open_handshakes_are_closed_counted_and_bounded(fx):
         return  # memcached holds them forever: no handshake deadline
     srv = tls_server(fx, max_conns=4096, extra_opts="ssl_handshake_timeout=2")
     watcher = fx.conn(srv)
-    before, base = handshake_errors(watcher), int(stats(watcher)["curr_connections"])
+    before, base = handshake_errors(watcher), int(watcher.stats()["curr_connections"])
     hello = hello_bytes()
     count, socks = 2000, []
     try:
@@ -571,8 +562,8 @@ def test_thousands_of_half_open_handshakes_are_closed_counted_and_bounded(fx):
             raise AssertionError(f"RSS {rss >> 20} MiB holding {count} half-open handshakes, over "
                                  f"{HALF_OPEN_RSS_LIMIT >> 20} MiB")
         wait_for_count(fx, watcher, "ssl_handshake_errors", before + count, timeout=20.0)
-        harness.poll(lambda: int(stats(watcher)["curr_connections"]) == base, 10.0)
-        expect(int(stats(watcher)["curr_connections"]), base, "connections once the deadline passed")
+        harness.poll(lambda: int(watcher.stats()["curr_connections"]) == base, 10.0)
+        expect(int(watcher.stats()["curr_connections"]), base, "connections once the deadline passed")
     finally:
         for s in socks:
             s.close()

@@ -29,16 +29,11 @@ def magpie_only(fx):
     return not harness.is_memcached(fx.binary)
 
 
-def stats(conn, group=b""):
-    reply = conn.request(b"stats" + (b" " + group if group else b"") + b"\r\n")
-    return {k.decode(): v.decode() for k, v in re.findall(rb"STAT (\S+) (\S+)\r\n", reply)}
-
-
 def wait_ended(conn, timeout):
     """The server's stats once its warm-up has ended (done, failed or stopped)."""
-    last = harness.poll(lambda: (lambda s: s if s["warm_state"] in ENDED else None)(stats(conn)), timeout, 0.1)
+    last = harness.poll(lambda: (lambda s: s if s["warm_state"] in ENDED else None)(conn.stats()), timeout, 0.1)
     if not last:
-        raise AssertionError(f"the warm-up did not end within {timeout}s: {stats(conn)}")
+        raise AssertionError(f"the warm-up did not end within {timeout}s: {conn.stats()}")
     return last
 
 
@@ -225,13 +220,13 @@ def test_a_restart_with_a_snapshot_asks_the_peer_only_for_what_is_new(fx):
         expect(first.proc.wait(harness.STOP_TIMEOUT * 2), 0, "exit status")
     finally:
         first.stop()
-    gets_before = int(stats(fx.conn(peer))["cmd_get"])
+    gets_before = int(fx.conn(peer).stats()["cmd_get"])
     srv = warm_server(fx, peer.port, extra=["-e", path])
     c = fx.conn(srv)
     s = wait_ended(c, 30)
     expect((s["warm_state"], s["warm_items_present"], s["warm_items_copied"], s["snapshot_loaded_items"]),
            ("done", "600", "400", "600"), f"the warm-up: {s}")
-    expect(int(stats(fx.conn(peer))["cmd_get"]) - gets_before, 400, "gets the peer answered")
+    expect(int(fx.conn(peer).stats()["cmd_get"]) - gets_before, 400, "gets the peer answered")
     expect(c.request(b"get key:5 key:700\r\n"), b"VALUE key:5 0 5\r\nsaved\r\nVALUE key:700 700 %d\r\n%s\r\nEND\r\n"
            % (len(value_of(700)), value_of(700)), "a saved key and a copied one")
 
@@ -269,7 +264,7 @@ def test_a_peer_killed_mid_copy_ends_the_warm_up_and_what_was_copied_stays(fx):
     fill(peer.port, n)
     srv = warm_server(fx, peer.port, extra=["-o", "warm_rate=4000"])
     c = fx.conn(srv)
-    harness.poll(lambda: int(stats(c)["warm_items_copied"]) >= 1000, 30)
+    harness.poll(lambda: int(c.stats()["warm_items_copied"]) >= 1000, 30)
     peer.proc.send_signal(signal.SIGKILL)
     peer.proc.wait(harness.STOP_TIMEOUT)
     s = wait_ended(c, 30)
@@ -516,7 +511,7 @@ def test_a_full_cache_ends_the_copy_and_nothing_is_evicted(fx):
     copied, no_room = int(s["warm_items_copied"]), int(s["warm_items_no_room"])
     if not 0 < copied < n or no_room == 0:
         raise AssertionError(f"a full cache: {s}")
-    expect(stats(c)["evictions"], "0", "evictions by the copy")
+    expect(c.stats()["evictions"], "0", "evictions by the copy")
     expect(check_copies(c, range(n)), copied, "items there")
     if "memory (-m) is full" not in log_of(srv):
         raise AssertionError(f"no 'memory is full' line in the log:\n{log_of(srv)[-1500:]}")
@@ -530,7 +525,7 @@ def test_sigterm_during_the_copy_stops_it_and_the_server_exits_0(fx):
     srv = harness.Server(fx.binary, extra=["--warm-from", f"{harness.HOST}:{peer.port}", "-o", "warm_rate=100"])
     try:
         c = harness.Conn(srv.port)
-        expect(stats(c)["warm_state"] in ("connecting", "copying"), True, "the copy runs")
+        expect(c.stats()["warm_state"] in ("connecting", "copying"), True, "the copy runs")
         c.close()
         srv.proc.send_signal(signal.SIGTERM)
         expect(srv.proc.wait(harness.STOP_TIMEOUT), 0, "exit status")
@@ -552,7 +547,7 @@ def test_settings_stats_and_metrics_show_the_warm_up_and_the_snapshot(fx):
                                             "-e", os.path.join(snapdir, "cache.snap")])
     c = fx.conn(srv)
     s = wait_ended(c, 30)
-    settings = stats(c, b"settings")
+    settings = c.stats(b"settings")
     expect((settings["warm_from"], settings["warm_rate"], settings["warm_timeout"]),
            (f"{harness.HOST}:{peer.port}", "1000", "7"), "stats settings")
     expect((s["warm_state"], s["warm_items_copied"], s["snapshot_loaded_items"], s["snapshot_saves"]),
@@ -565,7 +560,7 @@ def test_settings_stats_and_metrics_show_the_warm_up_and_the_snapshot(fx):
         if line not in page.splitlines():
             raise AssertionError(f"no line {line!r} on the metrics page")
     plain = fx.server()
-    expect([k for k in stats(fx.conn(plain)) if k.startswith(("warm_", "snapshot_"))], [],
+    expect([k for k in fx.conn(plain).stats() if k.startswith(("warm_", "snapshot_"))], [],
            "warm_ and snapshot_ stats without --warm-from and -e")
 
 

@@ -58,21 +58,15 @@ def allow_fds(n):
 
 
 def stat(srv, name):
-    with harness.connect(srv.port) as s:
-        s.sendall(b"stats\r\n")
-        data = b""
-        for _ in bounded(1000, IO_TIMEOUT):
-            if data.endswith(b"END\r\n"):
-                break
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    for line in data.decode().splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1] == name:
-            return int(parts[2])
-    raise AssertionError(f"no {name} in stats: {data[:200]!r}")
+    """One general stat, asked on a connection of its own."""
+    conn = harness.Conn(srv.port)
+    try:
+        values = conn.stats()
+    finally:
+        conn.close()
+    if name not in values:
+        raise AssertionError(f"no {name} in stats: {values}")
+    return int(values[name])
 
 
 def roundtrip(sock, request, reply):

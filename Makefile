@@ -234,12 +234,12 @@ build/fuzz/fuzz_conn: $(FUZZ_CONN_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $@ $(FUZZ_CONN_SRC) $(LIBS) -pthread
 
-build/fuzz/fuzz_snapshot: test/fuzz/fuzz_snapshot.c $(SNAPSHOT_SRC) $(wildcard include/magpie/*.h)
+build/fuzz/fuzz_snapshot: test/fuzz/fuzz_snapshot.c test/fuzz/snapshot_fuzz.h $(SNAPSHOT_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -o $@ test/fuzz/fuzz_snapshot.c $(SNAPSHOT_SRC) -pthread
 
 # The snapshot fuzzer's seeds are written by the writer itself, so they follow the format.
-build/fuzz/seed_snapshot/plain: test/fuzz/snapshot_seeds.c $(SNAPSHOT_SRC) $(wildcard include/magpie/*.h)
+build/fuzz/seed_snapshot/plain: test/fuzz/snapshot_seeds.c test/fuzz/snapshot_fuzz.h $(SNAPSHOT_SRC) $(wildcard include/magpie/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g -std=gnu11 -Iinclude $(PKG_CFLAGS) -o build/fuzz/snapshot_seeds test/fuzz/snapshot_seeds.c $(SNAPSHOT_SRC) -pthread
 	./build/fuzz/snapshot_seeds $(dir $@)
@@ -259,7 +259,7 @@ fuzz: deps fuzz-deps
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
 
-FORMAT_FILES = $(wildcard src/*.c include/magpie/*.h test/unit/*.c test/unit/*.h bench/*.c test/fuzz/*.c test/stress/*.c \
+FORMAT_FILES = $(wildcard src/*.c include/magpie/*.h test/unit/*.c test/unit/*.h bench/*.c test/fuzz/*.c test/fuzz/*.h test/stress/*.c \
                            test/integration/*.c)
 format:
 	clang-format -i $(FORMAT_FILES)

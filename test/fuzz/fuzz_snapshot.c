@@ -16,8 +16,7 @@
 #include <unistd.h>
 
 #include "magpie/snapshot.h"
-
-#define SEED_EPOCH 1700000000 /* the wall clock the seeds were written at (snapshot_seeds.c) */
+#include "snapshot_fuzz.h"
 
 static void check_item(void *ctx, const struct mp_hit *hit)
 {
@@ -34,12 +33,7 @@ static void check_item(void *ctx, const struct mp_hit *hit)
 static void load_once(int fd, bool skip_checksums)
 {
     struct mp_cache c;
-    struct mp_cache_config cc = {.mem_limit = 8u << 20,
-                                 .item_max = 1u << 20,
-                                 .min_chunk = 32,
-                                 .factor = 1.25,
-                                 .stripe_bits = 2,
-                                 .initial_buckets = 16};
+    struct mp_cache_config cc = snapshot_fuzz_cache_config();
     char err[256];
     if (mp_cache_setup(&c, &cc, err, sizeof(err)) != 0)
         abort();

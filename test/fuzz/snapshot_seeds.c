@@ -9,8 +9,7 @@
 #include <string.h>
 
 #include "magpie/snapshot.h"
-
-#define SEED_EPOCH 1700000000
+#include "snapshot_fuzz.h"
 
 static struct mp_cache cache;
 static struct mp_clock clk;
@@ -56,12 +55,7 @@ static void write_seed(const char *dir, const char *name, size_t block_bytes)
 
 static void fresh(void)
 {
-    struct mp_cache_config cc = {.mem_limit = 8u << 20,
-                                 .item_max = 1u << 20,
-                                 .min_chunk = 32,
-                                 .factor = 1.25,
-                                 .stripe_bits = 2,
-                                 .initial_buckets = 16};
+    struct mp_cache_config cc = snapshot_fuzz_cache_config();
     char err[256];
     if (mp_cache_setup(&cache, &cc, err, sizeof(err)) != 0)
         abort();

@@ -92,12 +92,13 @@ def worker(binary):
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     tests = dict(discover(None))
+
+    def report(name, failure, took):
+        results.write(json.dumps({"name": name, "failure": failure, "took": took}) + "\n")
+        results.flush()
     try:
         for line in sys.stdin:
             name = line.strip()
-            def report(n, failure, took):
-                results.write(json.dumps({"name": n, "failure": failure, "took": took}) + "\n")
-                results.flush()
             if name in tests:
                 run_here(binary, [(name, tests[name])], report)
             else:

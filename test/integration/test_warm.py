@@ -329,7 +329,10 @@ class FakePeer:
                     if out is None:
                         return
                     if out != "silent":
-                        conn.sendall(out)
+                        try:
+                            conn.sendall(out)
+                        except OSError:  # the server closed first (it gave up on this peer), as in recv
+                            return
 
     def close(self):
         self.stop.set()

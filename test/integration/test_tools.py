@@ -61,7 +61,9 @@ def test_memcdump_lists_every_key(fx):
                               stdin=subprocess.DEVNULL)
         expect(done.returncode, 0, f"memcdump: {done.stderr[-300:]!r}")
         outs.append(sorted(done.stdout.split()))
-    expect(outs[1], outs[0], "memcdump")
+    # memcached's cachedump walks only its cold LRU, which an item reaches only once its LRU
+    # maintainer has moved it there (seen: "big" not yet): what it lists, the server must list too
+    expect(set(outs[0]) <= set(outs[1]), True, f"memcached's keys {outs[0]} among {outs[1]}")
     expect(outs[1], sorted(KEYS), "memcdump lists every key")
 
 

@@ -49,11 +49,11 @@ define ensure_pkgs
 endef
 
 MODULES := log clock config num item grace slab chain table ghost lru cache snapshot warm proto bproto meta latency hotkeys \
-           stats watch dump out exec admin auth tls text binary prom metrics conn worker server health
+           stats watch dump out exec admin auth tls text binary prom metrics conn listen worker server health
 SRC_OBJS := $(MODULES:%=$(BUILD)/obj/%.o)
 
 # Each unit test links only its module and what that module needs.
-UNIT_TESTS := num proto bproto clock slab table ghost cache lru stats dump latency hotkeys prom metrics snapshot warm auth tls
+UNIT_TESTS := num proto bproto clock slab table ghost cache lru stats dump latency hotkeys prom metrics snapshot warm auth tls worker
 deps_num   := num
 deps_proto := proto num
 deps_bproto := bproto
@@ -73,6 +73,7 @@ deps_snapshot := snapshot cache lru ghost table chain slab item grace num clock
 deps_warm  := warm dump watch proto cache lru ghost table chain slab item grace num clock
 deps_auth  := auth
 deps_tls   := tls config
+deps_worker :=
 UNIT_BINS := $(UNIT_TESTS:%=$(BUILD)/test/test_%)
 
 .PHONY: all deps test-deps bench-deps run test unit stress integration asan tsan bench bench-memory bench-warm \

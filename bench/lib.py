@@ -79,6 +79,21 @@ def proc_cpu_seconds(pid):
     return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
+def proc_wakeups(pid):
+    """Voluntary context switches of all a process's threads: each is a thread that went to sleep
+    (in epoll_wait, a lock, a condition) and was woken again (/proc/PID/task/*/status)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    return total
+
+
 def proc_rss_bytes(pid):
     """Resident set size of a process (VmRSS in /proc/PID/status)."""
     with open(f"/proc/{pid}/status") as f:
@@ -177,6 +192,9 @@ class Server:
 
     def cpu_seconds(self):
         return proc_cpu_seconds(self.pid)
+
+    def wakeups(self):
+        return proc_wakeups(self.pid)
 
     def rss_bytes(self):
         return proc_rss_bytes(self.pid)

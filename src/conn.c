@@ -1093,7 +1093,7 @@ static void on_close(uv_handle_t *h)
         c->list->head = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    c->list->count--;
+    atomic_fetch_sub_explicit(&c->list->count, 1, memory_order_relaxed);
     pthread_mutex_unlock(&c->list->lock);
     atomic_fetch_sub_explicit(c->env->nconns, 1, memory_order_relaxed); /* its place under -c */
     MP_STAT_DEC(c->st, curr_connections);
@@ -1227,7 +1227,7 @@ int mp_conn_create(uv_loop_t *loop, const struct mp_conn_env *env, struct mp_sta
     if (list->head)
         list->head->prev = c;
     list->head = c;
-    list->count++;
+    atomic_fetch_add_explicit(&list->count, 1, memory_order_relaxed);
     pthread_mutex_unlock(&list->lock);
     MP_STAT_INC(st, curr_connections);
     MP_STAT_INC(st, connection_structures);

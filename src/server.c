@@ -1,188 +1,26 @@
 /* server: see include/magpie/server.h */
-#define _GNU_SOURCE /* accept4 */
 #include "magpie/server.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "magpie/log.h"
 
-#include <arpa/inet.h>
-#include <sys/resource.h>
-#include <sys/time.h>
+/* ---- accepting on the main thread ------------------------------------------------------------ */
 
-#define ACCEPT_BATCH 64
-static const char TOO_MANY[] = "ERROR Too many open connections\r\n";
-
-/* ---- listeners ------------------------------------------------------------------------------- */
-
-/* The port of -l's i-th address: its own, or -p's. */
-static int listen_port(const struct mp_config *cfg, int i)
+/* The main acceptor's delivery (the unix socket, and TCP where SO_REUSEPORT is refused): the next
+ * worker, round robin. */
+static void hand_round_robin(void *ctx, const struct mp_conn_accepted *a)
 {
-    return cfg->listen_port[i] >= 0 ? cfg->listen_port[i] : cfg->port;
-}
-
-/* The i-th -l address: every address it resolves to, TLS with -Z unless it is a notls: one. */
-static int listen_tcp(struct mp_server *srv, int i, char *err, size_t errlen)
-{
-    const struct mp_config *cfg = srv->cfg;
-    const char *host = strcmp(cfg->listen[i], "*") == 0 ? NULL : cfg->listen[i];
-    int portnum = listen_port(cfg, i);
-    bool tls = cfg->tls.enabled && !cfg->listen_notls[i];
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-    struct addrinfo *res;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", portnum);
-    int rc = getaddrinfo(host, port, &hints, &res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve listen address %s: %s", cfg->listen[i], gai_strerror(rc));
-        return -1;
-    }
-    int bound = 0;
-    for (struct addrinfo *ai = res; ai && srv->nlisteners < (int)(sizeof(srv->listeners) / sizeof(srv->listeners[0]));
-         ai = ai->ai_next) {
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0)
-            continue;
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        /* Accepted sockets inherit it (memcached sets it on its listeners alone too): no
-         * setsockopt per connection. */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (ai->ai_family == AF_INET6)
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, cfg->backlog) != 0) {
-            snprintf(err, errlen, "cannot listen on %s port %d: %s", cfg->listen[i], portnum, strerror(errno));
-            close(fd);
-            freeaddrinfo(res);
-            return -1;
-        }
-        struct mp_listener *l = &srv->listeners[srv->nlisteners++];
-        *l = (struct mp_listener){.fd = fd, .is_unix = false, .tls = tls, .server = srv};
-        socklen_t len = sizeof(l->addr);
-        if (getsockname(fd, (struct sockaddr *)&l->addr, &len) != 0)
-            l->addr.ss_family = AF_UNSPEC;
-        l->wildcard =
-            l->addr.ss_family == AF_UNSPEC ||
-            (l->addr.ss_family == AF_INET && ((struct sockaddr_in *)&l->addr)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
-            (l->addr.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&l->addr)->sin6_addr));
-        bound++;
-    }
-    freeaddrinfo(res);
-    if (!bound) {
-        snprintf(err, errlen, "no usable address for %s", cfg->listen[i]);
-        return -1;
-    }
-    return 0;
-}
-
-static int listen_unix(struct mp_server *srv, const char *path, char *err, size_t errlen)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot create unix socket: %s", strerror(errno));
-        return -1;
-    }
-    /* A socket file left by an earlier run would make bind fail; memcached removes it too. */
-    struct stat sb;
-    if (lstat(path, &sb) == 0 && S_ISSOCK(sb.st_mode))
-        unlink(path);
-    mode_t old = umask((mode_t)(~srv->cfg->unix_mask & 0777));
-    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-    umask(old);
-    if (rc != 0 || listen(fd, srv->cfg->backlog) != 0) {
-        snprintf(err, errlen, "cannot listen on unix socket %s: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    srv->listeners[srv->nlisteners++] = (struct mp_listener){.fd = fd, .is_unix = true, .server = srv};
-    return 0;
-}
-
-/* ---- accepting ------------------------------------------------------------------------------- */
-
-static void on_accept(uv_poll_t *p, int status, int events);
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static struct mp_stats_thread *acceptor_stats(struct mp_server *srv)
-{
-    return &srv->stats.threads[srv->nworkers];
-}
-
-static void on_accept_retry(uv_timer_t *t)
-{
-    struct mp_server *srv = t->data;
-    struct mp_stats_thread *st = acceptor_stats(srv);
-    MP_STAT_ADD(st, time_in_listen_disabled_us, now_us() - srv->paused_at_us);
-    MP_STAT_DEC(st, accept_paused);
-    for (int i = 0; i < srv->nlisteners; i++)
-        uv_poll_start(&srv->listeners[i].poll, UV_READABLE, on_accept);
-}
-
-static void refuse(struct mp_server *srv, int fd)
-{
-    /* Best effort, as memcached: one write of the error, then close. */
-    ssize_t w = write(fd, TOO_MANY, sizeof(TOO_MANY) - 1);
-    (void)w;
-    close(fd);
-    MP_STAT_INC(&srv->stats.threads[srv->nworkers], rejected_connections);
-    mp_log(MP_LOG_CONN, "refused a connection: %d open, limit %d", atomic_load(&srv->nconns), srv->cfg->maxconns);
-}
-
-static void on_accept(uv_poll_t *p, int status, int events)
-{
-    (void)events;
-    struct mp_listener *l = p->data;
-    struct mp_server *srv = l->server;
-    if (status < 0 || srv->stopping)
-        return;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        struct mp_conn_accepted a = {.is_unix = l->is_unix, .tls = l->tls, .local = l->wildcard ? NULL : &l->addr};
-        a.peerlen = l->is_unix ? 0 : sizeof(a.peer);
-        int fd = accept4(l->fd, l->is_unix ? NULL : (struct sockaddr *)&a.peer, l->is_unix ? NULL : &a.peerlen,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE) {
-                /* Out of descriptors: stop accepting for a moment instead of spinning. */
-                mp_log(MP_LOG_ERROR, "accept: %s; pausing accepts for 100 ms", strerror(errno));
-                MP_STAT_INC(acceptor_stats(srv), listen_disabled_num);
-                MP_STAT_INC(acceptor_stats(srv), accept_paused);
-                srv->paused_at_us = now_us();
-                for (int j = 0; j < srv->nlisteners; j++)
-                    uv_poll_stop(&srv->listeners[j].poll);
-                uv_timer_start(&srv->accept_retry, on_accept_retry, 100, 0);
-            }
-            return; /* EAGAIN, or an error of that one connection */
-        }
-        if (atomic_fetch_add(&srv->nconns, 1) >= srv->cfg->maxconns) {
-            atomic_fetch_sub(&srv->nconns, 1);
-            refuse(srv, fd);
-            continue;
-        }
-        struct mp_worker *w = &srv->workers[srv->next_worker];
-        srv->next_worker = (srv->next_worker + 1) % srv->nworkers;
-        a.fd = fd;
-        mp_worker_hand(w, &a);
-    }
+    struct mp_server *srv = ctx;
+    struct mp_worker *w = &srv->workers[srv->next_worker];
+    srv->next_worker = (srv->next_worker + 1) % srv->nworkers;
+    mp_worker_hand(w, a);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */
@@ -213,13 +51,9 @@ static void on_signal(uv_signal_t *s, int signum)
         return;
     srv->stopping = true;
     mp_log(MP_LOG_INFO, "%s: shutting down", signum == SIGINT ? "SIGINT" : signum == SIGUSR1 ? "SIGUSR1" : "SIGTERM");
-    for (int i = 0; i < srv->nlisteners; i++) {
-        uv_poll_stop(&srv->listeners[i].poll);
-        uv_close((uv_handle_t *)&srv->listeners[i].poll, NULL);
-    }
+    mp_acceptor_close(&srv->acc);
     mp_metrics_close(&srv->metrics);
     uv_close((uv_handle_t *)&srv->tick, NULL);
-    uv_close((uv_handle_t *)&srv->accept_retry, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigusr1, NULL);
@@ -236,7 +70,7 @@ static void log_startup(const struct mp_server *srv)
     for (int i = 0; i < cfg->nlisten && cfg->port && n < sizeof(where); i++)
         n += (size_t)snprintf(where + n, sizeof(where) - n, "%s%s%s:%d", n ? "," : "",
                               cfg->tls.enabled && !cfg->listen_notls[i] ? "tls:" : "", cfg->listen[i],
-                              listen_port(cfg, i));
+                              mp_listen_port(cfg, i));
     if (n >= sizeof(where))
         n = sizeof(where) - 1;
     if (cfg->unix_path)
@@ -251,32 +85,6 @@ static void log_startup(const struct mp_server *srv)
            cfg->lru_maintainer && cfg->slab_automove ? "on" : "off", cfg->verbose, cfg->hotkeys ? "on" : "off",
            cfg->metrics ? "on " : "off", cfg->metrics ? srv->metrics.url : "",
            cfg->hotkeys_metrics ? " with hot keys" : "", cfg->auth_file ? cfg->auth_file : "off");
-}
-
-/* A listener as `stats conns` names it: memcached's "tcp:<addr>:<port>" or "unix:<path>". */
-static void show_listener(struct mp_server *srv, int i)
-{
-    struct mp_conn_listener *l = &srv->shown[i];
-    l->fd = srv->listeners[i].fd;
-    if (srv->listeners[i].is_unix) {
-        snprintf(l->addr, sizeof(l->addr), "unix:%s", srv->cfg->unix_path);
-        return;
-    }
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (getsockname(l->fd, (struct sockaddr *)&ss, &len) == 0 && ss.ss_family == AF_INET6) {
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
-        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        snprintf(l->addr, sizeof(l->addr), "tcp6:[%s]:%d", host, port);
-        return;
-    }
-    if (ss.ss_family == AF_INET) {
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
-        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    }
-    snprintf(l->addr, sizeof(l->addr), "tcp:%s:%d", host, port);
 }
 
 /* `watch evictions`: memcached's eviction line, from the CLOCK hand (lru.h; under its locks). */
@@ -414,7 +222,9 @@ static unsigned stripe_bits_for(size_t mem_limit)
 static void raise_fd_limit(const struct mp_config *cfg)
 {
     struct rlimit rl;
-    rlim_t want = (rlim_t)cfg->maxconns + FD_HEADROOM;
+    /* and each worker's own listening sockets: two per -l address at most (IPv4 and IPv6) */
+    rlim_t headroom = FD_HEADROOM + (rlim_t)cfg->threads * (rlim_t)cfg->nlisten * 2;
+    rlim_t want = (rlim_t)cfg->maxconns + headroom;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
         return;
     struct rlimit up = {want, rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? rl.rlim_max : want};
@@ -429,7 +239,47 @@ static void raise_fd_limit(const struct mp_config *cfg)
            "-c %d needs %llu descriptors, but the limit is %llu and cannot be raised (%s): at most about %llu "
            "connections can be open; raise the hard limit (ulimit -Hn) or start as root",
            cfg->maxconns, (unsigned long long)want, (unsigned long long)rl.rlim_cur, strerror(why),
-           (unsigned long long)(rl.rlim_cur > FD_HEADROOM ? rl.rlim_cur - FD_HEADROOM : 0));
+           (unsigned long long)(rl.rlim_cur > headroom ? rl.rlim_cur - headroom : 0));
+}
+
+/*
+ * Bind every -l address (one socket per worker each, listen.h) and the -s unix socket, and give
+ * each socket to its acceptor: a per-worker one to its worker's, the others to the main thread's.
+ * `stats conns` shows one listener per address. 0, or -1 with a message in err.
+ */
+static int bind_listeners(struct mp_server *srv, char *err, size_t errlen)
+{
+    const struct mp_config *cfg = srv->cfg;
+    int max = MP_ACCEPTOR_MAX * cfg->threads, n = 0, rc = 0;
+    struct mp_listener *ls = calloc((size_t)max + 1, sizeof(*ls));
+    if (!ls) {
+        snprintf(err, errlen, "%s", "out of memory");
+        return -1;
+    }
+    for (int i = 0; rc == 0 && cfg->port && i < cfg->nlisten; i++)
+        rc = mp_listen_tcp(cfg, i, srv->nworkers, ls, &n, max, err, errlen);
+    if (rc == 0 && cfg->unix_path) {
+        rc = mp_listen_unix(cfg, &ls[n], err, errlen);
+        if (rc == 0) {
+            n++;
+            srv->unix_bound = true;
+        }
+    }
+    bool keep = false;
+    for (int i = 0; i < n; i++) {
+        if (ls[i].copy == 0) /* an address's first socket; no acceptor takes more than MP_ACCEPTOR_MAX */
+            keep = rc == 0 && srv->nshown < MP_ACCEPTOR_MAX;
+        if (!keep) {
+            close(ls[i].fd);
+            continue;
+        }
+        if (ls[i].copy == 0)
+            mp_listen_name(cfg, &ls[i], &srv->shown[srv->nshown++]);
+        mp_acceptor_add(ls[i].per_worker ? &srv->workers[ls[i].copy].acc : &srv->acc, &ls[i]);
+    }
+    free(ls);
+    srv->env.nlisteners = srv->nshown;
+    return rc;
 }
 
 int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *err, size_t errlen)
@@ -492,19 +342,12 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
     srv->snapshot = (struct mp_snapshot_opts){.path = cfg->memory_file, .clock = &srv->clock, .note = snapshot_note};
     if (cfg->memory_file)
         snapshot_load(srv);
-    for (int i = 0; cfg->port && i < cfg->nlisten; i++)
-        if (listen_tcp(srv, i, err, errlen) != 0)
-            return MP_EXIT_FAILURE;
-    if (cfg->unix_path && listen_unix(srv, cfg->unix_path, err, errlen) != 0)
-        return MP_EXIT_FAILURE;
-    for (int i = 0; i < srv->nlisteners; i++)
-        show_listener(srv, i);
-    srv->env.nlisteners = (unsigned)srv->nlisteners;
     if (uv_loop_init(&srv->loop) != 0) {
         snprintf(err, errlen, "%s", "cannot create the event loop");
         return MP_EXIT_FAILURE;
     }
     srv->loop_ready = true;
+    mp_acceptor_init(&srv->acc, cfg, &srv->nconns, &srv->stats.threads[cfg->threads], hand_round_robin, srv);
     if (cfg->metrics) {
         struct mp_metrics_source ms = {
             .stats = {.cfg = cfg,
@@ -532,13 +375,16 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
     srv->env.lists = srv->lists;
     srv->env.nlists = (unsigned)cfg->threads;
     for (int i = 0; i < cfg->threads; i++) {
-        rc = mp_worker_start(&srv->workers[i], (unsigned)i, &srv->env, &srv->stats.threads[i]);
+        srv->nworkers++;
+        rc = mp_worker_setup(&srv->workers[i], (unsigned)i, &srv->env, &srv->stats.threads[i], srv->workers,
+                             (unsigned)cfg->threads);
         if (rc != 0) {
             snprintf(err, errlen, "cannot start worker %d: %s", i, uv_strerror(rc));
             return MP_EXIT_FAILURE;
         }
-        srv->nworkers++;
     }
+    if (bind_listeners(srv, err, errlen) != 0)
+        return MP_EXIT_FAILURE;
     atomic_store(&srv->cache.lru.crawler, cfg->lru_crawler);
     if (cfg->lru_maintainer && mp_lru_maintainer_start(&srv->cache.lru, &srv->clock, cfg->slab_automove) != 0) {
         snprintf(err, errlen, "%s", "cannot start the maintainer thread");
@@ -549,17 +395,17 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         snprintf(err, errlen, "%s", "cannot start the snapshot thread");
         return MP_EXIT_FAILURE;
     }
-    for (int i = 0; i < srv->nlisteners; i++) {
-        struct mp_listener *l = &srv->listeners[i];
-        uv_poll_init(&srv->loop, &l->poll, l->fd);
-        l->poll.data = l;
-        uv_poll_start(&l->poll, UV_READABLE, on_accept);
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        rc = mp_worker_run(&srv->workers[i]);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot start worker %u: %s", i, strerror(-rc));
+            return MP_EXIT_FAILURE;
+        }
     }
+    mp_acceptor_start(&srv->acc, &srv->loop);
     uv_timer_init(&srv->loop, &srv->tick);
     srv->tick.data = srv;
     uv_timer_start(&srv->tick, on_tick, 1000, 1000);
-    uv_timer_init(&srv->loop, &srv->accept_retry);
-    srv->accept_retry.data = srv;
     uv_signal_init(&srv->loop, &srv->sigint);
     uv_signal_init(&srv->loop, &srv->sigterm);
     uv_signal_init(&srv->loop, &srv->sigusr1);
@@ -615,9 +461,8 @@ void mp_server_teardown(struct mp_server *srv)
     }
     free(srv->workers);
     free(srv->lists);
-    for (int i = 0; i < srv->nlisteners; i++)
-        close(srv->listeners[i].fd);
-    if (srv->cfg->unix_path && srv->nlisteners)
+    mp_acceptor_teardown(&srv->acc);
+    if (srv->cfg->unix_path && srv->unix_bound)
         unlink(srv->cfg->unix_path);
     if (srv->loop_ready) {
         /* After a failed setup handles may still be open: close them and let their callbacks run. */

@@ -55,17 +55,19 @@ static void on_wake(uv_async_t *a)
         if (stop) {
             close(q[i].fd);
             atomic_fetch_sub_explicit(w->env->nconns, 1, memory_order_relaxed);
-            continue;
+        } else {
+            int rc = mp_conn_create(&w->loop, w->env, w->st, &w->conns, &q[i]);
+            if (rc != 0)
+                mp_log(MP_LOG_ERROR, "worker %u: cannot take a connection: %s", w->id, uv_strerror(rc));
         }
-        int rc = mp_conn_create(&w->loop, w->env, w->st, &w->conns, &q[i]);
-        if (rc != 0)
-            mp_log(MP_LOG_ERROR, "worker %u: cannot take a connection: %s", w->id, uv_strerror(rc));
+        atomic_fetch_sub_explicit(&w->queued, 1, memory_order_relaxed);
     }
     pthread_mutex_lock(&w->lock);
     w->spare = q;
     w->sparecap = cap;
     pthread_mutex_unlock(&w->lock);
     if (stop) {
+        mp_acceptor_close(&w->acc);
         mp_conn_list_shutdown(&w->conns);
         pthread_mutex_lock(&w->lock); /* no send is in progress (mp_worker_stop, mp_worker_hand) */
         uv_close((uv_handle_t *)&w->wake, NULL);
@@ -87,33 +89,67 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-int mp_worker_start(struct mp_worker *w, unsigned id, const struct mp_conn_env *env, struct mp_stats_thread *st)
+int mp_worker_setup(struct mp_worker *w, unsigned id, const struct mp_conn_env *env, struct mp_stats_thread *st,
+                    struct mp_worker *all, unsigned nall)
 {
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->env = env;
     w->st = st;
+    w->all = all;
+    w->nall = nall;
     pthread_mutex_init(&w->lock, NULL);
     mp_conn_list_init(&w->conns);
+    mp_acceptor_init(&w->acc, env->cfg, env->nconns, st, mp_worker_place, w);
     int rc = uv_loop_init(&w->loop);
     if (rc != 0)
         return rc;
+    w->loop_ready = true;
     uv_async_init(&w->loop, &w->wake, on_wake);
     w->wake.data = w;
     uv_timer_init(&w->loop, &w->timer);
     w->timer.data = w;
     if (env->cfg->idle_timeout > 0 || env->cfg->tls.enabled)
         uv_timer_start(&w->timer, on_expire_check, 1000, 1000);
-    rc = pthread_create(&w->thread, NULL, worker_main, w);
-    if (rc != 0) {
-        uv_close((uv_handle_t *)&w->wake, NULL);
-        uv_close((uv_handle_t *)&w->timer, NULL);
-        uv_run(&w->loop, UV_RUN_DEFAULT);
-        uv_loop_close(&w->loop);
-        return -rc;
-    }
+    return 0;
+}
+
+int mp_worker_run(struct mp_worker *w)
+{
+    mp_acceptor_start(&w->acc, &w->loop);
+    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    if (rc != 0)
+        return -rc; /* mp_worker_join closes the loop */
     w->started = true;
     return 0;
+}
+
+/* What a worker holds: its connections, and those handed to it that it has not taken yet. */
+static unsigned held(struct mp_worker *w)
+{
+    return atomic_load_explicit(&w->conns.count, memory_order_relaxed) +
+           atomic_load_explicit(&w->queued, memory_order_relaxed);
+}
+
+void mp_worker_place(void *ctx, const struct mp_conn_accepted *a)
+{
+    struct mp_worker *w = ctx;
+    unsigned mine = held(w), least = mine;
+    struct mp_worker *to = w;
+    for (unsigned i = 0; i < w->nall; i++) {
+        unsigned h = held(&w->all[i]);
+        if (h < least) {
+            least = h;
+            to = &w->all[i];
+        }
+    }
+    if (to != w && !mp_worker_keeps(mine, least)) {
+        mp_worker_hand(to, a);
+        return;
+    }
+    int rc = mp_conn_create(&w->loop, w->env, w->st, &w->conns, a);
+    if (rc != 0)
+        mp_log(MP_LOG_ERROR, "worker %u: cannot take a connection: %s", w->id, uv_strerror(rc));
 }
 
 void mp_worker_hand(struct mp_worker *w, const struct mp_conn_accepted *a)
@@ -138,6 +174,7 @@ void mp_worker_hand(struct mp_worker *w, const struct mp_conn_accepted *a)
         w->qcap = ncap;
     }
     w->queue[w->qlen++] = *a;
+    atomic_fetch_add_explicit(&w->queued, 1, memory_order_relaxed);
     uv_async_send(&w->wake);
     pthread_mutex_unlock(&w->lock);
 }
@@ -159,12 +196,29 @@ void mp_worker_stop(struct mp_worker *w)
 
 void mp_worker_join(struct mp_worker *w)
 {
-    if (!w->started)
+    if (!w->loop_ready)
         return;
-    pthread_join(w->thread, NULL);
+    if (w->started) {
+        pthread_join(w->thread, NULL); /* the thread has closed the loop */
+    } else {
+        /* Set up and never run: others may have handed it connections, and may still try. */
+        pthread_mutex_lock(&w->lock);
+        w->stop = true;
+        for (size_t i = 0; i < w->qlen; i++) {
+            close(w->queue[i].fd);
+            atomic_fetch_sub_explicit(w->env->nconns, 1, memory_order_relaxed);
+        }
+        w->qlen = 0;
+        pthread_mutex_unlock(&w->lock);
+        mp_worker_close_handles(&w->loop);
+        uv_run(&w->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&w->loop);
+    }
     w->started = false;
+    w->loop_ready = false;
     free(w->queue);
     free(w->spare);
+    mp_acceptor_teardown(&w->acc);
     pthread_mutex_destroy(&w->lock);
     mp_conn_list_deinit(&w->conns);
 }

@@ -58,7 +58,7 @@ struct mp_conn_io;
 struct mp_conn_list {
     pthread_mutex_t lock;
     struct mp_conn *head;
-    unsigned count;
+    _Atomic unsigned count; /* changed under lock; read without it by other workers (worker.h) */
     struct mp_conn_io *free_io;
     unsigned nfree;
 };

@@ -1,23 +1,19 @@
 /*
- * server: listeners, spreading connections over the workers, the clock tick, signals, shutdown.
+ * server: binding the listeners, the workers, the clock tick, signals, shutdown.
  *
- * The main thread runs the acceptor loop. Listening sockets are made here (TCP on each -l address,
- * and the -s unix socket) and watched with uv_poll; on readiness the acceptor accepts in a loop
- * and hands each socket to the next worker, round robin. One acceptor spreads connections evenly
- * whatever their number, where SO_REUSEPORT hashing leaves workers unevenly loaded when there are
- * few connections (memcached and Pelikan make the same choice). Beyond -c open connections a new
- * one gets memcached's "ERROR Too many open connections" and is closed. What a connection costs
- * at accept is kept small, for clients that connect to ask one thing: the peer's address comes
- * with accept4 and the local one is the listener's (asked of the socket only on a wildcard
- * listener), TCP_NODELAY is set once on the listener (accepted sockets inherit it), and the
- * workers' handoff queues are swapped, not allocated, per round. The process raises its own
- * limit of open files to what -c needs, as memcached does, or says that it cannot.
+ * Listening sockets are made with listen.h and given to acceptors: each TCP address's per-worker
+ * sockets to the workers, which accept on them (worker.h places each connection), and the -s unix
+ * socket to the main thread's loop, which hands its connections to the workers round robin. What a
+ * connection costs at accept is kept small, for clients that connect to ask one thing: the peer's
+ * address comes with accept4 and the local one is the listener's (asked of the socket only on a
+ * wildcard listener), TCP_NODELAY is set once on the listener (accepted sockets inherit it), and
+ * no thread but the serving worker wakes. The process raises its own limit of open files to what
+ * -c needs, as memcached does, or says that it cannot.
  *
- * With --metrics the acceptor's loop also serves the Prometheus endpoint (metrics.h).
+ * With --metrics the main thread's loop also serves the Prometheus endpoint (metrics.h).
  *
- * With -Z every TCP listener but the notls: ones is a TLS listener: its connections are handed to
- * the workers marked so, and the handshake happens on the worker's loop (conn.h, tls.h), never on
- * the acceptor's. The server owns the TLS context and the -Y users (auth.h).
+ * With -Z every TCP listener but the notls: ones is a TLS listener, and the handshake happens on
+ * the worker's loop (conn.h, tls.h). The server owns the TLS context and the -Y users (auth.h).
  *
  * SIGINT, SIGTERM and SIGUSR1 stop accepting, ask the workers to write what they have computed and
  * close, and end the process with status 0 within a second. With -e PATH (snapshot.h) the cache is
@@ -42,6 +38,7 @@
 #include "magpie/conn.h"
 #include "magpie/hotkeys.h"
 #include "magpie/latency.h"
+#include "magpie/listen.h"
 #include "magpie/metrics.h"
 #include "magpie/snapshot.h"
 #include "magpie/stats.h"
@@ -49,16 +46,6 @@
 #include "magpie/warm.h"
 #include "magpie/watch.h"
 #include "magpie/worker.h"
-
-struct mp_listener {
-    uv_poll_t poll;
-    int fd;
-    bool is_unix;
-    bool tls;
-    bool wildcard;                /* bound to every address: a connection's own is asked of it */
-    struct sockaddr_storage addr; /* the bound address */
-    struct mp_server *server;
-};
 
 struct mp_server {
     const struct mp_config *cfg;
@@ -74,12 +61,12 @@ struct mp_server {
     _Atomic int nconns;
     uv_loop_t loop;
     bool loop_ready;
-    struct mp_listener listeners[MP_LISTEN_MAX * 2 + 1];
-    int nlisteners;
-    struct mp_conn_listener shown[MP_LISTEN_MAX * 2 + 1]; /* the listeners as `stats conns` lists them */
+    struct mp_acceptor acc; /* the unix socket's listener, and TCP ones without SO_REUSEPORT */
+    bool unix_bound;        /* the -s socket file is ours to remove */
+    struct mp_conn_listener shown[MP_ACCEPTOR_MAX]; /* the listeners as `stats conns` lists them */
+    unsigned nshown;
     struct mp_watch watch;                                /* the log stream (watch.h) */
     bool watch_ready;
-    uint64_t paused_at_us; /* when accepting paused (out of descriptors), for time_in_listen_disabled_us */
     struct mp_worker *workers;
     struct mp_conn_list **lists; /* the workers' connection lists, for stats conns */
     unsigned nworkers;
@@ -90,7 +77,6 @@ struct mp_server {
     struct mp_snapshot_status snapshot_status; /* for stats, with -e */
     struct mp_warm warm;                       /* with --warm-from */
     uv_timer_t tick;
-    uv_timer_t accept_retry; /* accepting resumes after running out of file descriptors */
     bool stopping;
 };
 

@@ -119,6 +119,23 @@ def test_bad_flag_value_exits_64_with_a_message(fx):
         expect(result.stderr, message, f"stderr of {args}")
 
 
+def test_a_port_another_server_listens_on_makes_the_start_fail(fx):
+    # Magpie binds each address once per worker with SO_REUSEPORT, which a second Magpie of the
+    # same user could join unnoticed and take half the connections; it must fail instead, as a
+    # second memcached does. Both servers have several workers, and the first keeps serving.
+    first = fx.server(threads=2)
+    c = fx.conn(first)
+    expect(c.request(b"set k 0 0 1\r\nv\r\n"), b"STORED\r\n", "set on the first server")
+    result = subprocess.run(harness.server_argv(fx.binary, first.port, threads=2), stdin=subprocess.DEVNULL,
+                            capture_output=True, timeout=RUN_TIMEOUT)
+    expect(result.returncode != 0, True, f"the second server exited (status {result.returncode})")
+    expect(b"Address already in use" in result.stderr, True, f"its message: {result.stderr[-300:]!r}")
+    if not harness.is_memcached(fx.binary):
+        expect(result.returncode, 1, "exit status")
+    for _ in range(20):  # new connections, so the kernel's hash would have sent some to the second
+        expect(fx.conn(first).request(b"get k\r\n"), b"VALUE k 0 1\r\nv\r\nEND\r\n", "get on the first server")
+
+
 def test_help_exits_0_with_usage(fx):
     result = run_binary(fx.binary, "-h")
     expect(result.returncode, 0, "exit status")

@@ -395,14 +395,6 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         snprintf(err, errlen, "%s", "cannot start the snapshot thread");
         return MP_EXIT_FAILURE;
     }
-    for (unsigned i = 0; i < srv->nworkers; i++) {
-        rc = mp_worker_run(&srv->workers[i]);
-        if (rc != 0) {
-            snprintf(err, errlen, "cannot start worker %u: %s", i, strerror(-rc));
-            return MP_EXIT_FAILURE;
-        }
-    }
-    mp_acceptor_start(&srv->acc, &srv->loop);
     uv_timer_init(&srv->loop, &srv->tick);
     srv->tick.data = srv;
     uv_timer_start(&srv->tick, on_tick, 1000, 1000);
@@ -417,7 +409,7 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
     uv_signal_start(&srv->sigusr1, on_signal, SIGUSR1);
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     log_startup(srv);
-    /* Last: the copy runs while the server serves. A peer that cannot be reached is no reason not
+    /* The copy runs while the server serves. A peer that cannot be reached is no reason not
      * to serve (warm.h): only a failure to start the thread is reported, and the server goes on. */
     if (cfg->warm_from) {
         struct mp_warm_opts wo = {.peer = cfg->warm_from,
@@ -428,6 +420,15 @@ int mp_server_setup(struct mp_server *srv, const struct mp_config *cfg, char *er
         if (mp_warm_start(&srv->warm, &srv->cache, &wo) != 0)
             mp_log(MP_LOG_ERROR, "warm-up from %s: cannot start; serving without it", cfg->warm_from);
     }
+    /* Serving starts last, once the signals are handled: the workers accept from now on. */
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        rc = mp_worker_run(&srv->workers[i]);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot start worker %u: %s", i, strerror(-rc));
+            return MP_EXIT_FAILURE;
+        }
+    }
+    mp_acceptor_start(&srv->acc, &srv->loop);
     return 0;
 }
 

@@ -61,11 +61,11 @@ struct mp_server {
     _Atomic int nconns;
     uv_loop_t loop;
     bool loop_ready;
-    struct mp_acceptor acc; /* the unix socket's listener, and TCP ones without SO_REUSEPORT */
-    bool unix_bound;        /* the -s socket file is ours to remove */
+    struct mp_acceptor acc;                         /* the unix socket's listener, and TCP ones without SO_REUSEPORT */
+    bool unix_bound;                                /* the -s socket file is ours to remove */
     struct mp_conn_listener shown[MP_ACCEPTOR_MAX]; /* the listeners as `stats conns` lists them */
     unsigned nshown;
-    struct mp_watch watch;                                /* the log stream (watch.h) */
+    struct mp_watch watch; /* the log stream (watch.h) */
     bool watch_ready;
     struct mp_worker *workers;
     struct mp_conn_list **lists; /* the workers' connection lists, for stats conns */

@@ -36,7 +36,7 @@ struct mp_worker {
     size_t sparecap;
     bool stop; /* guarded by lock */
     bool started;
-    bool loop_ready;          /* set up: mp_worker_join has a loop to close */
+    bool loop_ready;         /* set up: mp_worker_join has a loop to close */
     _Atomic unsigned queued; /* handed over and not yet taken: counted as held */
     struct mp_acceptor acc;  /* its per-worker listening sockets */
     struct mp_worker *all;   /* every worker, for placing connections */

@@ -237,6 +237,8 @@ static void io_detach(struct mp_conn *c)
     c->authed = c->io->x.authed;
     io_put(c, c->io);
     c->io = NULL;
+    if (c->tls)
+        mp_tls_conn_trim(c->tls);
 }
 static void close_conn(struct mp_conn *c);
 static bool flush(struct mp_conn *c);
@@ -1011,16 +1013,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* A TLS session whose input buffer is full waits for the state machine to take some (once its
  * write drains) before the socket is read again. */
-static bool tls_room(struct mp_conn *c)
-{
-    size_t room;
-    mp_tls_in_room(c->tls, &room);
-    return room > 0;
-}
-
 static void set_reading(struct mp_conn *c, bool on)
 {
-    if (on && c->tls && !tls_room(c))
+    if (on && c->tls && mp_tls_in_full(c->tls))
         on = false;
     if (on == c->reading || uv_is_closing(&c->h.handle))
         return;

@@ -18,7 +18,7 @@
 struct mp_tls_conn {
     SSL *ssl;
     struct mp_stats_thread *st;
-    char *in; /* IN_SIZE bytes of ciphertext not yet taken by OpenSSL: in[in_pos, in_len) */
+    char *in; /* IN_SIZE bytes of ciphertext not yet taken by OpenSSL: in[in_pos, in_len); NULL idle */
     size_t in_pos, in_len;
     char *out; /* ciphertext for the socket: out[out_pos, out_len) */
     size_t out_pos, out_len, out_cap;
@@ -259,10 +259,8 @@ int mp_tls_refresh(struct mp_tls *t, uint32_t now, char *err, size_t errlen)
 struct mp_tls_conn *mp_tls_conn_create(struct mp_tls *t, struct mp_stats_thread *st)
 {
     struct mp_tls_conn *tc = calloc(1, sizeof(*tc));
-    if (!tc || !(tc->in = malloc(IN_SIZE))) {
-        free(tc);
+    if (!tc)
         return NULL;
-    }
     tc->st = st;
     pthread_mutex_lock(&t->lock);
     SSL_CTX *ctx = t->ctx;
@@ -302,6 +300,10 @@ void mp_tls_conn_destroy(struct mp_tls_conn **tcp)
 
 char *mp_tls_in_room(struct mp_tls_conn *tc, size_t *room)
 {
+    if (!tc->in && !(tc->in = malloc(IN_SIZE))) {
+        *room = 0;
+        return NULL;
+    }
     if (tc->in_pos > 0) {
         memmove(tc->in, tc->in + tc->in_pos, tc->in_len - tc->in_pos);
         tc->in_len -= tc->in_pos;
@@ -314,6 +316,29 @@ char *mp_tls_in_room(struct mp_tls_conn *tc, size_t *room)
 void mp_tls_in_added(struct mp_tls_conn *tc, size_t n)
 {
     tc->in_len += n;
+}
+
+bool mp_tls_in_full(const struct mp_tls_conn *tc)
+{
+    return tc->in_len - tc->in_pos >= IN_SIZE;
+}
+
+void mp_tls_conn_trim(struct mp_tls_conn *tc)
+{
+    if (tc->in_pos == tc->in_len) {
+        free(tc->in);
+        tc->in = NULL;
+        tc->in_pos = tc->in_len = 0;
+    }
+    if (tc->out_pos == tc->out_len) {
+        free(tc->out);
+        tc->out = NULL;
+        tc->out_pos = tc->out_len = tc->out_cap = 0;
+    }
+    /* OpenSSL's own record buffers (about 34 KiB); it refuses while they hold anything, and makes
+     * them again at the next record. During the handshake SSL_MODE_RELEASE_BUFFERS does this. */
+    if (tc->established)
+        SSL_free_buffers(tc->ssl);
 }
 
 bool mp_tls_has_input(const struct mp_tls_conn *tc)
@@ -361,12 +386,12 @@ static enum mp_tls_status outcome(struct mp_tls_conn *tc, int rc)
  */
 static bool first_record_whole(struct mp_tls_conn *tc)
 {
-    const unsigned char *p = (const unsigned char *)tc->in + tc->in_pos;
     size_t n = tc->in_len - tc->in_pos;
     if (tc->started)
         return true;
     if (n < 5)
         return false;
+    const unsigned char *p = (const unsigned char *)tc->in + tc->in_pos;
     size_t len = (size_t)p[3] << 8 | p[4];
     if (p[0] == SSL3_RT_HANDSHAKE && n < 5 + len && len <= IN_SIZE - 5)
         return false;

@@ -76,11 +76,18 @@ struct mp_tls_conn *mp_tls_conn_create(struct mp_tls *t, struct mp_stats_thread 
 void mp_tls_conn_destroy(struct mp_tls_conn **tc);
 
 /* Where the next socket read goes, and how much fits (0: full, stop reading until mp_tls_read
- * has taken some). */
+ * has taken some). The buffer is made here if the connection has none (trimmed while idle);
+ * out of memory, NULL and 0. */
 char *mp_tls_in_room(struct mp_tls_conn *tc, size_t *room);
 void mp_tls_in_added(struct mp_tls_conn *tc, size_t n);
 /* Ciphertext received and not yet decrypted, or plaintext decrypted and not yet taken. */
 bool mp_tls_has_input(const struct mp_tls_conn *tc);
+/* The input buffer is full: no socket read until mp_tls_read has taken some. */
+bool mp_tls_in_full(const struct mp_tls_conn *tc);
+/* The connection is idle: free the buffers that hold nothing (the input and output buffers, made
+ * again at the next read or write, and OpenSSL's record buffers), so an idle TLS connection holds
+ * its session alone, as memcached's (SSL_MODE_RELEASE_BUFFERS) does. */
+void mp_tls_conn_trim(struct mp_tls_conn *tc);
 
 /* Advance the handshake with the ciphertext that came: MP_TLS_OK once it is done (and from then
  * on). Leaves its messages, or an alert, in the output buffer. */

@@ -569,6 +569,35 @@ def test_thousands_of_half_open_handshakes_are_closed_counted_and_bounded(fx):
             s.close()
 
 
+IDLE_TLS_CONNS = 1000
+IDLE_TLS_BYTES_MAX = 24 << 10  # memcached -Z: about 15 KiB each, its session and no buffers
+
+
+@harness.alone
+def test_idle_tls_connections_hold_their_session_and_no_buffers(fx):
+    # Once a TLS connection has nothing to read or write, its input and output buffers and
+    # OpenSSL's record buffers (about 54 KiB in all before this) are freed, as memcached's
+    # SSL_MODE_RELEASE_BUFFERS frees them; every connection still answers afterwards.
+    srv = tls_server(fx, threads=2, max_conns=IDLE_TLS_CONNS + 50)
+    c = fx.conn(srv)
+    expect(c.request(b"set k 0 0 100\r\n" + b"x" * 100 + b"\r\n"), b"STORED\r\n", "set")
+    want = b"VALUE k 0 100\r\n" + b"x" * 100 + b"\r\nEND\r\n"
+    for _ in range(8):  # the workers' pools warm, as in the baseline of test_conns
+        expect(fx.conn(srv).request(b"get k\r\n"), want, "get")
+    before = harness.rss(srv)
+    conns = []
+    for _ in harness.bounded(IDLE_TLS_CONNS, 120):
+        conns.append(fx.conn(srv))
+        expect(conns[-1].request(b"get k\r\n"), want, "get")
+    expect(len(conns), IDLE_TLS_CONNS, "connections opened and used")
+    per_conn = (harness.rss(srv) - before) / IDLE_TLS_CONNS
+    print(f"  {IDLE_TLS_CONNS} idle TLS connections: {per_conn:,.0f} bytes of RSS each")
+    if not os.environ.get("MAGPIE_SANITIZER") and per_conn > IDLE_TLS_BYTES_MAX:
+        raise AssertionError(f"an idle TLS connection costs {per_conn:,.0f} bytes (at most {IDLE_TLS_BYTES_MAX:,})")
+    for conn in reversed(conns):  # and each takes its buffers again
+        expect(conn.request(b"get k\r\n"), want, "get after idling")
+
+
 def test_tls_clients_that_never_read_large_values_are_held_back(fx):
     if harness.is_memcached(fx.binary):
         # memcached 1.6.18 -Z leaves a request that came in the same read as the end of a large

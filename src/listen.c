@@ -92,7 +92,6 @@ int mp_listen_tcp(const struct mp_config *cfg, int i, unsigned copies, struct mp
         if (fd < 0)
             continue; /* an address family this host lacks, as for a wildcard's IPv6 */
         close(fd);
-        unsigned made = 0;
         for (unsigned c = 0; c < copies; c++) {
             fd = tcp_socket(cfg, ai, copies > 1, false);
             if (fd < 0 && c == 0 && copies > 1 && (errno == ENOPROTOOPT || errno == EINVAL)) {
@@ -103,13 +102,10 @@ int mp_listen_tcp(const struct mp_config *cfg, int i, unsigned copies, struct mp
             }
             if (fd < 0) {
                 snprintf(err, errlen, "cannot listen on %s port %d: %s", cfg->listen[i], portnum, strerror(errno));
-                for (unsigned k = 0; k < made; k++)
-                    close(out[--*n].fd);
                 freeaddrinfo(res);
                 return -1;
             }
             fill_listener(&out[(*n)++], fd, tls, c, copies > 1);
-            made++;
         }
         bound++;
     }

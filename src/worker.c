@@ -37,6 +37,21 @@ static void on_expire_check(uv_timer_t *t)
     mp_conn_list_expire(&w->conns, mp_clock_now(w->env->clock));
 }
 
+/* An accepted socket no worker will serve: closed, and its place under -c given back. */
+static void drop(struct mp_worker *w, int fd)
+{
+    close(fd);
+    atomic_fetch_sub_explicit(w->env->nconns, 1, memory_order_relaxed);
+}
+
+/* An accepted socket becomes one of this worker's connections (on its own thread). */
+static void take(struct mp_worker *w, const struct mp_conn_accepted *a)
+{
+    int rc = mp_conn_create(&w->loop, w->env, w->st, &w->conns, a);
+    if (rc != 0)
+        mp_log(MP_LOG_ERROR, "worker %u: cannot take a connection: %s", w->id, uv_strerror(rc));
+}
+
 static void on_wake(uv_async_t *a)
 {
     struct mp_worker *w = a->data;
@@ -52,14 +67,10 @@ static void on_wake(uv_async_t *a)
     w->sparecap = 0;
     pthread_mutex_unlock(&w->lock);
     for (size_t i = 0; i < n; i++) {
-        if (stop) {
-            close(q[i].fd);
-            atomic_fetch_sub_explicit(w->env->nconns, 1, memory_order_relaxed);
-        } else {
-            int rc = mp_conn_create(&w->loop, w->env, w->st, &w->conns, &q[i]);
-            if (rc != 0)
-                mp_log(MP_LOG_ERROR, "worker %u: cannot take a connection: %s", w->id, uv_strerror(rc));
-        }
+        if (stop)
+            drop(w, q[i].fd);
+        else
+            take(w, &q[i]);
         atomic_fetch_sub_explicit(&w->queued, 1, memory_order_relaxed);
     }
     pthread_mutex_lock(&w->lock);
@@ -147,9 +158,7 @@ void mp_worker_place(void *ctx, const struct mp_conn_accepted *a)
         mp_worker_hand(to, a);
         return;
     }
-    int rc = mp_conn_create(&w->loop, w->env, w->st, &w->conns, a);
-    if (rc != 0)
-        mp_log(MP_LOG_ERROR, "worker %u: cannot take a connection: %s", w->id, uv_strerror(rc));
+    take(w, a);
 }
 
 void mp_worker_hand(struct mp_worker *w, const struct mp_conn_accepted *a)
@@ -157,8 +166,7 @@ void mp_worker_hand(struct mp_worker *w, const struct mp_conn_accepted *a)
     pthread_mutex_lock(&w->lock);
     if (w->stop) {
         pthread_mutex_unlock(&w->lock);
-        close(a->fd);
-        atomic_fetch_sub_explicit(w->env->nconns, 1, memory_order_relaxed);
+        drop(w, a->fd);
         return;
     }
     if (w->qlen == w->qcap) {
@@ -166,8 +174,7 @@ void mp_worker_hand(struct mp_worker *w, const struct mp_conn_accepted *a)
         struct mp_conn_accepted *nq = realloc(w->queue, ncap * sizeof(*nq));
         if (!nq) {
             pthread_mutex_unlock(&w->lock);
-            close(a->fd);
-            atomic_fetch_sub_explicit(w->env->nconns, 1, memory_order_relaxed);
+            drop(w, a->fd);
             return;
         }
         w->queue = nq;
@@ -204,10 +211,8 @@ void mp_worker_join(struct mp_worker *w)
         /* Set up and never run: others may have handed it connections, and may still try. */
         pthread_mutex_lock(&w->lock);
         w->stop = true;
-        for (size_t i = 0; i < w->qlen; i++) {
-            close(w->queue[i].fd);
-            atomic_fetch_sub_explicit(w->env->nconns, 1, memory_order_relaxed);
-        }
+        for (size_t i = 0; i < w->qlen; i++)
+            drop(w, w->queue[i].fd);
         w->qlen = 0;
         pthread_mutex_unlock(&w->lock);
         mp_worker_close_handles(&w->loop);

@@ -71,7 +71,8 @@ struct mp_acceptor {
 int mp_listen_port(const struct mp_config *cfg, int i);
 /* Bind -l's i-th address: every address it resolves to, as `copies` sockets (per_worker, copy 0 to
  * copies-1) or, when copies is 1 or the kernel refuses SO_REUSEPORT, one. They are appended to
- * out[*n..max). 0, or -1 with a message in err. */
+ * out[*n..max). 0, or -1 with a message in err; the sockets made before the failure stay in out,
+ * counted in *n, for the caller to close. */
 int mp_listen_tcp(const struct mp_config *cfg, int i, unsigned copies, struct mp_listener *out, int *n, int max,
                   char *err, size_t errlen);
 /* Bind the -s unix socket (replacing a socket file an earlier run left) into *out. 0 or -1. */

@@ -28,13 +28,19 @@ static void teardown(void)
     mp_cache_teardown(c);
 }
 
-static const char *key(unsigned i)
+/* "<prefix>:<i>", in one of four buffers used in turn: four keys may be held at once. */
+static const char *numbered(char prefix, unsigned i)
 {
     static char buf[4][16];
     static unsigned n;
     char *k = buf[n++ % 4];
-    snprintf(k, 16, "k:%05u", i);
+    snprintf(k, 16, "%c:%05u", prefix, i);
     return k;
+}
+
+static const char *key(unsigned i)
+{
+    return numbered('k', i);
 }
 
 static void set_item(unsigned i, uint32_t exptime, uint32_t now)
@@ -1005,11 +1011,7 @@ static void make_big(size_t mem_limit)
 
 static const char *chain_key(unsigned i)
 {
-    static char buf[4][16];
-    static unsigned n;
-    char *k = buf[n++ % 4];
-    snprintf(k, 16, "C:%05u", i);
-    return k;
+    return numbered('C', i);
 }
 
 static unsigned chunk_cls(void)
